@@ -1,0 +1,322 @@
+"""Run, clean and check the course notebooks.
+
+The course commits its notebooks *executed*, so they read well on a code-hosting site, and keeps
+them tidy so diffs stay small. This module is the one tool for both jobs::
+
+    python -m glmcourse.nbtools run   notebooks/01_glm_attention_masks.ipynb   # execute in place + clean
+    python -m glmcourse.nbtools clean notebooks/*.ipynb                        # clean only
+    python -m glmcourse.nbtools check notebooks/*.ipynb                        # report hygiene problems
+    python -m glmcourse.nbtools course                                         # `make course`
+
+``run`` executes with the ``python3`` kernel, the notebook's own folder as working directory and a
+300 s limit per cell. A notebook that fails is left untouched on disk and the command exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+LANGUAGE_INFO = {"name": "python"}
+CELL_TIMEOUT_S = 300
+# Machine-specific folders that must never show up in a committed output.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:root|tmp|home|work)/")
+BINARY_MIME_PREFIXES = ("image/",)  # base64 payloads can contain "/tmp/" by chance
+
+
+# ---------------------------------------------------------------------------- reading and writing
+def read_notebook(path):
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def write_notebook(nb, path) -> None:
+    """Write atomically: a crash mid-write never leaves half a notebook behind."""
+    import nbformat
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ipynb.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------- cleaning
+def clean_notebook(nb):
+    """Strip machine- and session-specific metadata; renumber executed cells 1..n. Returns ``nb``."""
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": dict(LANGUAGE_INFO)}
+    count = 0
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags")
+        cell.metadata = {"tags": list(tags)} if tags else {}
+        if cell.cell_type != "code":
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+            continue
+        if cell.get("execution_count") is None and not cell.get("outputs"):
+            continue  # never executed: leave it so `check` reports it
+        count += 1
+        cell.execution_count = count
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "execute_result":
+                out["execution_count"] = count
+    return nb
+
+
+# ---------------------------------------------------------------------------- checking
+def _output_texts(output):
+    """Yield (label, text) for every textual part of one output."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        yield f"{output.get('name', 'stream')}", _join(output.get("text", ""))
+    elif kind == "error":
+        yield "error", "\n".join([output.get("ename", ""), output.get("evalue", "")]
+                                 + list(output.get("traceback", [])))
+    else:
+        for mime, value in (output.get("data") or {}).items():
+            if mime.startswith(BINARY_MIME_PREFIXES) and mime != "image/svg+xml":
+                continue
+            yield mime, value if isinstance(value, str) else _join(value)
+
+
+def _join(value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(str(v) for v in value)
+    return json.dumps(value)
+
+
+def check_notebook(nb, name: str = "notebook") -> list[str]:
+    """Return a list of hygiene problems (empty when the notebook is clean)."""
+    problems = []
+    meta = dict(nb.get("metadata", {}))
+    spec = meta.get("kernelspec")
+    if spec != KERNELSPEC:
+        problems.append(f"{name}: kernelspec is {spec!r}; expected {KERNELSPEC!r}")
+    if meta.get("language_info") != LANGUAGE_INFO:
+        problems.append(f"{name}: language_info is {meta.get('language_info')!r}; expected {LANGUAGE_INFO!r}")
+    extra = sorted(set(meta) - {"kernelspec", "language_info"})
+    if extra:
+        problems.append(f"{name}: extra notebook metadata {extra}")
+
+    expected_count = 0
+    for index, cell in enumerate(nb.cells):
+        where = f"{name} cell {index}"
+        extra = sorted(set(cell.get("metadata", {})) - {"tags"})
+        if extra:
+            problems.append(f"{where}: extra cell metadata {extra}")
+        if cell.cell_type != "code":
+            continue
+        count = cell.get("execution_count")
+        if count is None:
+            if cell.source.strip():
+                problems.append(f"{where}: code cell was not executed (no execution count)")
+            elif cell.get("outputs"):
+                problems.append(f"{where}: outputs without an execution count")
+            continue
+        expected_count += 1
+        if count != expected_count:
+            problems.append(f"{where}: execution count {count}, expected {expected_count} (run top to bottom)")
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                problems.append(f"{where}: error output {output.get('ename')}: {output.get('evalue', '')[:120]}")
+            for label, text in _output_texts(output):
+                match = ABSOLUTE_PATH.search(text)
+                if match:
+                    start = max(match.start() - 30, 0)
+                    snippet = text[start:match.end() + 30].replace("\n", " ")
+                    problems.append(f"{where}: absolute path in {label} output: ...{snippet}...")
+    return problems
+
+
+def check_paths(paths) -> list[str]:
+    problems = []
+    for path in paths:
+        try:
+            nb = read_notebook(path)
+        except Exception as exc:  # unreadable JSON is a hygiene problem too
+            problems.append(f"{path}: cannot read notebook: {exc}")
+            continue
+        problems.extend(check_notebook(nb, str(path)))
+    return problems
+
+
+# ---------------------------------------------------------------------------- executing
+class _PeakRSS:
+    """Poll the resident memory of this process's children (the kernel and anything it starts)."""
+
+    def __init__(self, interval_s: float = 0.2):
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self):
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak_bytes = max(self.peak_bytes, total)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def execute_notebook(path, output=None, timeout: int = CELL_TIMEOUT_S, measure: bool = False) -> dict:
+    """Execute ``path`` (cwd = its folder) and write the cleaned result to ``output`` (default: in place).
+
+    Returns {"notebook", "ok", "wall_s", "peak_rss_mib", "error"}. On failure nothing is written.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    path = Path(path)
+    nb = read_notebook(path)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    result = {"notebook": path.name, "ok": False, "wall_s": None, "peak_rss_mib": None, "error": None}
+    start = time.perf_counter()
+    monitor = _PeakRSS() if measure else None
+    try:
+        if monitor:
+            monitor.__enter__()
+        client.execute()
+        result["ok"] = True
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+        result["error"] = str(exc)
+    finally:
+        if monitor:
+            monitor.__exit__(None, None, None)
+            result["peak_rss_mib"] = round(monitor.peak_bytes / 2**20, 1)
+        result["wall_s"] = round(time.perf_counter() - start, 1)
+    if result["ok"]:
+        write_notebook(clean_notebook(nb), output or path)
+    return result
+
+
+def notebooks_in(folder) -> list[Path]:
+    """The course notebooks of ``folder`` in lesson order (no checkpoints, no solutions)."""
+    return sorted(p for p in Path(folder).glob("*.ipynb") if not p.name.startswith("."))
+
+
+def run_course(folder, out_dir, results_file) -> list[dict]:
+    """Execute every notebook in learner mode into ``out_dir``; print and save a timing table."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in notebooks_in(folder):
+        print(f"running {path.name} ...", flush=True)
+        row = execute_notebook(path, output=out_dir / path.name, measure=True)
+        rows.append(row)
+        if not row["ok"]:
+            print(row["error"], file=sys.stderr)
+    print(format_table(rows))
+    record = {
+        "what": "learner-mode run of every notebook (GLMCOURSE_FAST unset), measured by `make course`",
+        "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "notebooks": [{k: r[k] for k in ("notebook", "ok", "wall_s", "peak_rss_mib")} for r in rows],
+    }
+    results_file = Path(results_file)
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = results_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, results_file)
+    print(f"saved {results_file}")
+    return rows
+
+
+def _machine() -> str:
+    import platform
+
+    try:
+        import psutil
+
+        ram = f", {psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
+    except ImportError:
+        ram = ""
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores{ram}"
+
+
+def format_table(rows) -> str:
+    lines = [f"{'notebook':<36} {'status':>6} {'wall time (s)':>14} {'peak RSS (MiB)':>15}",
+             "-" * 74]
+    for r in rows:
+        rss = "-" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}"
+        lines.append(f"{r['notebook']:<36} {'ok' if r['ok'] else 'FAILED':>6} {r['wall_s']:>14.1f} {rss:>15}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- command line
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m glmcourse.nbtools", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="execute notebooks in place, then clean them")
+    p_run.add_argument("notebooks", nargs="+")
+    p_run.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell (default 300)")
+    p_clean = sub.add_parser("clean", help="clean metadata and renumber, without executing")
+    p_clean.add_argument("notebooks", nargs="+")
+    p_check = sub.add_parser("check", help="report hygiene problems; exit 1 if any")
+    p_check.add_argument("notebooks", nargs="+")
+    p_course = sub.add_parser("course", help="execute every notebook in learner mode and time it")
+    p_course.add_argument("--notebooks-dir", default="notebooks")
+    p_course.add_argument("--out-dir", default="runs/course")
+    p_course.add_argument("--results", default="runs/course_times.json")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        failed = 0
+        for nb_path in args.notebooks:
+            res = execute_notebook(nb_path, timeout=args.timeout)
+            if res["ok"]:
+                print(f"[OK] {nb_path}: executed and cleaned in {res['wall_s']:.1f} s")
+            else:
+                failed += 1
+                print(f"[FAIL] {nb_path}: left unchanged ({res['wall_s']:.1f} s)\n{res['error']}", file=sys.stderr)
+        return 1 if failed else 0
+    if args.command == "clean":
+        for nb_path in args.notebooks:
+            write_notebook(clean_notebook(read_notebook(nb_path)), nb_path)
+            print(f"[OK] {nb_path}: cleaned")
+        return 0
+    if args.command == "check":
+        problems = check_paths(args.notebooks)
+        for line in problems:
+            print(f"[FAIL] {line}")
+        if not problems:
+            print(f"[OK] {len(args.notebooks)} notebook(s) clean")
+        return 1 if problems else 0
+    if args.command == "course":
+        rows = run_course(args.notebooks_dir, args.out_dir, args.results)
+        return 0 if all(r["ok"] for r in rows) else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
