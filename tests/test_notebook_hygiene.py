@@ -1,0 +1,98 @@
+"""Every committed notebook is executed, in order, error-free, portable and metadata-clean.
+
+The same checker backs ``python -m glmcourse.nbtools check``; the fixture notebooks under
+tests/fixtures/ prove it catches each kind of problem.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from glmcourse import nbtools
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+COURSE_NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb")
+                          if ".ipynb_checkpoints" not in p.parts)
+
+
+@pytest.mark.parametrize("path", COURSE_NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO)))
+def test_course_notebook_is_clean(path):
+    problems = nbtools.check_paths([path])
+    assert not problems, "\n".join(problems) + "\nFix: python -m glmcourse.nbtools run " + str(path.relative_to(REPO))
+
+
+def fixture(name):
+    return nbtools.read_notebook(FIXTURES / name)
+
+
+def test_clean_fixture_passes():
+    assert nbtools.check_notebook(fixture("clean.ipynb")) == []
+
+
+def test_error_output_is_reported():
+    problems = nbtools.check_notebook(fixture("error_output.ipynb"), "error_output.ipynb")
+    assert len(problems) == 1
+    assert "cell 3" in problems[0] and "error output ZeroDivisionError" in problems[0]
+
+
+def test_absolute_path_in_output_is_reported():
+    problems = nbtools.check_notebook(fixture("absolute_path.ipynb"), "absolute_path.ipynb")
+    assert len(problems) == 1
+    assert "absolute path" in problems[0] and "/home/learner" in problems[0]
+
+
+@pytest.mark.parametrize("folder", ["/root/", "/tmp/", "/work/", "/home/"])
+def test_every_machine_folder_is_caught(folder):
+    nb = fixture("clean.ipynb")
+    nb.cells[1].outputs[0]["text"] = f"saved to {folder}x/adapter\n"
+    assert any("absolute path" in p for p in nbtools.check_notebook(nb))
+
+
+def test_relative_paths_and_images_are_fine():
+    nb = fixture("clean.ipynb")
+    nb.cells[1].outputs[0]["text"] = "saved to runs/tmp/adapter and ../data/work/x\n"
+    nb.cells[2].outputs[0]["data"]["image/png"] = "iVBORw0/tmp/AAA"  # base64 may contain anything
+    assert nbtools.check_notebook(nb) == []
+
+
+def test_wrong_kernel_and_extra_metadata_are_reported():
+    nb = fixture("clean.ipynb")
+    nb.metadata["kernelspec"] = {"name": "glm-env", "display_name": "glm", "language": "python"}
+    nb.metadata["widgets"] = {"state": {}}
+    nb.cells[1].metadata["collapsed"] = True
+    problems = "\n".join(nbtools.check_notebook(nb))
+    assert "kernelspec" in problems and "glm-env" in problems
+    assert "extra notebook metadata ['widgets']" in problems
+    assert "cell 1: extra cell metadata ['collapsed']" in problems
+
+
+def test_unexecuted_and_out_of_order_cells_are_reported():
+    nb = fixture("clean.ipynb")
+    swapped = copy.deepcopy(nb)
+    swapped.cells[1].execution_count, swapped.cells[2].execution_count = 2, 1
+    assert any("execution count 2, expected 1" in p for p in nbtools.check_notebook(swapped))
+    nb.cells[2].execution_count = None
+    nb.cells[2].outputs = []
+    assert any("cell 2: code cell was not executed" in p for p in nbtools.check_notebook(nb))
+
+
+def test_clean_repairs_metadata_and_counts():
+    nb = fixture("clean.ipynb")
+    nb.metadata["kernelspec"]["display_name"] = "Python 3 (ipykernel)"
+    nb.metadata["language_info"]["version"] = "3.11.7"
+    nb.cells[1].metadata.update({"scrolled": True, "tags": ["keep"]})
+    nb.cells[1].execution_count, nb.cells[2].execution_count = 7, 9
+    nbtools.clean_notebook(nb)
+    assert nbtools.check_notebook(nb) == []
+    assert nb.cells[1].metadata == {"tags": ["keep"]}
+    assert [nb.cells[1].execution_count, nb.cells[2].execution_count] == [1, 2]
+    assert nb.cells[2].outputs[0]["execution_count"] == 2
+
+
+def test_check_command_exits_nonzero_on_a_dirty_notebook(capsys):
+    assert nbtools.main(["check", str(FIXTURES / "clean.ipynb")]) == 0
+    assert nbtools.main(["check", str(FIXTURES / "clean.ipynb"), str(FIXTURES / "error_output.ipynb")]) == 1
+    assert "[FAIL]" in capsys.readouterr().out
