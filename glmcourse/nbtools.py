@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     p_course = sub.add_parser("course", help="execute every notebook in learner mode and time it")
     p_course.add_argument("--notebooks-dir", default="notebooks")
     p_course.add_argument("--out-dir", default="runs/course")
-    p_course.add_argument("--results", default="runs/course_times.json")
+    p_course.add_argument("--results", default="docs/course_times.json")
     args = parser.parse_args(argv)
 
     if args.command == "run":

@@ -1,0 +1,85 @@
+# glmcourse: two commands from a fresh clone to a running course.
+#
+#   make lab      set up .venv (once), then serve JupyterLab on http://127.0.0.1:$(LAB_PORT)
+#   make test     set up .venv (once), then unit tests + every notebook under nbval (fast mode)
+#   make course   run every notebook in learner mode; table of wall time and peak RSS
+#   make bench    performance figures, each with its unit
+#   make doctor   check the environment ([OK]/[FAIL] lines with the fix for each FAIL)
+#   make check-lab  start `make lab`'s server on a free port, wait until it answers, stop it
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The set-up is redone only when pyproject.toml changes (or the stamp is deleted).
+STAMP := $(VENV)/.glmcourse-installed
+# The CPU build on local disk. An open `torch` requirement would pull a multi-GB CUDA build,
+# so torch is installed first, pinned; pyproject's `torch>=...` is then already satisfied.
+TORCH_VERSION := 2.13.0
+
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+# Jupyter refuses to run as root unless told (containers, CI); ordinary users never need it.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+	--ServerApp.port_retries=0 --ServerApp.root_dir=notebooks --ServerApp.open_browser=False $(ALLOW_ROOT) $(LAB_ARGS)
+
+# Tests: fast mode, nothing may touch the network.
+TEST_ENV := GLMCOURSE_FAST=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+	HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False PYTHONHASHSEED=0
+NBVAL_SANITIZE := tests/nbval_sanitize.cfg
+NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
+	--nbval-sanitize-with $(NBVAL_SANITIZE) --ignore=notebooks/solutions -p no:cacheprovider
+
+.PHONY: help setup lab test unit nbval course bench doctor check-lab clean-runs
+
+help:
+	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet -e '.[dev,web]'
+	@touch $@
+	@echo "environment ready in $(VENV)"
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	$(LAB_CMD)
+
+# Unit tests, then nbval over every notebook; both always run, either failing fails the target.
+# pytest exits 5 when it collects nothing: fine for notebooks/ (none written yet), not for tests/.
+test: $(STAMP)
+	@set +e; export $(TEST_ENV); \
+	$(BIN)/python -m pytest -q tests; unit=$$?; \
+	$(BIN)/python -m pytest -q $(NBVAL_ARGS) notebooks; nb=$$?; \
+	if [ $$nb -eq 5 ]; then echo "nbval: no notebooks to run"; nb=0; fi; \
+	echo "make test: unit tests exit $$unit, notebooks exit $$nb"; \
+	[ $$unit -eq 0 ] && [ $$nb -eq 0 ]
+
+unit: $(STAMP)
+	export $(TEST_ENV); $(BIN)/python -m pytest -q tests
+
+nbval: $(STAMP)
+	export $(TEST_ENV); $(BIN)/python -m pytest -q $(NBVAL_ARGS) notebooks
+
+# Learner mode (GLMCOURSE_FAST unset), into runs/course/ so the committed notebooks stay as they are.
+course: $(STAMP)
+	env -u GLMCOURSE_FAST HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+		$(BIN)/python -m glmcourse.nbtools course --notebooks-dir notebooks \
+		--out-dir runs/course --results docs/course_times.json
+
+bench: $(STAMP)
+	$(BIN)/python -m glmcourse.bench
+
+doctor: $(STAMP)
+	$(BIN)/python -m glmcourse doctor
+
+check-lab: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_lab.py
+
+clean-runs:
+	rm -rf runs/course
