@@ -1,0 +1,81 @@
+"""ChatGLM-6B's configuration, with presets for the real model and the course model."""
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+
+class ChatGLMConfig(PretrainedConfig):
+    """Hyper-parameters of a ChatGLM-6B-architecture model (field names as in ChatGLM-6B)."""
+
+    model_type = "chatglm"
+    keys_to_ignore_at_inference = ["cache"]
+    attribute_map = {  # generic names that transformers and peft look up
+        "num_hidden_layers": "num_layers",
+        "max_position_embeddings": "max_sequence_length",
+        "intermediate_size": "inner_hidden_size",
+    }
+
+    def __init__(
+        self,
+        vocab_size: int = 130528,
+        hidden_size: int = 4096,
+        num_layers: int = 28,
+        num_attention_heads: int = 32,
+        inner_hidden_size: int = 16384,
+        max_sequence_length: int = 2048,
+        layernorm_epsilon: float = 1e-5,
+        position_encoding_2d: bool = True,
+        bos_token_id: int = 130004,  # <sop>
+        eos_token_id: int = 130005,  # <eop>
+        mask_token_id: int = 130000,  # [MASK]
+        gmask_token_id: int = 130001,  # [gMASK]
+        smask_token_id: int = 130002,  # [sMASK]
+        pad_token_id: int = 3,  # <pad>
+        initializer_range: float = 0.02,
+        use_cache: bool = True,
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ):
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} must be a multiple of num_attention_heads {num_attention_heads}")
+        if (hidden_size // num_attention_heads) % 4:
+            raise ValueError("head_dim must be a multiple of 4: 2D rotary splits each head in two rotated halves")
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_attention_heads = num_attention_heads
+        self.inner_hidden_size = inner_hidden_size
+        self.max_sequence_length = max_sequence_length
+        self.layernorm_epsilon = layernorm_epsilon
+        self.position_encoding_2d = position_encoding_2d
+        self.mask_token_id = mask_token_id
+        self.gmask_token_id = gmask_token_id
+        self.smask_token_id = smask_token_id
+        self.initializer_range = initializer_range
+        self.use_cache = use_cache
+        super().__init__(
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
+
+
+def chatglm_6b_config() -> ChatGLMConfig:
+    """The real ChatGLM-6B (v1.1) sizes: 6,173,286,400 parameters."""
+    return ChatGLMConfig()
+
+
+def course_config(**overrides) -> ChatGLMConfig:
+    """The course model: the same architecture at a size that trains on two CPU cores.
+
+    Special-token ids default to the course tokenizer's; pass the tokenizer's ids when in doubt.
+    """
+    sizes = dict(
+        vocab_size=4096, hidden_size=256, num_layers=4, num_attention_heads=8, inner_hidden_size=1024,
+        max_sequence_length=512, pad_token_id=1, mask_token_id=2, gmask_token_id=3, smask_token_id=4,
+        bos_token_id=5, eos_token_id=6,
+    )
+    sizes.update(overrides)
+    return ChatGLMConfig(**sizes)

@@ -1,0 +1,264 @@
+"""ChatGLM-6B's architecture (v1.1), written for reading.
+
+One block, top to bottom (``alpha = sqrt(2 * num_layers)``, DeepNorm-style)::
+
+    x_ln = input_layernorm(x)
+    h    = x_ln * alpha + attention(x_ln)          # the residual carries the *normalized* input
+    h_ln = post_attention_layernorm(h)
+    out  = h_ln * alpha + mlp(h_ln)                # mlp: Linear -> tanh-GELU -> Linear
+
+Attention uses a fused, head-interleaved ``query_key_value`` projection and 2D rotary positions:
+the first half of every head is rotated by ``position_ids``, the second half by
+``block_position_ids``. Positions and the prefix/causal mask come from ``[gMASK]`` and ``<sop>``
+(see ``glmcourse.masks``), so callers only pass token ids.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from glmcourse import masks
+from glmcourse.modeling.configuration_chatglm import ChatGLMConfig
+
+QUANTIZED_LINEARS = ("attention.query_key_value", "attention.dense", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")
+
+
+# ----------------------------------------------------------------------------- positions and masks
+def positions_and_mask(input_ids: torch.Tensor, config: ChatGLMConfig, padding_mask: torch.Tensor | None = None):
+    """2D positions [B, 2, L] and a may-attend mask [B, L, L] for a batch of (left-padded) prompts.
+
+    ``padding_mask`` is the tokenizer's [B, L] attention_mask (1 = real token). Each row's positions
+    start at its first real token; padding sees only itself and nobody sees padding.
+    """
+    gmask, sop, mask = config.gmask_token_id, config.bos_token_id, config.mask_token_id
+    if padding_mask is None or bool(padding_mask.all()):
+        return (masks.chatglm_position_ids(input_ids, gmask, sop, mask),
+                masks.chatglm_attention_mask(input_ids, sop))
+    batch, length = input_ids.shape
+    position_ids = torch.zeros(batch, 2, length, dtype=torch.long, device=input_ids.device)
+    attend = torch.eye(length, dtype=torch.bool, device=input_ids.device).repeat(batch, 1, 1)
+    starts = length - padding_mask.long().sum(-1)  # left padding: real tokens are the last ones
+    for row, start in enumerate(starts.tolist()):
+        ids = input_ids[row, start:]
+        position_ids[row, :, start:] = masks.chatglm_position_ids(ids, gmask, sop, mask)
+        attend[row, start:, start:] = masks.chatglm_attention_mask(ids, sop)
+    return position_ids, attend
+
+
+# ----------------------------------------------------------------------------- 2D rotary embedding
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def _rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """GPT-NeoX rotary on x [B, H, L, d] with integer positions [B, L]."""
+    dim = x.shape[-1]
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, device=x.device, dtype=torch.float32) / dim))
+    angles = positions.to(torch.float32)[..., None] * inv_freq  # [B, L, d/2]
+    angles = torch.cat((angles, angles), dim=-1)[:, None]  # [B, 1, L, d]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return x * cos + _rotate_half(x) * sin
+
+
+def apply_2d_rotary(x: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    """Rotate each head's first half by position_ids[:, 0] and its second half by position_ids[:, 1]."""
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((_rotary(first, position_ids[:, 0]), _rotary(second, position_ids[:, 1])), dim=-1)
+
+
+# ----------------------------------------------------------------------------- the block
+class SelfAttention(nn.Module):
+    def __init__(self, config: ChatGLMConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.query_key_value = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden, position_ids, attend, cache: Cache | None):
+        batch, length, _ = hidden.shape
+        # head-interleaved: per head the fused output holds [q | k | v]
+        qkv = self.query_key_value(hidden).view(batch, length, self.num_heads, 3 * self.head_dim)
+        q, k, v = (t.transpose(1, 2) for t in qkv.split(self.head_dim, dim=-1))  # [B, H, L, d]
+        q, k = apply_2d_rotary(q, position_ids), apply_2d_rotary(k, position_ids)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
+        if q.dtype == torch.float32:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+        else:  # half precision: take the softmax in fp32, as ChatGLM-6B does
+            scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(self.head_dim)
+            scores = scores.masked_fill(~attend, torch.finfo(torch.float32).min)
+            context = scores.softmax(-1).to(v.dtype) @ v
+        return self.dense(context.transpose(1, 2).reshape(batch, length, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ChatGLMConfig):
+        super().__init__()
+        self.dense_h_to_4h = nn.Linear(config.hidden_size, config.inner_hidden_size)
+        self.dense_4h_to_h = nn.Linear(config.inner_hidden_size, config.hidden_size)
+
+    def forward(self, hidden):
+        return self.dense_4h_to_h(F.gelu(self.dense_h_to_4h(hidden), approximate="tanh"))
+
+
+class GLMBlock(nn.Module):
+    def __init__(self, config: ChatGLMConfig, layer_idx: int):
+        super().__init__()
+        self.alpha = math.sqrt(2 * config.num_layers)
+        self.input_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
+        self.attention = SelfAttention(config, layer_idx)
+        self.post_attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, hidden, position_ids, attend, cache):
+        x_ln = self.input_layernorm(hidden)
+        hidden = x_ln * self.alpha + self.attention(x_ln, position_ids, attend, cache)
+        h_ln = self.post_attention_layernorm(hidden)
+        return h_ln * self.alpha + self.mlp(h_ln)
+
+
+# ----------------------------------------------------------------------------- the models
+class ChatGLMPreTrainedModel(PreTrainedModel):
+    config_class = ChatGLMConfig
+    base_model_prefix = "transformer"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GLMBlock"]
+    _supports_sdpa = True
+
+
+class ChatGLMModel(ChatGLMPreTrainedModel):
+    """Embeddings, the stack of GLM blocks and the final LayerNorm (no absolute position embedding)."""
+
+    def __init__(self, config: ChatGLMConfig):
+        super().__init__(config)
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(GLMBlock(config, i) for i in range(config.num_layers))
+        self.final_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.word_embeddings = value
+
+    def forward(self, input_ids=None, position_ids=None, attention_mask=None, cache=None, inputs_embeds=None,
+                use_cache=None, **kwargs):
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        past = cache.get_seq_length() if cache is not None else 0
+        if position_ids is None or attention_mask is None or attention_mask.dim() == 2:
+            if input_ids is None or past:
+                raise ValueError(
+                    "ChatGLM derives positions and the attention mask from [gMASK]/<sop> in the full prompt. "
+                    "With a cache or inputs_embeds, pass position_ids [B, 2, L] and a bool attention_mask "
+                    "(use model.generate(), or model.prepare_inputs_for_generation(all_ids, cache=...))."
+                )
+            derived_pos, attend = positions_and_mask(input_ids, self.config, attention_mask)
+            position_ids = derived_pos if position_ids is None else position_ids
+        else:
+            attend = attention_mask.bool()
+        if attend.dim() == 3:
+            attend = attend[:, None]  # one mask for every head: [B, 1, Lq, Lk]
+        attend = attend.to(inputs_embeds.device)
+        position_ids = position_ids.to(inputs_embeds.device)
+
+        hidden = inputs_embeds
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                hidden = self._gradient_checkpointing_func(layer.__call__, hidden, position_ids, attend, cache)
+            else:
+                hidden = layer(hidden, position_ids, attend, cache)
+        return self.final_layernorm(hidden), cache
+
+
+class ChatGLMForConditionalGeneration(ChatGLMPreTrainedModel, GenerationMixin):
+    """ChatGLM-6B with its tied LM head, ``generate``, ``chat``, ``stream_chat`` and ``quantize``."""
+
+    _tied_weights_keys = {"lm_head.weight": "transformer.word_embeddings.weight"}
+
+    def __init__(self, config: ChatGLMConfig):
+        super().__init__(config)
+        self.transformer = ChatGLMModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.quantized_bits: int | None = None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.transformer.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.transformer.word_embeddings = value
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def forward(self, input_ids=None, position_ids=None, attention_mask=None, cache=None, inputs_embeds=None,
+                labels=None, use_cache=None, past_key_values=None, return_dict=None, **kwargs):
+        cache = cache if cache is not None else past_key_values
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and cache is None and not self.training:
+            cache = DynamicCache()
+        hidden, cache = self.transformer(input_ids=input_ids, position_ids=position_ids,
+                                         attention_mask=attention_mask, cache=cache, inputs_embeds=inputs_embeds)
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            shift_logits = logits[:, :-1].float()
+            shift_labels = labels[:, 1:].to(logits.device)
+            loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                                   ignore_index=-100)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)
+
+    def prepare_inputs_for_generation(self, input_ids, cache=None, attention_mask=None, use_cache=True,
+                                      past_key_values=None, **kwargs):
+        """Positions and mask from the *whole* sequence so far, then keep only the uncached part.
+
+        A new token thus gets (mask position, previous block position + 1), as in ChatGLM-6B.
+        """
+        cache = cache if cache is not None else past_key_values
+        past = cache.get_seq_length() if cache is not None else 0
+        position_ids, attend = positions_and_mask(input_ids, self.config, attention_mask)
+        return {
+            "input_ids": input_ids[:, past:],
+            "position_ids": position_ids[..., past:],
+            "attention_mask": attend[:, past:, :],
+            "cache": cache,
+            "use_cache": use_cache,
+        }
+
+    # ------------------------------------------------------------------ ChatGLM-6B's conveniences
+    def chat(self, tokenizer, query: str, history=None, **kwargs):
+        """``(response, history)``: see ``glmcourse.chat.chat``."""
+        from glmcourse.chat import chat
+
+        return chat(self, tokenizer, query, history, **kwargs)
+
+    def stream_chat(self, tokenizer, query: str, history=None, **kwargs):
+        """Yields ``(response_so_far, history)``: see ``glmcourse.chat.stream_chat``."""
+        from glmcourse.chat import stream_chat
+
+        yield from stream_chat(self, tokenizer, query, history, **kwargs)
+
+    def quantize(self, bits: int, **kwargs):
+        """Weight-only INT8/INT4 for the four Linear kinds of every block (see ``glmcourse.quant``)."""
+        if bits not in (4, 8):
+            raise ValueError(f"quantize(bits={bits!r}): ChatGLM-6B supports bits=4 or bits=8 only.")
+        from glmcourse.quant import quantize_model
+
+        quantize_model(self, bits, **kwargs)
+        self.quantized_bits = bits
+        return self

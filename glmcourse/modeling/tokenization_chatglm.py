@@ -1,0 +1,83 @@
+"""The course tokenizer: byte-level BPE with ChatGLM-6B's special tokens and input layout.
+
+Byte-level BPE maps every byte to a symbol, so any text, including newlines, tabs, runs of spaces
+and Chinese, round-trips exactly. The price is that one Chinese character can span several tokens,
+so a stream of decoded tokens may stop in the middle of a character (lesson 03 deals with that).
+"""
+from __future__ import annotations
+
+from transformers import PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ["<unk>", "<pad>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>"]
+
+
+class ChatGLMTokenizer(PreTrainedTokenizerFast):
+    """ChatGLM-6B's tokenizer interface on top of a `tokenizers` BPE model.
+
+    ``encode(text)`` appends ``[gMASK] <sop>``, exactly like ChatGLM-6B, so the model knows where the
+    prompt ends and generation starts. Padding is on the left, so a batch of prompts ends together.
+    """
+
+    model_input_names = ["input_ids", "attention_mask"]
+    padding_side = "left"
+
+    # ids are read from the vocabulary, never hard-coded (old ChatGLM checkpoints shifted them by 20000)
+    @property
+    def gmask_token_id(self) -> int:
+        return self.convert_tokens_to_ids("[gMASK]")
+
+    @property
+    def mask_token_id(self) -> int:  # noqa: D401 - mirrors the transformers attribute
+        return self.convert_tokens_to_ids("[MASK]")
+
+    @property
+    def smask_token_id(self) -> int:
+        return self.convert_tokens_to_ids("[sMASK]")
+
+    @property
+    def sop_token_id(self) -> int:
+        return self.convert_tokens_to_ids("<sop>")
+
+    @property
+    def eop_token_id(self) -> int:
+        return self.convert_tokens_to_ids("<eop>")
+
+    def build_inputs_with_special_tokens(self, token_ids_0, token_ids_1=None):
+        """``a + [gMASK, <sop>]``, then ``b + [<eop>]`` when a second sequence is given."""
+        ids = list(token_ids_0) + [self.gmask_token_id, self.sop_token_id]
+        if token_ids_1 is not None:
+            ids += list(token_ids_1) + [self.eop_token_id]
+        return ids
+
+
+def train_tokenizer(texts, vocab_size: int = 4096):
+    """Train the byte-level BPE on ``texts`` and return a ChatGLMTokenizer (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    ids = {tok: backend.token_to_id(tok) for tok in SPECIAL_TOKENS}
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A [gMASK] <sop>",
+        pair="$A [gMASK] <sop> $B:1 <eop>:1",
+        special_tokens=[(t, ids[t]) for t in ("[gMASK]", "<sop>", "<eop>")],
+    )
+    return ChatGLMTokenizer(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="[MASK]",
+        bos_token="<sop>",
+        eos_token="<eop>",
+        additional_special_tokens=["[gMASK]", "[sMASK]"],
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
+    )

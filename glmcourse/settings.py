@@ -1,0 +1,92 @@
+"""Course-wide switches: fast mode, seeding, device choice and quiet output.
+
+Every lesson imports from here, so one environment variable changes the whole course:
+
+* ``GLMCOURSE_FAST=1`` (set by ``make test``) shrinks steps and data but runs the same code path.
+* ``GLMCOURSE_QUIET=1`` (also set by ``make test``) hides progress bars and chatty library logs,
+  so nbval compares stable output.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+FAST = os.environ.get("GLMCOURSE_FAST", "0").lower() in {"1", "true", "yes"}
+QUIET = FAST or os.environ.get("GLMCOURSE_QUIET", "0").lower() in {"1", "true", "yes"}
+
+
+def fast_or(fast_value, learner_value):
+    """Pick the fast-mode value under test and the learner value otherwise."""
+    return fast_value if FAST else learner_value
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so every run repeats."""
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # numpy is optional for the helpers that call this
+        pass
+    import torch
+
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def pick_device(prefer: str | None = None) -> str:
+    """Return 'cuda', 'mps' or 'cpu' (or ``prefer`` when it is given)."""
+    import torch
+
+    if prefer:
+        return prefer
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str):
+    """fp16 on a GPU, fp32 on the CPU (CPU half-precision matmuls are slow or missing)."""
+    import torch
+
+    return torch.float16 if device == "cuda" else torch.float32
+
+
+def quiet() -> None:
+    """Silence progress bars and library chatter when QUIET is on (under test)."""
+    if not QUIET:
+        return
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:  # transformers not imported yet is fine
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except Exception:
+        pass
+
+
+def progress(iterable=None, **kwargs):
+    """``tqdm.auto`` that stays silent under test."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", QUIET)
+    return tqdm(iterable, **kwargs)
+
+
+quiet()
