@@ -1,0 +1,736 @@
+"""Lesson 04: instruction data, from Alpaca records to ChatGLM training batches.
+
+The pipeline, as in ChatGLM-Tuning (the seed project), with its bugs fixed:
+
+1. ``load_alpaca``     an Alpaca JSON array of {"instruction", "input", "output"} records, validated.
+2. ``format_example``  each record becomes {"context", "target"} (``convert_file`` writes JSONL).
+3. ``tokenize_row``    context + target become ``input_ids`` and ``seq_len`` (the encoded context's
+                       length, ``[gMASK] <sop>`` included), fitted to ``max_seq_length``.
+4. ``DataCollator``    batches: right-padded ``input_ids`` and ``labels`` with the context masked.
+
+Every bad input gets a ``DataError`` that says what is wrong, where, and how to fix it.
+Files are written atomically: a crash or Ctrl-C never leaves a half-written output behind.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
+PARAMS_FILE = "glmcourse_params.json"  # written beside a tokenized dataset (known-failures #11)
+PARAMS_VERSION = 1
+ALPACA_FIELDS = ("instruction", "input", "output")
+# The smallest row that still teaches something: [gMASK] <sop> + one target token + <eop>.
+MIN_SEQ_LENGTH = 4
+
+
+class DataError(ValueError):
+    """Bad input data or parameters. ``problems`` lists the individual findings."""
+
+    def __init__(self, message: str, problems: list | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading text files: UTF-8 (a BOM is fine); anything else is explained.
+# ----------------------------------------------------------------------------------------------
+def _guess_encoding(raw: bytes) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or raw[:200].count(b"\x00") > 10:
+        return "UTF-16"
+    try:
+        text = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if any("\u4e00" <= ch <= "\u9fff" for ch in text):
+            return "GBK (GB2312/GB18030, the usual Chinese Windows encoding)"
+    return "a legacy 8-bit code page such as cp1252/Latin-1"
+
+
+def _short_codec(guess: str) -> str:
+    return {"UTF-16": "utf-16"}.get(guess, "gbk" if guess.startswith("GBK") else "cp1252")
+
+
+def read_text(path) -> str:
+    """Read a UTF-8 file (with or without a BOM); a non-UTF-8 file gets an error naming its likely encoding."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file. Check the path (it is relative to the current directory).")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a file.")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")  # utf-8-sig drops a leading BOM and reads plain UTF-8 too
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        guess = _guess_encoding(raw)
+        codec = _short_codec(guess)
+        raise DataError(
+            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02X} at line {line}, byte column {column}). "
+            f"It looks like {guess}. Re-save it as UTF-8: in your editor choose 'Save with encoding: "
+            f"UTF-8', or run  python -c \"import pathlib; p = pathlib.Path(r'{path}'); "
+            f"p.write_text(p.read_text(encoding='{codec}'), encoding='utf-8')\"  "
+            f"(or: iconv -f {codec.upper()} -t UTF-8 IN > OUT)."
+        ) from None
+
+
+def _line_excerpt(text: str, lineno: int, width: int = 80) -> str:
+    lines = text.splitlines()
+    line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def _json_lines(text: str):
+    """(line number, parsed value) for each non-blank line, or None when a line is not JSON."""
+    parsed = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append((lineno, json.loads(line)))
+        except json.JSONDecodeError:
+            return None
+    return parsed
+
+
+# ----------------------------------------------------------------------------------------------
+# Alpaca records
+# ----------------------------------------------------------------------------------------------
+def _record_problems(record) -> list[tuple[str, str, str]]:
+    """(field, problem, detail) for one record; empty when the record is valid."""
+    if not isinstance(record, dict):
+        return [("(record)", "is not an object", f"got a JSON {type(record).__name__}")]
+    problems = []
+    for field in ALPACA_FIELDS:
+        value = record.get(field)
+        if field not in record and field != "input":  # a missing input counts as empty
+            problems.append((field, "is missing", ""))
+        elif value is None and field != "input":  # input None counts as empty
+            problems.append((field, "is null", ""))
+        elif value is not None and not isinstance(value, str):
+            detail = f"got {type(value).__name__} {json.dumps(value, ensure_ascii=False)[:40]}"
+            problems.append((field, "is not a string", detail))
+    return problems
+
+
+def _describe(field: str, problem: str, detail: str) -> str:
+    name = "record" if field == "(record)" else f"'{field}'"
+    return f"{name} {problem}" + (f" ({detail})" if detail else "")
+
+
+def _compress_indices(indices: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    parts, start = [], None
+    for i, idx in enumerate(indices):
+        if start is None:
+            start = idx
+        if i + 1 == len(indices) or indices[i + 1] != idx + 1:
+            parts.append(str(start) if start == idx else f"{start}-{idx}")
+            start = None
+    return ", ".join(parts)
+
+
+def validate_alpaca(data, source: str = "<data>", max_listed: int = 20) -> list[dict]:
+    """Check a parsed Alpaca dataset; return clean records (input None/missing -> "").
+
+    Raises DataError listing every bad record by index (0-based) and field.
+    """
+    if not isinstance(data, list):
+        hint = ""
+        if isinstance(data, dict):
+            if "instruction" in data:
+                hint = " It holds a single record: wrap it in [ ] to make a list of one."
+            else:
+                lists = [k for k, v in data.items() if isinstance(v, list)]
+                hint = f" Its list-valued keys are {lists}: save that list alone." if lists else ""
+        raise DataError(
+            f"{source}: the top level must be a JSON array of records [{{...}}, {{...}}], "
+            f"got a JSON {type(data).__name__}.{hint}"
+        )
+    if not data:
+        raise DataError(f"{source}: the array is empty; there are no records to convert.")
+    problems = [(i, *found) for i, rec in enumerate(data) for found in _record_problems(rec)]
+    if problems:
+        bad = sorted({p[0] for p in problems})
+        lines = [f"  record {i}: {_describe(*found)}" for i, *found in problems[:max_listed]]
+        if len(problems) > max_listed:
+            lines.append(f"  ... and {len(problems) - max_listed} more problems")
+        by_kind: dict[str, list[int]] = {}
+        for i, field, problem, _ in problems:
+            by_kind.setdefault(_describe(field, problem, ""), []).append(i)
+        summary = "; ".join(f"{kind}: {_compress_indices(idx)}" for kind, idx in by_kind.items())
+        raise DataError(
+            f"{source}: {len(bad)} of {len(data)} records are invalid (records are numbered from 0). "
+            f"Each record needs 'instruction' and 'output' strings; 'input' may be a string, empty or null.\n"
+            + "\n".join(lines)
+            + f"\n  all bad records by problem: {summary}",
+            problems=problems,
+        )
+    return [
+        {"instruction": r["instruction"], "input": r.get("input") or "", "output": r["output"]} for r in data
+    ]
+
+
+def load_alpaca(path) -> list[dict]:
+    """Read and validate an Alpaca JSON file (a JSON array of instruction/input/output records)."""
+    text = read_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        rows = _json_lines(text)
+        if rows and len(rows) > 1:
+            first = rows[0][1]
+            fix = (
+                "These are already converted context/target rows: give the file to tokenize_dataset_rows."
+                if isinstance(first, dict) and "context" in first
+                else "If these are Alpaca records, turn them into an array with  python -c \"import json, sys; "
+                "print(json.dumps([json.loads(l) for l in open(sys.argv[1], encoding='utf-8') if l.strip()], "
+                "ensure_ascii=False))\" IN.jsonl > OUT.json"
+            )
+            raise DataError(
+                f"{path}: this is JSON Lines ({len(rows)} lines, one JSON value per line), but an Alpaca "
+                f"file is a single JSON array [{{...}}, {{...}}]. {fix}"
+            ) from None
+        raise DataError(
+            f"{path}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}. "
+            f"The line reads: {_line_excerpt(text, err.lineno)!r}. Common causes: a trailing comma before "
+            f"] or }}, single quotes instead of double quotes, an unescaped quote or newline inside a string."
+        ) from None
+    return validate_alpaca(data, source=str(path))
+
+
+def format_example(record: dict) -> dict:
+    """One Alpaca record -> {"context", "target"}, exactly as ChatGLM-Tuning's converter.
+
+    context = "Instruction: {instruction}\\n" + ("Input: {input}\\n" if input else "") + "Answer: "
+    Nothing is stripped: a whitespace-only input is truthy and gets its line. target = output, verbatim.
+    """
+    problems = _record_problems(record)
+    if problems:
+        raise DataError("bad record: " + "; ".join(_describe(*p) for p in problems), problems)
+    context = f"Instruction: {record['instruction']}\n"
+    if record.get("input"):
+        context += f"Input: {record['input']}\n"
+    context += "Answer: "
+    return {"context": context, "target": record["output"]}
+
+
+def jsonl_line(example: dict) -> str:
+    """The converter's output line: json.dumps defaults (ASCII escapes, ', ' and ': ')."""
+    return json.dumps({"context": example["context"], "target": example["target"]}) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes
+# ----------------------------------------------------------------------------------------------
+@contextmanager
+def atomic_write(path, encoding: str = "utf-8"):
+    """Write a text file via a hidden temp file in the same folder, renamed into place at the end.
+
+    On any exception (Ctrl-C included) the temp file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; give a file name for the output.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM (``kill PID``) into SystemExit so ``finally``/cleanup code runs, like Ctrl-C does."""
+
+    def _handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _handler)
+
+
+def convert_file(data_path, save_path) -> int:
+    """Alpaca JSON -> context/target JSONL (byte-identical to ChatGLM-Tuning). Returns the row count."""
+    from glmcourse.settings import progress
+
+    records = load_alpaca(data_path)
+    with atomic_write(save_path) as out:
+        for record in progress(records, desc="converting", unit="rec"):
+            out.write(jsonl_line(format_example(record)))
+    return len(records)
+
+
+def load_jsonl(path) -> list[dict]:
+    """Read context/target JSONL (the converter's output); every bad line is reported by number."""
+    text = read_text(path)
+    if text.lstrip().startswith("["):
+        raise DataError(
+            f"{path}: this is a JSON array, not JSON Lines. If it holds Alpaca records, convert it first: "
+            f"python -m glmcourse.cover_alpaca2jsonl --data_path {path} --save_path OUT.jsonl"
+        )
+    examples, problems = [], []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append((lineno, f"not valid JSON at column {err.colno}: {err.msg}"))
+            continue
+        if isinstance(row, dict) and "instruction" in row and "context" not in row:
+            problems.append((lineno, "is an Alpaca record (instruction/output): convert it with cover_alpaca2jsonl"))
+            continue
+        if not isinstance(row, dict):
+            problems.append((lineno, f"must be an object {{\"context\", \"target\"}}, got {type(row).__name__}"))
+            continue
+        bad = [f for f in ("context", "target") if not isinstance(row.get(f), str)]
+        if bad:
+            problems.append((lineno, " and ".join(f"'{f}'" for f in bad) + " missing or not a string"))
+            continue
+        examples.append({"context": row["context"], "target": row["target"]})
+    if problems:
+        listed = "\n".join(f"  line {n}: {what}" for n, what in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise DataError(f"{path}: {len(problems)} bad lines (lines are numbered from 1):\n{listed}{more}", problems)
+    if not examples:
+        raise DataError(f"{path}: no rows. 0 training samples after filtering (0 overlength).")
+    return examples
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenization
+# ----------------------------------------------------------------------------------------------
+def special_ids(tokenizer) -> dict:
+    """gmask/sop/eop/pad ids read from the tokenizer (never hard-coded: they moved between releases)."""
+    aliases = {
+        "gmask": ("gmask_token_id",),
+        "sop": ("sop_token_id", "bos_token_id"),
+        "eop": ("eop_token_id", "eos_token_id"),
+        "pad": ("pad_token_id",),
+    }
+    ids = {}
+    for name, attrs in aliases.items():
+        value = next((getattr(tokenizer, a, None) for a in attrs if getattr(tokenizer, a, None) is not None), None)
+        if value is None:
+            raise DataError(
+                f"the tokenizer {type(tokenizer).__name__} has no {' / '.join(attrs)}: it is not a ChatGLM "
+                f"tokenizer. Load one with AutoTokenizer.from_pretrained(glmcourse.COURSE_MODEL)."
+            )
+        ids[name] = int(value)
+    return ids
+
+
+def check_max_seq_length(max_seq_length) -> int:
+    """Reject lengths that cannot hold [gMASK] <sop>, one target token and <eop> (known-failures #8)."""
+    if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int):
+        raise DataError(f"max_seq_length must be an integer, got {max_seq_length!r}.")
+    if max_seq_length < MIN_SEQ_LENGTH:
+        raise DataError(
+            f"max_seq_length={max_seq_length} is too small: a row needs at least {MIN_SEQ_LENGTH} tokens "
+            f"([gMASK] <sop>, one target token, <eop>), otherwise every label is -100 and nothing is learned. "
+            f"Use a value that fits your prompts, e.g. the 99th percentile of the lengths (200 in the seed)."
+        )
+    return max_seq_length
+
+
+def encode_example(tokenizer, example: dict, ids: dict | None = None) -> tuple[list[int], list[int]]:
+    """(context ids ending in [gMASK] <sop>, target ids without specials)."""
+    ids = ids or special_ids(tokenizer)
+    context_ids = list(tokenizer.encode(example["context"]))
+    if context_ids[-2:] != [ids["gmask"], ids["sop"]]:
+        raise DataError(
+            f"the tokenizer's encode() did not end the prompt with [gMASK] <sop> (ids {ids['gmask']}, "
+            f"{ids['sop']}); got ...{context_ids[-4:]}. Without <sop> the model cannot find where the answer "
+            f"starts (upstream fails later with 'x is not in list'). Use the ChatGLM tokenizer with "
+            f"add_special_tokens=True (the default)."
+        )
+    target_ids = list(tokenizer.encode(example["target"], add_special_tokens=False))
+    return context_ids, target_ids
+
+
+def fit_to_length(context_ids, target_ids, eop_id: int, max_seq_length: int):
+    """Build input_ids = context + target + [eop] within max_seq_length, keeping the special tokens.
+
+    Returns (input_ids, seq_len, status) with status "fits", "truncated" (target cut) or
+    "context_truncated" (the context's text was cut from the left too, so "Answer: " stays next to
+    [gMASK] <sop>). At least one target token survives when the target has any.
+    Upstream cut ``input_ids[:max_seq_length]``, which can drop <eop> and the whole target.
+    """
+    check_max_seq_length(max_seq_length)
+    context_ids, target_ids = list(context_ids), list(target_ids)
+    if len(context_ids) + len(target_ids) + 1 <= max_seq_length:
+        return context_ids + target_ids + [eop_id], len(context_ids), "fits"
+    status = "truncated"
+    min_target = min(1, len(target_ids))
+    if len(context_ids) + min_target + 1 > max_seq_length:
+        text, specials = context_ids[:-2], context_ids[-2:]
+        keep = max_seq_length - len(specials) - min_target - 1
+        context_ids = text[len(text) - keep :] + specials if keep > 0 else specials
+        status = "context_truncated"
+    room = max_seq_length - len(context_ids) - 1
+    return context_ids + target_ids[:room] + [eop_id], len(context_ids), status
+
+
+def tokenize_row(tokenizer, example: dict, max_seq_length: int, skip_overlength: bool = False, ids=None):
+    """One context/target example -> ({"input_ids", "seq_len"} or None when skipped, status).
+
+    status is "fits", "truncated", "context_truncated" or "skipped".
+    """
+    ids = ids or special_ids(tokenizer)
+    context_ids, target_ids = encode_example(tokenizer, example, ids)
+    if skip_overlength and len(context_ids) + len(target_ids) + 1 > max_seq_length:
+        return None, "skipped"
+    input_ids, seq_len, status = fit_to_length(context_ids, target_ids, ids["eop"], max_seq_length)
+    return {"input_ids": input_ids, "seq_len": seq_len}, status
+
+
+def tokenize_examples(tokenizer, examples, max_seq_length: int, skip_overlength: bool = False):
+    """Tokenize many examples. Returns (rows, counts); 0 rows left is a DataError (known-failures #10)."""
+    from glmcourse.settings import progress
+
+    check_max_seq_length(max_seq_length)
+    ids = special_ids(tokenizer)
+    counts = {"read": 0, "kept": 0, "skipped": 0, "truncated": 0, "context_truncated": 0}
+    rows = []
+    for example in progress(examples, desc="tokenizing", unit="row"):
+        row, status = tokenize_row(tokenizer, example, max_seq_length, skip_overlength, ids)
+        counts["read"] += 1
+        if row is None:
+            counts["skipped"] += 1
+            continue
+        rows.append(row)
+        counts["kept"] += 1
+        counts["truncated"] += status != "fits"
+        counts["context_truncated"] += status == "context_truncated"
+    if not rows:
+        raise DataError(
+            f"0 training samples after filtering ({counts['skipped']} overlength). Raise --max_seq_length "
+            f"(now {max_seq_length}) or pass --skip_overlength false to truncate instead of skipping."
+        )
+    return rows, counts
+
+
+def example_lengths(tokenizer, examples) -> list[int]:
+    """Untruncated row lengths: len(context ids) + len(target ids) + 1 (<eop>)."""
+    ids = special_ids(tokenizer)
+    lengths = []
+    for example in examples:
+        context_ids, target_ids = encode_example(tokenizer, example, ids)
+        lengths.append(len(context_ids) + len(target_ids) + 1)
+    return lengths
+
+
+def suggest_max_seq_length(lengths, quantile: float = 0.99, multiple: int = 8) -> int:
+    """The given quantile of the lengths (nearest-rank), rounded up to a multiple of ``multiple``."""
+    if not lengths:
+        raise DataError("no lengths given: tokenize at least one example first.")
+    ordered = sorted(lengths)
+    rank = max(1, math.ceil(quantile * len(ordered)))
+    return max(MIN_SEQ_LENGTH, math.ceil(ordered[rank - 1] / multiple) * multiple)
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving and loading tokenized rows, with their parameters (known-failures #11)
+# ----------------------------------------------------------------------------------------------
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer) -> dict:
+    """Name, vocab size, a hash of the vocabulary and the special ids: enough to spot a different tokenizer."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    vocab_hash = hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return {
+        "name_or_path": str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__)),
+        "vocab_size": len(vocab),
+        "vocab_sha256": vocab_hash,
+        "special_ids": special_ids(tokenizer),
+    }
+
+
+def build_params(tokenizer, source_path, max_seq_length: int, skip_overlength: bool) -> dict:
+    return {
+        "format_version": PARAMS_VERSION,
+        "max_seq_length": max_seq_length,
+        "skip_overlength": bool(skip_overlength),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "source": {"path": str(source_path), "sha256": file_sha256(source_path)},
+    }
+
+
+def _is_replaceable_dataset_dir(path: Path) -> bool:
+    names = {p.name for p in path.iterdir()}
+    return not names or PARAMS_FILE in names or "state.json" in names
+
+
+def save_tokenized(rows, save_path, params: dict):
+    """save_to_disk into a temp folder beside ``save_path``, add the params file, then rename into place."""
+    import datasets
+
+    save_path = Path(save_path)
+    if save_path.exists() and (not save_path.is_dir() or not _is_replaceable_dataset_dir(save_path)):
+        raise DataError(
+            f"{save_path}: exists and is not a tokenized dataset folder; refusing to overwrite it. "
+            f"Choose another --save_path or remove it yourself."
+        )
+    save_path.parent.mkdir(parents=True, exist_ok=True)
+    features = datasets.Features(
+        {"input_ids": datasets.List(datasets.Value("int64")), "seq_len": datasets.Value("int64")}
+    )
+    dataset = datasets.Dataset.from_list(rows, features=features)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{save_path.name}.", suffix=".tmp", dir=save_path.parent))
+    old = tmp.with_name(tmp.name + ".old")
+    try:
+        dataset.save_to_disk(str(tmp))
+        with atomic_write(tmp / PARAMS_FILE) as handle:
+            json.dump(params, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        if save_path.exists():
+            os.replace(save_path, old)
+        os.replace(tmp, save_path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not save_path.exists():
+            os.replace(old, save_path)  # put the previous dataset back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return dataset
+
+
+def load_tokenized(path, tokenizer=None, max_seq_length=None, skip_overlength=None, source_path=None):
+    """Load rows saved by ``save_tokenized``; any parameter you pass must match the recorded one.
+
+    Returns (dataset, params). A mismatch raises DataError naming each stale parameter.
+    """
+    import datasets
+
+    path = Path(path)
+    params_file = path / PARAMS_FILE
+    rebuild = (
+        f"re-create it: python -m glmcourse.tokenize_dataset_rows --jsonl_path IN.jsonl --save_path {path} "
+        f"--max_seq_length N --skip_overlength false"
+    )
+    if not path.is_dir():
+        raise DataError(f"{path}: no tokenized dataset there; {rebuild}")
+    if not params_file.exists():
+        raise DataError(f"{path}: no {PARAMS_FILE}, so its parameters are unknown (an old or foreign cache); {rebuild}")
+    params = json.loads(params_file.read_text(encoding="utf-8"))
+    wanted = {}
+    if max_seq_length is not None:
+        wanted["max_seq_length"] = (params.get("max_seq_length"), max_seq_length)
+    if skip_overlength is not None:
+        wanted["skip_overlength"] = (params.get("skip_overlength"), bool(skip_overlength))
+    if tokenizer is not None:
+        now = tokenizer_fingerprint(tokenizer)
+        then = params.get("tokenizer", {})
+        wanted["tokenizer vocabulary"] = (then.get("vocab_sha256", "?")[:12], now["vocab_sha256"][:12])
+        wanted["tokenizer special ids"] = (then.get("special_ids"), now["special_ids"])
+    if source_path is not None:
+        wanted["source file (sha256)"] = (params.get("source", {}).get("sha256", "?")[:12], file_sha256(source_path)[:12])
+    stale = [f"{name}: recorded {was!r}, now {now!r}" for name, (was, now) in wanted.items() if was != now]
+    if stale:
+        raise DataError(f"{path}: stale tokenized data, built with other parameters ({'; '.join(stale)}); {rebuild}", stale)
+    return datasets.load_from_disk(str(path)), params
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels and the collator
+# ----------------------------------------------------------------------------------------------
+def build_labels(input_ids, seq_len: int) -> list[int]:
+    """Mask the prompt up to (not including) <sop>: [-100] * (seq_len - 1) + input_ids[seq_len - 1:]."""
+    return [IGNORE_INDEX] * (seq_len - 1) + list(input_ids[seq_len - 1 :])
+
+
+class DataCollator:
+    """Batches as in ChatGLM-Tuning: longest row first, input_ids right-padded with the pad id,
+    labels from ``build_labels`` padded with -100. Only input_ids and labels are returned: the
+    model derives its attention mask and 2D positions from [gMASK] and <sop> itself.
+    """
+
+    def __init__(self, pad_token_id: int, sop_token_id: int | None = None):
+        self.pad_token_id = int(pad_token_id)
+        self.sop_token_id = sop_token_id
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> "DataCollator":
+        ids = special_ids(tokenizer)
+        return cls(ids["pad"], ids["sop"])
+
+    def _check(self, ids, seq_len, index):
+        if not 1 <= seq_len <= len(ids):
+            raise DataError(
+                f"batch row {index}: seq_len {seq_len} does not fit len(input_ids) {len(ids)}: the prompt was "
+                f"cut off (the upstream truncation bug) or the columns are mixed up; re-tokenize with "
+                f"python -m glmcourse.tokenize_dataset_rows."
+            )
+        if self.sop_token_id is not None and ids[seq_len - 1] != self.sop_token_id:
+            raise DataError(
+                f"batch row {index}: input_ids[seq_len - 1] is {ids[seq_len - 1]}, not <sop> "
+                f"({self.sop_token_id}): the row was built with another tokenizer or without special "
+                f"tokens; re-tokenize it."
+            )
+
+    def __call__(self, features) -> dict:
+        import torch
+
+        if not features:
+            raise DataError("empty batch: 0 training samples after filtering (0 overlength).")
+        longest = max(len(f["input_ids"]) for f in features)
+        ordered = sorted(enumerate(features), key=lambda item: -len(item[1]["input_ids"]))
+        batch_ids, batch_labels = [], []
+        for index, feature in ordered:
+            ids, seq_len = list(feature["input_ids"]), int(feature["seq_len"])
+            self._check(ids, seq_len, index)
+            pad = longest - len(ids)
+            batch_ids.append(ids + [self.pad_token_id] * pad)
+            batch_labels.append(build_labels(ids, seq_len) + [IGNORE_INDEX] * pad)
+        return {"input_ids": torch.LongTensor(batch_ids), "labels": torch.LongTensor(batch_labels)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Command-line helpers
+# ----------------------------------------------------------------------------------------------
+TRUE_WORDS = {"true", "1", "yes"}
+FALSE_WORDS = {"false", "0", "no"}
+
+
+def str2bool(value) -> bool:
+    """Strict bool for argparse: true/false, 1/0, yes/no (any case). Upstream's type=bool made "False" True."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, 1/0 or yes/no, got {value!r}")
+
+
+def run_cli(main_body) -> int:
+    """Run a command's body: DataError -> one-paragraph message on stderr and exit status 1."""
+    import sys
+
+    exit_cleanly_on_sigterm()
+    try:
+        main_body()
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written.", file=sys.stderr)
+        return 130
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels in colour (for the notebook)
+# ----------------------------------------------------------------------------------------------
+def token_names(tokenizer, input_ids) -> list[str]:
+    """The token string of each id, so [gMASK], <sop> and <eop> show by name."""
+    return [str(t) for t in tokenizer.convert_ids_to_tokens(list(input_ids))]
+
+
+def labels_html(tokens, labels) -> str:
+    """Tokens as coloured chips: grey = masked (-100, no loss), green = supervised."""
+    import html
+
+    chips = []
+    for token, label in zip(tokens, labels):
+        masked = label == IGNORE_INDEX
+        style = "background:#ddd;color:#777" if masked else "background:#b6e3b6;color:#063"
+        chips.append(
+            f'<span style="{style};padding:1px 3px;margin:1px;border-radius:3px;font-family:monospace" '
+            f'title="label {label}">{html.escape(token)}</span>'
+        )
+    legend = (
+        '<div style="margin-top:4px"><span style="background:#ddd;color:#777;padding:1px 3px">masked: '
+        'label -100</span> <span style="background:#b6e3b6;color:#063;padding:1px 3px">supervised: '
+        "label = token id</span></div>"
+    )
+    return '<div style="line-height:1.9">' + "".join(chips) + "</div>" + legend
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise checkers (notebook 04)
+# ----------------------------------------------------------------------------------------------
+def _expect(got, want, what: str):
+    assert got == want, f"{what}: expected {want!r}, got {got!r}"
+
+
+def check_format_example(fn) -> None:
+    """fn(record) -> {"context", "target"} as ChatGLM-Tuning builds it."""
+    cases = [
+        ({"instruction": "Add 2 and 3.", "input": "", "output": "5"},
+         {"context": "Instruction: Add 2 and 3.\nAnswer: ", "target": "5"}, "empty input"),
+        ({"instruction": "Translate.", "input": "猫", "output": "cat"},
+         {"context": "Instruction: Translate.\nInput: 猫\nAnswer: ", "target": "cat"}, "with input"),
+        ({"instruction": "Echo", "input": " ", "output": " x "},
+         {"context": "Instruction: Echo\nInput:  \nAnswer: ", "target": " x "},
+         "whitespace-only input is truthy, and nothing is stripped"),
+        ({"instruction": "Hi", "input": None, "output": "Hello"},
+         {"context": "Instruction: Hi\nAnswer: ", "target": "Hello"}, "input None counts as empty"),
+    ]
+    for record, want, what in cases:
+        got = fn(dict(record))
+        assert isinstance(got, dict), f"return a dict with 'context' and 'target', got {type(got).__name__}"
+        _expect(got.get("context"), want["context"], f"context ({what})")
+        _expect(got.get("target"), want["target"], f"target ({what})")
+
+
+def check_build_labels(fn) -> None:
+    """fn(input_ids, seq_len) -> labels: -100 over the prompt before <sop>, then the ids."""
+    # ids: 11 12 13 = prompt text, 1 = [gMASK], 2 = <sop>, 21 22 = target, 3 = <eop>
+    ids, seq_len = [11, 12, 13, 1, 2, 21, 22, 3], 5
+    got = list(fn(list(ids), seq_len))
+    assert len(got) == len(ids), f"labels must be as long as input_ids ({len(ids)}), got {len(got)}"
+    assert got[seq_len - 1] == 2, (
+        "the label at the <sop> position must be <sop>'s id (it is supervised), "
+        f"got {got[seq_len - 1]}; mask only the first seq_len - 1 positions"
+    )
+    _expect(got, [-100, -100, -100, -100, 2, 21, 22, 3], "labels for a 5-token prompt")
+    _expect(list(fn([1, 2, 3], 2)), [-100, 2, 3], "labels for an empty prompt text")
+
+
+def check_truncate_target(fn) -> None:
+    """fn(context_ids, target_ids, eop_id, max_seq_length) -> input_ids that keep [gMASK] <sop> and <eop>."""
+    context, target, eop = [11, 12, 1, 2], [21, 22, 23, 24, 25], 3
+    _expect(list(fn(context, target, eop, 20)), context + target + [eop], "a row that fits is unchanged")
+    got = list(fn(context, target, eop, 8))
+    assert len(got) <= 8, f"the row must be at most 8 tokens, got {len(got)}"
+    assert got[-1] == eop, "the row must still end with <eop> (upstream cut it off)"
+    assert got[:4] == context, "the context, [gMASK] <sop> included, must stay whole"
+    _expect(got, [11, 12, 1, 2, 21, 22, 23, 3], "max_seq_length 8: keep as many target tokens as fit")
+
+
+def check_str2bool(fn) -> None:
+    """fn(text) -> bool, strict: true/false/1/0/yes/no in any case, anything else an error."""
+    for text, want in [("False", False), ("false", False), ("TRUE", True), ("1", True), ("0", False),
+                       ("yes", True), ("No", False)]:
+        _expect(fn(text), want, f"str2bool({text!r})")
+    for text in ["maybe", "", "2"]:
+        try:
+            result = fn(text)
+        except (argparse.ArgumentTypeError, ValueError):
+            continue
+        raise AssertionError(f"str2bool({text!r}) returned {result!r}: it should raise argparse.ArgumentTypeError")
