@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -418,3 +419,182 @@ def blank_infilling(tokens, spans, mask_token="[MASK]", sop_token="<sop>", eop_t
         part_a_len=n_a,
         spans=spans,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Pictures: a text grid (stable, for checked notebook cells) and a labelled heatmap
+# --------------------------------------------------------------------------------------------
+
+
+def _as_list(values):
+    return values.tolist() if isinstance(values, torch.Tensor) else list(values)
+
+
+def _width(text: str) -> int:
+    """Columns a string takes in a monospace font (CJK characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int, left: bool = True) -> str:
+    fill = " " * max(0, width - _width(text))
+    return fill + text if left else text + fill
+
+
+def render_mask(mask, tokens=None, position_ids=None, block_position_ids=None,
+                allowed: str = "■", blocked: str = "·") -> str:
+    """A mask as a text grid: one row per query token (who attends), one column per key token (who
+    is attended to); ``allowed`` marks *may attend*. Optional rows above the grid show the tokens'
+    ``position_ids`` and ``block_position_ids``. Deterministic, so notebook cells can check it.
+    """
+    mask = torch.as_tensor(mask).bool()
+    if mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+        raise ValueError(f"render_mask needs a square [L, L] mask, got shape {tuple(mask.shape)}")
+    size = mask.shape[0]
+    labels = [str(t) for t in _as_list(tokens)] if tokens is not None else [str(i) for i in range(size)]
+    extra_rows = [(name, _as_list(vals)) for name, vals in
+                  (("position", position_ids), ("block pos", block_position_ids)) if vals is not None]
+    for name, values in [("tokens", labels)] + extra_rows:
+        if len(values) != size:
+            raise ValueError(f"render_mask: {name} has {len(values)} entries but the mask is {size} x {size}")
+    width = max([_width(s) for s in labels] + [len(str(v)) for _, vals in extra_rows for v in vals] + [1])
+    label_width = max([_width(s) for s in labels] + [len(name) for name, _ in extra_rows] + [0])
+
+    def line(label, cells):
+        return (_pad(label, label_width, left=False) + " | " + " ".join(_pad(c, width) for c in cells)).rstrip()
+
+    out = [line("", labels)]
+    out += [line(name, [str(v) for v in vals]) for name, vals in extra_rows]
+    out.append("-" * (label_width + 1) + "+" + "-" * ((width + 1) * size))
+    for row in range(size):
+        out.append(line(labels[row], [allowed if bool(v) else blocked for v in mask[row]]))
+    return "\n".join(out)
+
+
+def plot_mask(mask, tokens=None, title: str = "Attention mask", ax=None, part_a_len: int | None = None):
+    """Draw a mask as a heatmap (dark = may attend) with token labels; returns the matplotlib axes.
+
+    ``part_a_len`` draws lines between Part A and Part B. Call ``plt.show()`` after it.
+    """
+    import matplotlib.pyplot as plt
+
+    mask = torch.as_tensor(mask).bool()
+    size = mask.shape[-1]
+    if ax is None:
+        side = min(8.0, 1.5 + 0.4 * size)
+        _, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(mask.int().numpy(), cmap="Blues", vmin=0, vmax=1.25)
+    labels = [str(t) for t in _as_list(tokens)] if tokens is not None else [str(i) for i in range(size)]
+    if size <= 40:
+        ax.set_xticks(range(size), labels, rotation=90)
+        ax.set_yticks(range(size), labels)
+    if part_a_len is not None:
+        for edge in (ax.axhline, ax.axvline):
+            edge(part_a_len - 0.5, color="tab:red", linewidth=1.5)
+    ax.set_title(f"{title}\n(dark = may attend)")
+    ax.set_xlabel("key token: attended to")
+    ax.set_ylabel("query token: attending")
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise checkers (used by notebooks/01_glm_attention_masks.ipynb through glmcourse.exercises)
+# --------------------------------------------------------------------------------------------
+
+
+def _call(fn, *args):
+    """Call the learner's function; turn a crash into a hint (NotImplementedError passes through)."""
+    try:
+        return fn(*args)
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any crash becomes a hint
+        raise AssertionError(f"calling it with {args!r} raised {type(err).__name__}: {err}") from None
+
+
+def _as_bool_matrix(result, what: str) -> torch.Tensor:
+    try:
+        out = torch.as_tensor(result)
+    except Exception:  # noqa: BLE001
+        raise AssertionError(f"{what} should return a tensor (or nested list) of bools, got {type(result).__name__}")
+    if out.dtype != torch.bool:
+        raise AssertionError(f"{what} should return a bool tensor (True = may attend), got dtype {out.dtype}; "
+                             f"compare with `>=`/`<` or call .bool()")
+    return out
+
+
+def check_prefix_mask(fn) -> None:
+    """Exercise: ``fn(n, prefix_len)`` returns GLM's prefix mask, bool [n, n], True = may attend."""
+    for n, prefix_len in [(5, 2), (6, 0), (4, 4), (7, 3), (1, 1)]:
+        got = _as_bool_matrix(_call(fn, n, prefix_len), f"your function ({n}, {prefix_len})")
+        want = prefix_mask(n, prefix_len)
+        if got.shape != want.shape:
+            raise AssertionError(f"for n={n}, prefix_len={prefix_len} the mask should have shape {tuple(want.shape)}, "
+                                 f"got {tuple(got.shape)}")
+        wrong = (got != want).nonzero().tolist()
+        if wrong:
+            i, j = wrong[0]
+            who = "a prefix token" if i < prefix_len else "a token after the prefix"
+            rule = "may" if want[i, j] else "may not"
+            raise AssertionError(
+                f"n={n}, prefix_len={prefix_len}: query {i} ({who}) {rule} attend to key {j}. Rule: everyone sees "
+                f"the prefix; after the prefix attention is causal; the prefix never sees what follows.")
+    print("Correct: the prefix is bidirectional, the rest is causal and sees the whole prefix.")
+
+
+def check_blank_positions(fn) -> None:
+    """Exercise: ``fn(tokens, spans)`` returns ``(position_ids, block_position_ids)`` (lists of ints)
+    of the blank-infilling example (Part A in text order, Part B in the given span order)."""
+    cases = [
+        (["x1", "x2", "x3", "x4", "x5", "x6"], [(4, 6), (2, 3)]),
+        (list("abcdefghij"), [(1, 2), (5, 9)]),
+        (list("abcdefghij"), [(5, 9), (1, 2)]),
+        (list("abcd"), [(0, 4)]),
+    ]
+    for tokens, spans in cases:
+        result = _call(fn, tokens, spans)
+        try:
+            pos, block = (_as_list(r) for r in result)
+        except Exception:  # noqa: BLE001
+            raise AssertionError("return a pair (position_ids, block_position_ids)") from None
+        want = blank_infilling(tokens, spans)
+        want_pos, want_block = want.position_ids.tolist(), want.block_position_ids.tolist()
+        if len(pos) != len(want_pos) or len(block) != len(want_block):
+            raise AssertionError(
+                f"tokens={tokens}, spans={spans}: the input has {len(want_pos)} tokens (Part A {want.part_a_len}, "
+                f"then <sop> + span for each span), but you returned {len(pos)} and {len(block)} positions")
+        if [int(v) for v in pos] != want_pos:
+            raise AssertionError(
+                f"tokens={tokens}, spans={spans}: position_ids {list(pos)} should be {want_pos}. Part A counts "
+                f"0, 1, 2, ...; every Part B token takes the index of its span's [MASK] in Part A.")
+        if [int(v) for v in block] != want_block:
+            raise AssertionError(
+                f"tokens={tokens}, spans={spans}: block_position_ids {list(block)} should be {want_block}. "
+                f"0 over Part A; inside each span (from its <sop>) 1, 2, 3, ...")
+    print("Correct: both position rows match GLM's rules.")
+
+
+def check_chatglm_positions(fn) -> None:
+    """Exercise: ``fn(input_ids, gmask_id, sop_id)`` returns ChatGLM's [2, L] positions for one prompt."""
+    cases = [
+        ([11, 12, 13, 91, 93], 91, 93),
+        ([11, 12, 13, 91, 93, 21, 22, 23], 91, 93),
+        ([91, 93, 21], 91, 93),
+        ([7, 8, 9, 10, 3, 5, 6], 3, 5),
+    ]
+    for ids, gmask_id, sop_id in cases:
+        result = _call(fn, ids, gmask_id, sop_id)
+        try:
+            got = torch.as_tensor(result).long()
+        except Exception:  # noqa: BLE001
+            raise AssertionError("return a [2, L] tensor or a pair of lists") from None
+        want = chatglm_position_ids(ids, gmask_id, sop_id)
+        if got.shape != want.shape:
+            raise AssertionError(f"for input_ids={ids} return shape {tuple(want.shape)} (two rows of L), "
+                                 f"got {tuple(got.shape)}")
+        if not torch.equal(got[0], want[0]):
+            raise AssertionError(f"input_ids={ids} (gMASK {gmask_id}, sop {sop_id}): position_ids {got[0].tolist()} "
+                                 f"should be {want[0].tolist()}: arange(L), then from <sop> on the index of [gMASK].")
+        if not torch.equal(got[1], want[1]):
+            raise AssertionError(f"input_ids={ids}: block_position_ids {got[1].tolist()} should be "
+                                 f"{want[1].tolist()}: 0 before <sop>, then 1, 2, 3, ... from <sop> on.")
+    print("Correct: that is what ChatGLM-6B feeds its 2D rotary embedding.")

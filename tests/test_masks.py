@@ -311,3 +311,111 @@ def test_sample_document_span():
     assert abs(sum(lengths) / len(lengths) - 30) < 0.5  # uniform over 20..40
     assert min(lengths) == 20 and max(lengths) == 40
     assert masks.sample_document_span(1, rng=0) == [(0, 1)]
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def test_render_mask_grid():
+    text = masks.render_mask(masks.causal_mask(3), ["a", "b", "c"], [0, 1, 2], [0, 0, 0])
+    lines = text.splitlines()
+    assert lines[0].split() == ["|", "a", "b", "c"]
+    assert lines[1].split() == ["position", "|", "0", "1", "2"]
+    assert lines[2].split() == ["block", "pos", "|", "0", "0", "0"]
+    assert lines[4].split() == ["a", "|", "■", "·", "·"]  # row 0 of a causal mask sees only itself
+    assert lines[6].split() == ["c", "|", "■", "■", "■"]
+    assert len({line.index("|") for line in lines if "|" in line}) == 1  # columns line up
+    with pytest.raises(ValueError, match="tokens has 2 entries"):
+        masks.render_mask(masks.causal_mask(3), ["a", "b"])
+
+
+def test_render_mask_aligns_wide_characters():
+    text = masks.render_mask(masks.prefix_mask(3, 2), ["你好", "a", "<sop>"])
+    widths = {masks._width(line[: line.index("|")]) for line in text.splitlines() if "|" in line}
+    assert len(widths) == 1
+
+
+def test_plot_mask_has_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = masks.plot_mask(masks.prefix_mask(4, 2), list("abcd"), title="Prefix", part_a_len=2)
+    assert ax.get_title().startswith("Prefix")
+    assert ax.get_xlabel() and ax.get_ylabel()
+    assert [t.get_text() for t in ax.get_xticklabels()] == list("abcd")
+    plt.close("all")
+
+
+# ---------------------------------------------------------------- exercise checkers
+
+
+def _solutions():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / "01_masks_solutions.py"
+    spec = importlib.util.spec_from_file_location("masks_solutions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_prefix_mask_accepts_and_rejects(capsys):
+    masks.check_prefix_mask(_solutions().prefix_mask)
+    assert "Correct" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="may not attend"):
+        masks.check_prefix_mask(lambda n, p: torch.ones(n, n, dtype=torch.bool))  # sees the future
+    with pytest.raises(AssertionError, match="bool"):
+        masks.check_prefix_mask(lambda n, p: masks.prefix_mask(n, p).int())
+    with pytest.raises(AssertionError, match="raised IndexError"):
+        masks.check_prefix_mask(lambda n, p: [][0])
+    with pytest.raises(NotImplementedError):  # so attempt() can report [TODO]
+        masks.check_prefix_mask(_not_done)
+
+
+def _not_done(*args):
+    raise NotImplementedError
+
+
+def test_check_blank_positions_accepts_and_rejects(capsys):
+    masks.check_blank_positions(_solutions().blank_positions)
+    assert "Correct" in capsys.readouterr().out
+
+    def one_based(tokens, spans):  # the paper's 1-based numbering: off by one
+        ex = masks.blank_infilling(tokens, spans)
+        return (ex.position_ids + 1).tolist(), ex.block_position_ids.tolist()
+
+    with pytest.raises(AssertionError, match="position_ids"):
+        masks.check_blank_positions(one_based)
+
+    def sorted_part_b(tokens, spans):  # ignores the given Part B order
+        ex = masks.blank_infilling(tokens, sorted(spans))
+        return ex.position_ids.tolist(), ex.block_position_ids.tolist()
+
+    with pytest.raises(AssertionError):
+        masks.check_blank_positions(sorted_part_b)
+
+
+def test_check_chatglm_positions_accepts_and_rejects(capsys):
+    masks.check_chatglm_positions(_solutions().chatglm_positions)
+    assert "Correct" in capsys.readouterr().out
+
+    def sop_as_anchor(ids, gmask_id, sop_id):  # uses <sop>'s index instead of [gMASK]'s
+        pos = masks.chatglm_position_ids(ids, gmask_id, sop_id).clone()
+        pos[0, ids.index(sop_id):] = ids.index(sop_id)
+        return pos
+
+    with pytest.raises(AssertionError, match=r"index of \[gMASK\]"):
+        masks.check_chatglm_positions(sop_as_anchor)
+    with pytest.raises(AssertionError, match="shape"):
+        masks.check_chatglm_positions(lambda ids, g, s: torch.arange(len(ids)))
+
+
+def test_exercise_attempt_integration(capsys):
+    from glmcourse.exercises import attempt
+
+    assert attempt(masks.check_prefix_mask, _solutions().prefix_mask)
+    assert not attempt(masks.check_prefix_mask, _not_done)
+    assert "[TODO]" in capsys.readouterr().out
