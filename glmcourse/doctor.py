@@ -1,0 +1,263 @@
+"""Environment check: ``python -m glmcourse doctor`` (or ``make doctor``).
+
+Prints one [OK]/[FAIL] line per check; every FAIL says what was found, what is supported and the
+command that fixes it. Exit status 1 when anything failed, so a bug report can start with its output.
+
+The supported version ranges live in SUPPORTED below and nowhere else. pyproject.toml carries the
+same lower bounds (a test keeps the two in step).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+
+# package (distribution name) -> (lowest supported, first unsupported, what needs it)
+SUPPORTED = {
+    "python": ("3.10", "3.14", "the course package"),
+    "torch": ("2.1", "3", "every lesson"),
+    "transformers": ("4.45", "6", "every lesson (ChatGLM-6B's own remote code needs 4.27-4.33)"),
+    "peft": ("0.11", "1", "05-06 LoRA"),
+    "accelerate": ("0.30", "2", "05 Trainer"),
+    "datasets": ("2.19", "6", "04-05 tokenized rows"),
+    "bitsandbytes": ("0.45", "1", "02 quantization, 05 8-bit/4-bit bases"),
+    "ipywidgets": ("8.1", "9", "01-03 interactive cells"),
+    "jupyterlab_widgets": ("3.0", "4", "widgets in JupyterLab; must match ipywidgets"),
+    "matplotlib": ("3.7", "4", "plots in every lesson"),
+    "nbval": ("0.11", "1", "make test (notebooks as tests)"),
+    "gradio": ("4.0", "7", "03 web demo"),
+}
+# ipywidgets major -> the jupyterlab_widgets major built for it
+WIDGETS_PAIRS = {8: 3, 7: 1}
+TORCH_PIN = "2.13.0"  # the CPU build the Makefile installs (an open torch requirement pulls CUDA)
+MIN_RAM_GIB = 4.0  # the course model, a LoRA run and JupyterLab together stay well under this
+MIN_FREE_DISK_GIB = 2.0  # .venv is already installed; runs/ (checkpoints, adapters) needs room
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def lines(self) -> list[str]:
+        out = [f"[{'OK' if self.ok else 'FAIL'}] {self.name}: {self.detail}"]
+        if not self.ok and self.fix:
+            out.append(f"       fix: {self.fix}")
+        return out
+
+
+# ---------------------------------------------------------------------------- lookups (patchable)
+def version_of(package: str) -> str | None:
+    """Installed version of a distribution, or None. Tests patch this to fake an environment."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def python_version() -> str:
+    return ".".join(str(p) for p in sys.version_info[:3])
+
+
+def ram_gib() -> tuple[float, float]:
+    """(total, available) memory in GiB."""
+    import psutil
+
+    mem = psutil.virtual_memory()
+    return mem.total / 2**30, mem.available / 2**30
+
+
+def free_disk_gib(path: str) -> float:
+    return shutil.disk_usage(path).free / 2**30
+
+
+def torch_device() -> str:
+    """'cuda (name, N GiB)', 'mps' or 'cpu (N threads)'. Imports torch."""
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return f"cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB)"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def bitsandbytes_backend() -> str:
+    """The backend bitsandbytes will pick, found the way bitsandbytes does without importing it.
+
+    Importing bitsandbytes loads native libraries and logs warnings on some CPUs; its choice rests
+    only on torch's build: ROCm torch -> ROCm, a visible CUDA GPU -> CUDA, an Intel XPU -> XPU,
+    otherwise CPU (which works without a native library in bitsandbytes >= 0.45).
+    """
+    import torch
+
+    if getattr(torch.version, "hip", None):
+        backend = "ROCm"
+    elif torch.cuda.is_available():
+        backend = "CUDA"
+    elif getattr(torch._C, "_has_xpu", False):
+        backend = "XPU"
+    else:
+        backend = "CPU"
+    spec = importlib.util.find_spec("bitsandbytes")
+    folder = list(spec.submodule_search_locations or [])[0] if spec else None
+    if folder and backend == "CPU":
+        has_lib = any(name.startswith("libbitsandbytes_cpu") for name in os.listdir(folder))
+        backend += " (native library found)" if has_lib else " (pure PyTorch fallback)"
+    return backend
+
+
+# ---------------------------------------------------------------------------- version logic
+def parse_version(text: str) -> tuple:
+    try:
+        from packaging.version import Version
+
+        return Version(text).release
+    except Exception:  # packaging missing or an odd string: compare the leading numbers
+        parts = []
+        for piece in text.split("+")[0].split("."):
+            digits = "".join(ch for ch in piece if ch.isdigit())
+            if not digits:
+                break
+            parts.append(int(digits))
+        return tuple(parts)
+
+
+def in_range(found: str, low: str, high: str) -> bool:
+    v = parse_version(found)
+    return parse_version(low) <= v < parse_version(high)
+
+
+def spec_of(package: str) -> str:
+    low, high, _ = SUPPORTED[package]
+    return f">={low},<{high}"
+
+
+def install_command(package: str) -> str:
+    if package == "torch":
+        return f"python -m pip install torch=={TORCH_PIN}  (CPU build; on a GPU machine see README 'Real-model mode')"
+    if package == "python":
+        return "install Python 3.10-3.13, then: rm -rf .venv && make lab"
+    return f"python -m pip install '{package}{spec_of(package)}'"
+
+
+def check_package(package: str, label: str | None = None) -> Check:
+    label = label or package
+    found = version_of(package)
+    low, high, why = SUPPORTED[package]
+    if found is None:
+        return Check(label, False, f"not installed (needed for {why}; supported {spec_of(package)})",
+                     install_command(package))
+    if not in_range(found, low, high):
+        return Check(label, False, f"{found} found; supported {spec_of(package)} (needed for {why})",
+                     install_command(package))
+    return Check(label, True, f"{found}")
+
+
+# ---------------------------------------------------------------------------- the checks
+def check_python() -> Check:
+    found = python_version()
+    low, high, _ = SUPPORTED["python"]
+    if in_range(found, low, high):
+        return Check("Python", True, found)
+    return Check("Python", False, f"{found} found; supported {spec_of('python')}", install_command("python"))
+
+
+def check_torch() -> Check:
+    base = check_package("torch")
+    if not base.ok:
+        return base
+    try:
+        device = torch_device()
+    except Exception as exc:  # a broken wheel imports badly
+        return Check("torch", False, f"{base.detail} installed but `import torch` failed: {exc}",
+                     install_command("torch"))
+    return Check("torch", True, f"{base.detail}, device {device}")
+
+
+def check_bitsandbytes() -> Check:
+    base = check_package("bitsandbytes")
+    if not base.ok:
+        return base
+    try:
+        backend = bitsandbytes_backend()
+    except Exception as exc:
+        return Check("bitsandbytes", False, f"{base.detail}, backend unknown ({exc})",
+                     "lesson 02 falls back to fp32; to repair: " + install_command("bitsandbytes"))
+    return Check("bitsandbytes", True, f"{base.detail}, backend {backend}")
+
+
+def check_widgets() -> Check:
+    """ipywidgets and jupyterlab_widgets must come in matching majors (8 <-> 3), or widgets stay blank."""
+    for package in ("ipywidgets", "jupyterlab_widgets"):
+        single = check_package(package)
+        if not single.ok:
+            return Check("ipywidgets/jupyterlab_widgets", False, f"{package} {single.detail}", single.fix)
+    ipyw, labw = version_of("ipywidgets"), version_of("jupyterlab_widgets")
+    wanted = WIDGETS_PAIRS.get(parse_version(ipyw)[0])
+    if wanted != parse_version(labw)[0]:
+        return Check("ipywidgets/jupyterlab_widgets", False,
+                     f"ipywidgets {ipyw} with jupyterlab_widgets {labw}: mismatched (ipywidgets 8 needs "
+                     f"jupyterlab_widgets 3); supported ipywidgets{spec_of('ipywidgets')}, "
+                     f"jupyterlab_widgets{spec_of('jupyterlab_widgets')}",
+                     f"python -m pip install 'ipywidgets{spec_of('ipywidgets')}' "
+                     f"'jupyterlab_widgets{spec_of('jupyterlab_widgets')}'")
+    return Check("ipywidgets/jupyterlab_widgets", True, f"{ipyw} / {labw} (matching)")
+
+
+def check_ram() -> Check:
+    total, available = ram_gib()
+    detail = f"{total:.1f} GiB total, {available:.1f} GiB available (need >= {MIN_RAM_GIB:.0f} GiB total)"
+    if total < MIN_RAM_GIB:
+        return Check("RAM", False, detail, "use a machine with more memory (the course model needs ~1-2 GiB per notebook)")
+    return Check("RAM", True, detail)
+
+
+def check_disk(path: str) -> Check:
+    free = free_disk_gib(path)
+    detail = f"{free:.1f} GiB free in the course folder (need >= {MIN_FREE_DISK_GIB:.0f} GiB)"
+    if free < MIN_FREE_DISK_GIB:
+        return Check("disk", False, detail, "free some space, e.g. `rm -rf runs/` (course outputs, re-creatable)")
+    return Check("disk", True, detail)
+
+
+def run_checks() -> list[Check]:
+    from glmcourse import REPO_ROOT
+
+    return [
+        check_python(),
+        check_torch(),
+        check_package("transformers"),
+        check_package("peft"),
+        check_package("accelerate"),
+        check_package("datasets"),
+        check_bitsandbytes(),
+        check_widgets(),
+        check_package("matplotlib"),
+        check_package("nbval"),
+        check_package("gradio"),
+        check_ram(),
+        check_disk(str(REPO_ROOT)),
+    ]
+
+
+def main(argv=None) -> int:
+    checks = run_checks()
+    for check in checks:
+        print("\n".join(check.lines()))
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        print(f"\n{len(failed)} check(s) failed: {', '.join(failed)}. Run each fix above, then `python -m glmcourse doctor` again.")
+        return 1
+    print(f"\nAll {len(checks)} checks passed.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
