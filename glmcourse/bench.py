@@ -1,0 +1,121 @@
+"""Performance figures for the course: ``python -m glmcourse.bench`` (or ``make bench``).
+
+Each figure is printed with its unit. Sections register themselves with ``@section``; a section is a
+function that returns a list of ``Figure``. To add one (a lesson's speed or memory number)::
+
+    @section("02 quantization")
+    def quantization_figures():
+        ...
+        return [Figure("int8 matmul", seconds * 1e3, "ms", "1024x1024, best of 5")]
+
+Sections run in the order they are defined; ``--only TEXT`` runs those whose title contains TEXT,
+``--json PATH`` also saves the figures. Keep each section to a few seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    note: str = ""
+
+    def line(self) -> str:
+        value = f"{self.value:,.1f}" if abs(self.value) >= 10 else f"{self.value:.3g}"
+        note = f"  ({self.note})" if self.note else ""
+        return f"  {self.name:<44} {value:>12} {self.unit}{note}"
+
+
+SECTIONS: list[tuple[str, object]] = []
+
+
+def section(title: str):
+    """Register a function returning list[Figure] under ``title``."""
+    def register(fn):
+        SECTIONS.append((title, fn))
+        return fn
+    return register
+
+
+def best_time(fn, repeats: int = 5, warmup: int = 1) -> float:
+    """Best wall time of ``fn()`` in seconds (the best run is the least disturbed by other work)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ---------------------------------------------------------------------------- sections
+@section("machine")
+def machine_figures():
+    """fp32 matmul peak: the ceiling every CPU number in the course should be read against."""
+    import torch
+
+    torch.manual_seed(0)
+    figures = []
+    peak = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        repeats = 5 if n < 2048 else 3
+        seconds = best_time(lambda: torch.mm(a, b), repeats=repeats)
+        gflops = 2 * n**3 / seconds / 1e9  # n^3 multiply-adds
+        peak = max(peak, gflops)
+        figures.append(Figure(f"fp32 matmul {n}x{n}", gflops, "GFLOP/s", f"{seconds * 1e3:.1f} ms, best of {repeats}"))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    figures.insert(0, Figure("fp32 matmul peak", peak, "GFLOP/s",
+                             f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                             f"{platform.machine()}, 1-min load average {load:.1f}"))
+    return figures
+
+
+# ---------------------------------------------------------------------------- running
+def run(only: str | None = None) -> dict[str, list[Figure]]:
+    results = {}
+    for title, fn in SECTIONS:
+        if only and only.lower() not in title.lower():
+            continue
+        print(f"{title}", flush=True)
+        try:
+            figures = fn()
+        except Exception as exc:  # one broken section must not hide the others
+            print(f"  [FAIL] {type(exc).__name__}: {exc}", flush=True)
+            results[title] = []
+            continue
+        for fig in figures:
+            print(fig.line(), flush=True)
+        results[title] = figures
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m glmcourse.bench", description="Print the course's performance figures.")
+    parser.add_argument("--only", help="run only sections whose title contains this text")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    print(f"glmcourse bench: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
+    results = run(args.only)
+    if args.json:
+        payload = {title: [asdict(f) for f in figs] for title, figs in results.items()}
+        tmp = args.json + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, args.json)
+    failed = [title for title, figs in results.items() if not figs]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
