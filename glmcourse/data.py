@@ -106,10 +106,17 @@ def _json_lines(text: str):
 # ----------------------------------------------------------------------------------------------
 # Alpaca records
 # ----------------------------------------------------------------------------------------------
+JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def _json_type(value) -> str:
+    return JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
 def _record_problems(record) -> list[tuple[str, str, str]]:
     """(field, problem, detail) for one record; empty when the record is valid."""
     if not isinstance(record, dict):
-        return [("(record)", "is not an object", f"got a JSON {type(record).__name__}")]
+        return [("(record)", "is not an object", f"got a JSON {_json_type(record)}")]
     problems = []
     for field in ALPACA_FIELDS:
         value = record.get(field)
@@ -118,7 +125,9 @@ def _record_problems(record) -> list[tuple[str, str, str]]:
         elif value is None and field != "input":  # input None counts as empty
             problems.append((field, "is null", ""))
         elif value is not None and not isinstance(value, str):
-            detail = f"got {type(value).__name__} {json.dumps(value, ensure_ascii=False)[:40]}"
+            shown = json.dumps(value, ensure_ascii=False)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            detail = f"got a JSON {_json_type(value)}: {shown}"
             problems.append((field, "is not a string", detail))
     return problems
 
@@ -155,7 +164,7 @@ def validate_alpaca(data, source: str = "<data>", max_listed: int = 20) -> list[
                 hint = f" Its list-valued keys are {lists}: save that list alone." if lists else ""
         raise DataError(
             f"{source}: the top level must be a JSON array of records [{{...}}, {{...}}], "
-            f"got a JSON {type(data).__name__}.{hint}"
+            f"got a JSON {_json_type(data)}.{hint}"
         )
     if not data:
         raise DataError(f"{source}: the array is empty; there are no records to convert.")
@@ -298,13 +307,21 @@ def load_jsonl(path) -> list[dict]:
             problems.append((lineno, "is an Alpaca record (instruction/output): convert it with cover_alpaca2jsonl"))
             continue
         if not isinstance(row, dict):
-            problems.append((lineno, f"must be an object {{\"context\", \"target\"}}, got {type(row).__name__}"))
+            problems.append((lineno, f"must be an object {{\"context\", \"target\"}}, got a JSON {_json_type(row)}"))
             continue
         bad = [f for f in ("context", "target") if not isinstance(row.get(f), str)]
         if bad:
             problems.append((lineno, " and ".join(f"'{f}'" for f in bad) + " missing or not a string"))
             continue
         examples.append({"context": row["context"], "target": row["target"]})
+    alpaca_lines = [n for n, what in problems if "Alpaca record" in what]
+    if alpaca_lines and not examples and len(alpaca_lines) == len(problems):
+        raise DataError(
+            f"{path}: every line is an Alpaca record (instruction/input/output), not a context/target row. "
+            f"Convert the Alpaca JSON first: python -m glmcourse.cover_alpaca2jsonl --data_path IN.json "
+            f"--save_path OUT.jsonl",
+            problems,
+        )
     if problems:
         listed = "\n".join(f"  line {n}: {what}" for n, what in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
