@@ -348,25 +348,66 @@ def stream_chat(model, tokenizer, query: str, history=None, max_length: int = 20
 
 
 # --------------------------------------------------------------------------------------------------
+# Loading (shared by the CLI, the web demo and the benchmark)
+# --------------------------------------------------------------------------------------------------
+def missing_model_files(path) -> list[str]:
+    """What a local model folder lacks for from_pretrained (empty when it looks complete)."""
+    from pathlib import Path
+
+    folder = Path(path)
+    needs = {
+        "config.json": ["config.json"],
+        "weights (model.safetensors or pytorch_model.bin, or a sharded index)": [
+            "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+            "pytorch_model.bin.index.json"],
+        "tokenizer (tokenizer.json or tokenizer_config.json)": ["tokenizer.json", "tokenizer_config.json"],
+    }
+    return [what for what, names in needs.items() if not any((folder / n).exists() for n in names)]
+
+
+def load_chat_model(path: str | None = None, device: str | None = None):
+    """``(tokenizer, model)`` ready to chat: the seed's AutoTokenizer / AutoModel calls, in eval mode.
+
+    The device defaults to the best available one, in fp16 on a GPU and fp32 on the CPU. A local
+    folder is checked first, so a missing file is named instead of becoming a download attempt.
+    """
+    import os
+    from pathlib import Path
+
+    from transformers import AutoModel, AutoTokenizer
+
+    import glmcourse
+    from glmcourse.settings import pick_device, pick_dtype
+
+    path = str(path or glmcourse.COURSE_MODEL)
+    if Path(path).is_dir():
+        missing = missing_model_files(path)
+        if missing:
+            raise FileNotFoundError(f"model folder {path} is missing: {', '.join(missing)}. Point --model "
+                                    "at a folder written by save_pretrained (or the course model).")
+    elif Path(path).exists() or os.environ.get("HF_HUB_OFFLINE") == "1" or path.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"no model folder at {path}. Pass the folder that holds config.json, the "
+                                "weights and the tokenizer (HF_HUB_OFFLINE=1: hub names are not fetched).")
+    device = pick_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+    model = AutoModel.from_pretrained(path, trust_remote_code=True, dtype=pick_dtype(device))
+    return tokenizer, model.to(device).eval()
+
+
+# --------------------------------------------------------------------------------------------------
 # Benchmark (make bench)
 # --------------------------------------------------------------------------------------------------
 def bench_chat(model_path: str | None = None, new_tokens: int = 64, query: str = "你好") -> dict:
     """Time a one-turn reply (at most ``new_tokens`` new tokens) and the streamed tokens per second.
 
-    Returns ``{"latency_s", "reply_tokens", "stream_tokens", "stream_s", "tokens_per_s",
+    Returns ``{"latency_s", "reply_chars", "stream_tokens", "stream_s", "tokens_per_s",
     "first_token_s", "device"}``. The stream is forced to ``new_tokens`` tokens so the rate is
     measured over a fixed length.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from glmcourse.settings import seed_everything
 
-    import glmcourse
-    from glmcourse.settings import pick_device, pick_dtype, seed_everything
-
-    path = model_path or glmcourse.COURSE_MODEL
-    device = pick_device()
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
-    model = AutoModel.from_pretrained(path, trust_remote_code=True, dtype=pick_dtype(device))
-    model = model.to(device).eval()
+    tokenizer, model = load_chat_model(model_path)
+    device = str(_model_device(model))
     seed_everything(0)
     chat(model, tokenizer, query, max_new_tokens=4)  # warm-up: first-call allocations are not the rate
 
@@ -374,7 +415,6 @@ def bench_chat(model_path: str | None = None, new_tokens: int = 64, query: str =
     start = time.perf_counter()
     response, _ = chat(model, tokenizer, query, max_new_tokens=new_tokens)
     latency = time.perf_counter() - start
-    reply_tokens = len(tokenizer(response, add_special_tokens=False)["input_ids"])
 
     inputs = _encode_prompt(model, tokenizer, build_prompt(query))
     gen = _generation_kwargs(tokenizer, inputs["input_ids"].shape[1], 10**9, 1, True, 0.7, 0.95, None,
@@ -387,6 +427,6 @@ def bench_chat(model_path: str | None = None, new_tokens: int = 64, query: str =
         first = first if first is not None else time.perf_counter() - start
         count = len(ids)
     elapsed = time.perf_counter() - start
-    return {"latency_s": latency, "reply_tokens": reply_tokens, "stream_tokens": count,
+    return {"latency_s": latency, "reply_chars": len(response), "stream_tokens": count,
             "stream_s": elapsed, "tokens_per_s": count / elapsed if elapsed else float("nan"),
             "first_token_s": first, "device": device}

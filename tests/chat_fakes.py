@@ -78,3 +78,34 @@ class ScriptedModel(torch.nn.Module):
         if streamer is not None:
             streamer.end()
         return out
+
+
+TINY_TEXTS = ["你好，我是课程模型。有什么可以帮你？", "如何提高弹跳？多练习深蹲和跳绳！",
+              "Hello, world! ```python\nprint('hi')\n```", "问：答：[Round 0]\n"] * 10
+
+
+def tiny_chat_model(seed: int = 0, min_new_tokens: int | None = None):
+    """A random-weight ChatGLM (the course architecture, tiny) and a small trained tokenizer.
+
+    It answers gibberish, which is what streaming tests want: random ids often split characters.
+    ``min_new_tokens`` makes every answer at least that long (to have time to press Ctrl-C).
+    """
+    from glmcourse.modeling import ChatGLMForConditionalGeneration, course_config, train_tokenizer
+
+    tok = train_tokenizer(TINY_TEXTS, vocab_size=400)
+    config = course_config(
+        vocab_size=len(tok), hidden_size=32, num_layers=2, num_attention_heads=4, inner_hidden_size=64,
+        pad_token_id=tok.pad_token_id, mask_token_id=tok.mask_token_id, gmask_token_id=tok.gmask_token_id,
+        smask_token_id=tok.smask_token_id, bos_token_id=tok.sop_token_id, eos_token_id=tok.eop_token_id)
+    torch.manual_seed(seed)
+    model = ChatGLMForConditionalGeneration(config).eval()
+    if min_new_tokens:
+        model.generation_config.min_new_tokens = min_new_tokens
+    return tok, model
+
+
+def save_tiny_chat_model(folder, **kwargs):
+    tok, model = tiny_chat_model(**kwargs)
+    tok.save_pretrained(folder)
+    model.save_pretrained(folder)
+    return str(folder)

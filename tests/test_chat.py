@@ -231,3 +231,68 @@ def test_an_error_inside_generate_reaches_the_consumer():
 def test_stream_refuses_beam_search():
     with pytest.raises(ValueError, match="num_beams"):
         next(C.stream_chat(ScriptedModel("x"), TOK, "q", num_beams=2))
+
+
+# ---------------------------------------------------------------- the real architecture
+@pytest.fixture(scope="module")
+def tiny():
+    from chat_fakes import tiny_chat_model
+
+    return tiny_chat_model()
+
+
+def test_random_model_stream_matches_chat_and_shows_whole_characters_only(tiny):
+    tok, model = tiny
+    history = [("你好", "你好！")]
+    torch.manual_seed(3)
+    outputs = list(model.stream_chat(tok, "如何提高弹跳", history, max_new_tokens=40))
+    torch.manual_seed(3)
+    response, new_history = model.chat(tok, "如何提高弹跳", history, max_new_tokens=40)
+    responses = [r for r, _ in outputs]
+    assert all(C.REPLACEMENT_CHAR not in r for r in responses)
+    assert all(a == b[: len(a)] for a, b in zip(responses, responses[1:]))
+    assert outputs[-1] == (response, new_history)
+    assert new_history == history + [("如何提高弹跳", response)]
+
+
+def test_random_model_greedy_is_repeatable_and_sampling_follows_the_seed(tiny):
+    tok, model = tiny
+    greedy = [model.chat(tok, "你好", do_sample=False, max_new_tokens=12)[0] for _ in range(2)]
+    assert greedy[0] == greedy[1]
+    torch.manual_seed(0)
+    first = model.chat(tok, "你好", max_new_tokens=12)[0]
+    torch.manual_seed(0)
+    assert model.chat(tok, "你好", max_new_tokens=12)[0] == first
+
+
+def test_stream_chat_through_a_peft_model(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    tok, model = tiny
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["query_key_value"]))
+    try:
+        torch.manual_seed(0)
+        streamed = list(C.stream_chat(peft_model, tok, "你好", max_new_tokens=8))[-1][0]
+        torch.manual_seed(0)
+        assert C.chat(peft_model, tok, "你好", max_new_tokens=8)[0] == streamed
+    finally:
+        peft_model.unload()  # give the module-scoped model back without LoRA layers
+
+
+def _course_model_ready():
+    import glmcourse
+    from pathlib import Path
+
+    return (Path(glmcourse.COURSE_MODEL) / "model.safetensors").exists()
+
+
+@pytest.mark.skipif(not _course_model_ready(), reason="the course model is not built yet")
+def test_course_model_streams_whole_characters_and_uses_history():
+    tok, model = C.load_chat_model()
+    torch.manual_seed(0)
+    response, history = model.chat(tok, "你好", max_new_tokens=48)
+    assert response and history == [("你好", response)]
+    torch.manual_seed(0)
+    outputs = list(model.stream_chat(tok, "如何提高弹跳", history, max_new_tokens=48))
+    assert outputs[-1][0] and all(C.REPLACEMENT_CHAR not in r for r, _ in outputs)
+    assert outputs[-1][1][:1] == history
