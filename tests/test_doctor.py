@@ -140,3 +140,31 @@ def test_command_line_entry_point(healthy, capsys):
     assert main(["doctor"]) == 0
     assert "[OK] torch" in capsys.readouterr().out
     assert main(["no-such-command"]) == 2
+
+
+def test_environment_yml_has_the_same_dependency_set():
+    """conda users get the same packages and lower bounds as pip users, and the same torch pin."""
+    import yaml
+
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    listed = {}
+    for item in env["dependencies"]:
+        for req in (item["pip"] if isinstance(item, dict) else [item]):
+            m = re.match(r"^([A-Za-z0-9_.-]+)\s*(>=|==|=)\s*([0-9.]+)", req)
+            if m:
+                listed[m.group(1).lower().replace("-", "_")] = (m.group(2), m.group(3))
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["web"] + project["optional-dependencies"]["dev"]
+    for req in wanted:
+        name, low = re.match(r"^([A-Za-z0-9_.-]+)\s*>=\s*([0-9.]+)", req).groups()
+        name = name.lower().replace("-", "_")
+        assert name in listed, f"environment.yml lacks {name} (pyproject.toml has {req})"
+        if name == "torch":
+            assert listed[name] == ("==", doctor.TORCH_PIN)
+        else:
+            assert listed[name] == (">=", low), f"environment.yml: {name} {listed[name]}, pyproject: >={low}"
+
+
+def test_makefile_installs_the_torch_pin_the_doctor_suggests():
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(rf"^TORCH_VERSION := {re.escape(doctor.TORCH_PIN)}$", makefile, re.M)
