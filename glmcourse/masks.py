@@ -12,6 +12,7 @@ Conventions used throughout this module:
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import unicodedata
@@ -225,12 +226,12 @@ def sample_spans(length: int, ratio: float = 0.15, poisson_lambda: float = 3.0, 
     """
     length, ratio = _check_length(length), _check_ratio(ratio)
     rng = _make_rng(rng)
-    pmf = truncated_poisson_pmf(poisson_lambda)
+    cumulative = list(itertools.accumulate(truncated_poisson_pmf(poisson_lambda)))
     choices = range(1, MAX_SPAN_LEN + 1)
     target = masked_target(length, ratio)
     lengths: list[int] = []
     while sum(lengths) < target:
-        lengths.append(rng.choices(choices, weights=pmf)[0])
+        lengths.append(rng.choices(choices, cum_weights=cumulative)[0])
     while len(lengths) > 1 and sum(lengths) + len(lengths) - 1 > length:
         last = lengths.pop()
         lengths[-1] += last  # one span fewer saves one gap token
