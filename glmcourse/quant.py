@@ -226,6 +226,88 @@ def error_report(reference: torch.Tensor, approx: torch.Tensor) -> dict:
             "sqnr_db": sqnr_db(reference, approx)}
 
 
+# --------------------------------------------------------------------------- NF4 (QLoRA)
+def nf4_levels(offset: float = 0.9677083) -> torch.Tensor:
+    """The 16 NormalFloat-4 levels of QLoRA: quantiles of N(0, 1) scaled to [-1, 1], with an exact 0.
+
+    8 positive levels from quantiles ``offset .. 0.5``, 7 negative ones from ``offset .. 0.5`` (one
+    fewer), and 0. Each level covers about the same probability mass of a normal distribution.
+    """
+    ppf = lambda p: torch.special.ndtri(p)  # noqa: E731 - the normal quantile function
+    positive = ppf(torch.linspace(offset, 0.5, 9, dtype=torch.float64)[:-1])
+    negative = -ppf(torch.linspace(offset, 0.5, 8, dtype=torch.float64)[:-1])
+    levels = torch.cat([positive, torch.zeros(1, dtype=torch.float64), negative]).sort().values
+    return (levels / levels.abs().max()).float()
+
+
+def quantize_to_levels(w: torch.Tensor, levels: torch.Tensor, block_size: int = 64):
+    """Blockwise absmax, then the nearest of ``levels`` (in [-1, 1]): how NF4 stores a weight.
+
+    Returns ``(codes uint8 [..., n], absmax [..., n / block_size])``; ``dequantize_levels`` undoes it.
+    """
+    _check_float(w)
+    if w.numel() % block_size:
+        raise ValueError(f"block_size={block_size} must divide the number of weights ({w.numel()}).")
+    blocks = w.reshape(-1, block_size)
+    absmax = blocks.abs().amax(-1, keepdim=True)
+    absmax = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
+    codes = ((blocks / absmax).unsqueeze(-1) - levels.to(w.dtype)).abs().argmin(-1).to(torch.uint8)
+    return codes.reshape(w.shape), absmax.squeeze(-1)
+
+
+def dequantize_levels(codes: torch.Tensor, absmax: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``quantize_to_levels``."""
+    values = levels.to(absmax.dtype)[codes.long()].reshape(absmax.numel(), -1)
+    return (values * absmax.reshape(-1, 1)).reshape(codes.shape)
+
+
+def uniform_int4_levels() -> torch.Tensor:
+    """ChatGLM's int4 grid seen the same way: the 15 levels -7/7 .. 7/7 (evenly spaced)."""
+    return torch.arange(-7, 8, dtype=torch.float32) / 7
+
+
+# --------------------------------------------------------------------------- activations: LLM.int8()
+def int8_matmul_vectorwise(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x @ w.T`` with x quantized per row (token) and w per row (output), int32 accumulation.
+
+    The vector-wise INT8 matmul of LLM.int8(): ``(qx @ qw.T) * sx * sw.T``.
+    """
+    qx, sx = quantize_symmetric(x, 8, dim=-1)
+    qw, sw = quantize_symmetric(w, 8, dim=-1)
+    acc = qx.to(torch.int32) @ qw.to(torch.int32).T  # exact integer sums
+    return acc.to(x.dtype) * sx * sw.T
+
+
+def outlier_columns(x: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
+    """Feature columns of ``x`` [tokens, features] with any |value| >= threshold (LLM.int8's rule)."""
+    return (x.abs() >= threshold).any(dim=0).nonzero().flatten()
+
+
+def llm_int8_matmul(x: torch.Tensor, w: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
+    """LLM.int8()'s mixed-precision decomposition of ``x @ w.T``.
+
+    The few outlier feature columns (``outlier_columns``) are multiplied in floating point, the rest
+    through ``int8_matmul_vectorwise``; the two partial products are added.
+    """
+    cols = outlier_columns(x, threshold)
+    keep = torch.ones(x.shape[-1], dtype=torch.bool, device=x.device)
+    keep[cols] = False
+    regular = int8_matmul_vectorwise(x[:, keep], w[:, keep]) if keep.any() else 0
+    return regular + x[:, cols] @ w[:, cols].T
+
+
+def outlier_activations(tokens: int = 64, features: int = 256, outlier_features=(7, 100, 201),
+                        magnitude: float = 20.0, seed: int = 0) -> torch.Tensor:
+    """Synthetic hidden states with a few systematic outlier features, as LLM.int8() found in LLMs.
+
+    Normal values everywhere, and in ``outlier_features`` every token carries ``magnitude`` times more.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, features, generator=gen)
+    x[:, list(outlier_features)] *= magnitude
+    return x
+
+
 # --------------------------------------------------------------------------- QuantizedLinear
 class _DequantLinearFn(torch.autograd.Function):
     """``x @ dequant(W).T + b`` that saves the int codes, not the dequantized weight, for backward.
@@ -511,3 +593,378 @@ def import_bitsandbytes():
     except Exception as err:  # ImportError, or a backend that fails to load its library
         raise RuntimeError(f"bitsandbytes is not usable here ({type(err).__name__}: {err}). {_BNB_OPTIONS}") from None
     return bitsandbytes
+
+
+def _bnb_config(kind: str):
+    from transformers import BitsAndBytesConfig
+
+    if kind == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if kind == "nf4":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_compute_dtype=torch.float32)
+    raise ValueError(f"kind={kind!r}: choose 'int8' (LLM.int8()) or 'nf4' (QLoRA's 4-bit NormalFloat).")
+
+
+def load_bnb_model(path: str | None = None, kind: str = "int8"):
+    """``AutoModel.from_pretrained(path, quantization_config=...)`` with bitsandbytes, on any device.
+
+    ``kind`` is ``"int8"`` (``BitsAndBytesConfig(load_in_8bit=True)``) or ``"nf4"`` (4-bit NormalFloat,
+    fp32 compute). Without a usable bitsandbytes backend this raises a RuntimeError listing the
+    options (known-failures #2) instead of bitsandbytes' own traceback.
+    """
+    import glmcourse
+    from transformers import AutoModel
+
+    config = _bnb_config(kind)
+    import_bitsandbytes()
+    # LLM.int8() multiplies in fp16 by design; on the CPU it says so at every call. Known, not a problem.
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    path = path or glmcourse.COURSE_MODEL
+    try:
+        model = AutoModel.from_pretrained(path, quantization_config=config)
+    except (RuntimeError, ImportError) as err:
+        raise RuntimeError(
+            f"bitsandbytes could not load {kind} weights here: {type(err).__name__}: {err}. {_BNB_OPTIONS}"
+        ) from None
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- the course model
+def model_bytes(model: nn.Module) -> int:
+    """Bytes of all parameters and buffers (a tied weight counted once), as loaded in memory."""
+    seen, total = set(), 0
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def heldout_records(path=None, limit: int | None = None) -> list[dict]:
+    """Single-turn Alpaca records of the held-out chat set (data/chat_eval.json), evenly thinned to ``limit``."""
+    import json
+
+    import glmcourse
+
+    path = path or glmcourse.DATA_DIR / "chat_eval.json"
+    with open(path, encoding="utf-8") as handle:
+        records = [r for r in json.load(handle) if not r.get("history")]
+    if limit and limit < len(records):
+        step = len(records) / limit
+        records = [records[int(i * step)] for i in range(limit)]
+    return records
+
+
+def heldout_batches(tokenizer, records, batch_size: int = 32):
+    """ChatGLM-Tuning rows (context ``[gMASK] <sop>``, target, ``<eop>``), collated with -100 on the context."""
+    from glmcourse.data import DataCollator, encode_example, format_example
+
+    collate = DataCollator.from_tokenizer(tokenizer)
+    eop = tokenizer.eop_token_id
+    rows = []
+    for record in records:
+        context, target = encode_example(tokenizer, format_example(record))
+        rows.append({"input_ids": context + target + [eop], "seq_len": len(context)})
+    return [collate(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+
+
+@torch.no_grad()
+def heldout_loss(model, batches) -> float:
+    """Mean cross-entropy per supervised token (the target and <eop>) over all batches."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in batches:
+        logits = model(input_ids=batch["input_ids"]).logits[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                 ignore_index=-100, reduction="sum").item()
+        count += int((labels != -100).sum())
+    return total / count
+
+
+def greedy_answers(model, tokenizer, records, max_new_tokens: int = 32) -> list[str]:
+    """Greedy chat replies (ChatGLM prompt format) to each record's query."""
+    from glmcourse.chat import build_prompt, process_response
+    from glmcourse.evaluation import greedy_replies, record_query
+
+    prompts = [build_prompt(record_query(r)) for r in records]
+    return [process_response(t) for t in greedy_replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens)]
+
+
+def agreement(answers, reference) -> float:
+    """Share of answers identical to the reference answers."""
+    return sum(a == b for a, b in zip(answers, reference)) / max(len(reference), 1)
+
+
+QUANT_VARIANTS = {  # name -> (bits, group_size) for quantize_model
+    "int8 per-row": (8, None),
+    "int4 per-row": (4, None),
+    "int4 group 64": (4, 64),
+    "int4 group 32": (4, 32),
+}
+
+
+def compare_quantized(model, tokenizer, records, variants=None, answer_records=None,
+                      max_new_tokens: int = 32) -> dict:
+    """Held-out loss, weight bytes and answer agreement of each ``quantize_model`` variant vs fp32.
+
+    ``model`` stays untouched (each variant quantizes a deep copy). Returns ``{name: row}`` with the
+    fp32 row first; a row holds ``loss``, ``loss_increase`` (relative), ``bytes_ratio`` (quantized
+    layers vs fp32, scales included) and ``agreement`` (greedy replies equal to fp32's, if
+    ``answer_records`` is given).
+    """
+    import copy
+
+    variants = QUANT_VARIANTS if variants is None else variants
+    batches = heldout_batches(tokenizer, records)
+    base_loss = heldout_loss(model, batches)
+    base_answers = greedy_answers(model, tokenizer, answer_records, max_new_tokens) if answer_records else None
+    rows = {"fp32": {"loss": base_loss, "loss_increase": 0.0, "bytes_ratio": 1.0,
+                     "agreement": 1.0 if answer_records else None}}
+    for name, (bits, group_size) in variants.items():
+        quantized = quantize_model(copy.deepcopy(model), bits, group_size)
+        loss = heldout_loss(quantized, batches)
+        row = {"loss": loss, "loss_increase": loss / base_loss - 1,
+               "bytes_ratio": quantized_weight_bytes(quantized)["ratio"], "agreement": None}
+        if answer_records:
+            row["agreement"] = agreement(greedy_answers(quantized, tokenizer, answer_records, max_new_tokens),
+                                         base_answers)
+        rows[name] = row
+        del quantized
+    return rows
+
+
+def load_course_model(path: str | None = None):
+    """The shipped course model (fp32, eval mode) and its tokenizer, with a clear error if it is missing."""
+    import glmcourse
+    from transformers import AutoModel, AutoTokenizer
+
+    path = path or glmcourse.COURSE_MODEL
+    from pathlib import Path
+
+    if not (Path(path) / "model.safetensors").exists():
+        raise FileNotFoundError(
+            f"{path} has no model.safetensors: build the course model with "
+            "`python -m glmcourse.build_course_model` (or restore it with git)."
+        )
+    return AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def bench_quant(path: str | None = None, limit: int | None = None, answers: int = 64,
+                with_bitsandbytes: bool = True) -> dict:
+    """The issue's figures on the course model, as a flat dict (for ``make bench`` and the notebook).
+
+    Keys: ``fp32_loss``; per variant ``<name> loss increase %``, ``<name> bytes ratio`` and
+    ``<name> answer agreement %``; with bitsandbytes, ``bnb <kind> ...`` footprint ratio and logits
+    error (or ``bnb error`` with the reason).
+    """
+    from glmcourse.settings import seed_everything
+
+    seed_everything(0)
+    model, tokenizer = load_course_model(path)
+    records = heldout_records(limit=limit)
+    answer_records = records[:: max(1, len(records) // answers)][:answers] if answers else None
+    table = compare_quantized(model, tokenizer, records, answer_records=answer_records)
+    out = {"heldout records": len(records), "fp32 loss": table["fp32"]["loss"]}
+    for name, row in table.items():
+        if name == "fp32":
+            continue
+        out[f"{name} loss increase %"] = 100 * row["loss_increase"]
+        out[f"{name} bytes ratio"] = row["bytes_ratio"]
+        if row["agreement"] is not None:
+            out[f"{name} answer agreement %"] = 100 * row["agreement"]
+    if with_bitsandbytes:
+        try:
+            out.update(bench_bitsandbytes(model, tokenizer, records, path))
+        except RuntimeError as err:
+            out["bnb error"] = str(err)
+    return out
+
+
+@torch.no_grad()
+def bench_bitsandbytes(model, tokenizer, records, path: str | None = None) -> dict:
+    """bitsandbytes int8 and NF4 loads of the same model: memory vs fp32, logits error, held-out loss."""
+    batches = heldout_batches(tokenizer, records)
+    reference = torch.cat([model(input_ids=b["input_ids"]).logits.flatten() for b in batches])
+    base_loss = heldout_loss(model, batches)
+    out = {}
+    for kind in ("int8", "nf4"):
+        qmodel = load_bnb_model(path, kind)
+        logits = torch.cat([qmodel(input_ids=b["input_ids"]).logits.float().flatten() for b in batches])
+        out[f"bnb {kind} memory ratio"] = model_bytes(qmodel) / model_bytes(model)
+        out[f"bnb {kind} logits sqnr dB"] = sqnr_db(reference, logits)
+        out[f"bnb {kind} loss increase %"] = 100 * (heldout_loss(qmodel, batches) / base_loss - 1)
+        del qmodel
+    return out
+
+
+# --------------------------------------------------------------------------- plots
+def plot_error_histogram(w: torch.Tensor, w_hat: torch.Tensor, title: str = "quantization error", ax=None,
+                         bins: int = 80):
+    """Histogram of ``w_hat - w``, with the MSE and SQNR in the legend."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 3.2))[1]
+    err = (w_hat.double() - w.double()).flatten().numpy()
+    ax.hist(err, bins=bins, color="tab:blue", alpha=0.8,
+            label=f"MSE {mse(w, w_hat):.2e}, SQNR {sqnr_db(w, w_hat):.1f} dB")
+    ax.set(title=title, xlabel="dequantized - original weight (weight units)", ylabel="number of weights")
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def plot_sqnr_vs_bits(curves: dict, ax=None):
+    """``curves``: ``{label: {bits: sqnr_db}}`` -> SQNR against bit width, with the 6.02 dB/bit rule."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for label, points in curves.items():
+        bits = sorted(points)
+        ax.plot(bits, [points[b] for b in bits], marker="o", label=label)
+    ax.set(title="Quantization error against bit width", xlabel="bits per weight",
+           ylabel="SQNR (dB, higher is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_levels(w: torch.Tensor, levels: dict, ax=None):
+    """Histogram of normalized weights with each 4-bit grid's levels drawn as ticks above it."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    ax.hist((w / w.abs().max()).flatten().numpy(), bins=120, color="lightgray", density=True,
+            label="weights / max|w|")
+    top = ax.get_ylim()[1]
+    for i, (name, values) in enumerate(levels.items()):
+        y = top * (1.05 + 0.1 * i)
+        ax.plot(values.numpy(), [y] * len(values), "|", markersize=14, mew=2, label=f"{name} levels")
+    ax.set(title="4-bit grids over normally distributed weights", xlabel="value / max|w| (unitless)",
+           ylabel="density")
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+# --------------------------------------------------------------------------- exercise checkers
+def _call(fn, *args):
+    try:
+        return fn(*args)
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as err:
+        raise AssertionError(f"calling it raised {type(err).__name__}: {err}") from None
+
+
+def _exercise_weights() -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return [
+        torch.tensor([[1.0, -0.5, 0.25, 0.0], [-2.0, 1.0, 0.5, 3.0]]),  # -0.5 * 127 = -63.5: a tie
+        torch.tensor([[0.0, 0.0, 0.0], [0.3, -0.1, 0.2]]),  # an all-zero row
+        torch.randn(5, 16, generator=gen),
+    ]
+
+
+def check_absmax_quantize(fn) -> None:
+    """Exercise: ``fn(w)`` returns ``(q, scale)``: int8 per-row absmax, scale ``max|row| / 127``."""
+    for w in _exercise_weights():
+        result = _call(fn, w.clone())
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise AssertionError("return a pair (q, scale)")
+        q, scale = result
+        want_q, want_scale = quantize_absmax(w, 8)
+        if not isinstance(q, torch.Tensor) or q.dtype != torch.int8:
+            raise AssertionError(f"q should be an int8 tensor, got {getattr(q, 'dtype', type(q).__name__)}: "
+                                 "finish with .to(torch.int8)")
+        scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
+        if scale.numel() != w.shape[0]:
+            raise AssertionError(f"one scale per row: expected {w.shape[0]} scales, got {scale.numel()} "
+                                 "(take the max over dim=-1)")
+        if not torch.isfinite(scale).all() or (scale <= 0).any():
+            raise AssertionError("an all-zero row gave a zero or NaN scale: replace a zero scale by 1")
+        nonzero = w.abs().amax(-1) > 0
+        if not torch.allclose(scale[nonzero], want_scale.reshape(-1)[nonzero]):
+            raise AssertionError(f"scale should be max|row| / 127: want {want_scale.reshape(-1).tolist()}, "
+                                 f"got {scale.tolist()}")
+        if not torch.equal(q, want_q):
+            i, j = (q != want_q).nonzero()[0].tolist()
+            exact = float(w[i, j] / want_scale.reshape(-1)[i])
+            raise AssertionError(f"w[{i}, {j}] / scale = {exact:.2f} should give {int(want_q[i, j])}, got {int(q[i, j])}: "
+                                 "use torch.round (it rounds .5 to the even neighbour), not int() or floor")
+    print("Correct: per-row absmax INT8 exactly as ChatGLM-6B computes it.")
+
+
+def check_zeropoint_quantize(fn) -> None:
+    """Exercise: ``fn(w, bits)`` returns ``(q, scale, zero_point)`` for the whole tensor (min-max).
+
+    Checked: codes in ``[-2^(bits-1), 2^(bits-1) - 1]``, ``(q - zero_point) * scale`` within one step of
+    w, and the codes spread over (almost) all ``2^bits`` values even when w is lopsided.
+    """
+    gen = torch.Generator().manual_seed(1)
+    cases = [(torch.rand(6, 32, generator=gen) * 3 - 0.5, 8), (torch.rand(4, 16, generator=gen) * 2 - 0.2, 4),
+             (torch.randn(8, 8, generator=gen), 8)]
+    for w, bits in cases:
+        result = _call(fn, w.clone(), bits)
+        if not isinstance(result, (tuple, list)) or len(result) != 3:
+            raise AssertionError("return a triple (q, scale, zero_point)")
+        q, scale, zero_point = (torch.as_tensor(t) for t in result)
+        qmin, qmax = qrange(bits, symmetric=False)
+        if q.is_floating_point():
+            raise AssertionError(f"q should hold integers (int8), got {q.dtype}")
+        if q.min() < qmin or q.max() > qmax:
+            raise AssertionError(f"{bits}-bit codes must lie in [{qmin}, {qmax}], got [{int(q.min())}, {int(q.max())}]: "
+                                 "clamp after rounding")
+        w_hat = (q.double() - zero_point.double()) * scale.double()
+        step = float(scale.double().max())
+        worst = float((w_hat - w.double()).abs().max())
+        if worst > step * 1.01:
+            raise AssertionError(f"(q - zero_point) * scale is off by up to {worst:.4f}, more than one step "
+                                 f"({step:.4f}): check scale = (max - min) / (2^bits - 1) and the zero point's sign")
+        if int(q.max()) - int(q.min()) < qmax - qmin - 2:
+            raise AssertionError(f"the codes only span [{int(q.min())}, {int(q.max())}] of [{qmin}, {qmax}]: an "
+                                 "asymmetric scheme maps min(w) near the lowest code and max(w) near the highest")
+    print("Correct: min-max quantization with a zero point uses the whole integer range.")
+
+
+def check_pack_int4(fn) -> None:
+    """Exercise: ``fn(q)`` packs int4 codes [out, in] into int8 [out, in / 2], even column in the high nibble."""
+    gen = torch.Generator().manual_seed(2)
+    cases = [torch.tensor([[1, 2, -1, 7, -8, 0]], dtype=torch.int8),
+             torch.randint(-7, 8, (4, 10), generator=gen).to(torch.int8)]
+    for q in cases:
+        got = _call(fn, q.clone())
+        want = pack_int4(q)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            raise AssertionError(f"for q of shape {tuple(q.shape)} return a tensor of shape {tuple(want.shape)}")
+        if got.dtype != torch.int8:
+            raise AssertionError(f"return int8 bytes, got {got.dtype}")
+        if torch.equal(got, pack_int4(q[..., [i ^ 1 for i in range(q.shape[-1])]])):
+            raise AssertionError("the nibbles are swapped: the EVEN column goes in the HIGH nibble (q[:, 0::2] << 4)")
+        if not torch.equal(got, want):
+            i, j = (got != want).nonzero()[0].tolist()
+            pair = q[i, 2 * j:2 * j + 2].tolist()
+            raise AssertionError(f"the byte for the pair {pair} is wrong: mask the odd value with & 0xF so a "
+                                 "negative code does not spill its sign bits into the high nibble")
+    print("Correct: two int4 codes per byte, in ChatGLM's order.")
+
+
+def check_kv_cache_bytes(fn) -> None:
+    """Exercise: ``fn(config, seq_len, batch_size)`` returns the fp16 KV-cache size in bytes."""
+    from types import SimpleNamespace
+
+    configs = [SimpleNamespace(hidden_size=4096, num_layers=28, num_attention_heads=32, vocab_size=130528),
+               SimpleNamespace(hidden_size=256, num_layers=4, num_attention_heads=8, vocab_size=4096)]
+    for config in configs:
+        for seq_len, batch in [(2048, 1), (100, 3)]:
+            got = _call(fn, config, seq_len, batch)
+            want = kv_cache_bytes(config, seq_len, batch, 2)
+            if got == want:
+                continue
+            hints = {want // 2: "keys AND values: multiply by 2", want * 2: "fp16 is 2 bytes per value, not 4",
+                     want // 4: "two tensors (k and v) of 2 bytes each",
+                     want // config.num_layers: "every layer keeps its own cache"}
+            hint = hints.get(got, "bytes = 2 (k, v) x layers x batch x seq_len x hidden x 2 bytes")
+            raise AssertionError(f"hidden {config.hidden_size}, {config.num_layers} layers, seq_len {seq_len}, "
+                                 f"batch {batch}: want {want:,} bytes, got {got}: {hint}")
+    print("Correct: 0.875 GiB of keys and values for one 2048-token ChatGLM-6B conversation.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -359,3 +360,148 @@ def test_memory_estimate_moves_with_its_assumptions():
     assert lora["trainable"] == 28 * 8 * (4096 + 3 * 4096) * 16  # 3,670,016 LoRA params x 16 bytes
     with pytest.raises(ValueError, match="mode"):
         quant.estimate_memory(cfg, 8, mode="train")
+
+
+def test_parameter_counts_agree_with_the_real_model_tree():
+    from glmcourse import sizes
+    from glmcourse.modeling import chatglm_6b_config, course_config
+
+    for config in (chatglm_6b_config(), course_config()):
+        model = sizes.meta_model(config)
+        counts = quant.parameter_counts(config)
+        assert counts["total"] == sizes.count_parameters(model)
+        linear_weights = sum(p.numel() for n, p in model.named_parameters()
+                             if n.endswith(".weight") and quant._is_target(n[: -len(".weight")]))
+        assert counts["quantizable"] == linear_weights
+
+
+def test_estimate_memory_accepts_the_real_config():
+    from glmcourse.modeling import chatglm_6b_config
+
+    est = quant.estimate_memory(chatglm_6b_config(), 16)
+    assert est["weights"] == 6_173_286_400 * 2
+    with pytest.raises(TypeError, match="hidden_size"):
+        quant.estimate_memory(SimpleNamespace(hidden_size=8), 16)
+
+
+# --------------------------------------------------------------------------- NF4 and LLM.int8()
+def test_nf4_levels_match_the_bitsandbytes_table():
+    bnb = quant.import_bitsandbytes()
+    levels = quant.nf4_levels()
+    assert levels.shape == (16,) and levels[0] == -1 and levels[-1] == 1 and (levels == 0).sum() == 1
+    assert torch.allclose(levels, bnb.functional.get_4bit_type("nf4", device="cpu"), atol=1e-6)
+
+
+def test_nf4_beats_uniform_int4_on_normal_weights():
+    torch.manual_seed(11)
+    w = torch.randn(128, 256) * 0.02
+    errors = {}
+    for name, levels in [("nf4", quant.nf4_levels()), ("int4", quant.uniform_int4_levels())]:
+        codes, absmax = quant.quantize_to_levels(w, levels, block_size=64)
+        assert codes.dtype == torch.uint8 and absmax.shape == (128 * 256 // 64,)
+        errors[name] = quant.mse(w, quant.dequantize_levels(codes, absmax, levels))
+    assert errors["nf4"] < errors["int4"]
+
+
+def test_llm_int8_decomposition_finds_the_outlier_columns_and_cuts_the_error():
+    bnb = quant.import_bitsandbytes()
+    x = quant.outlier_activations(tokens=32, features=64, outlier_features=(3, 40), magnitude=20.0)
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(1)) * 0.1
+    assert quant.outlier_columns(x).tolist() == [3, 40]
+    _, _, bnb_cols = bnb.functional.int8_vectorwise_quant(x.half().clone(), threshold=6.0)
+    assert bnb_cols.tolist() == [3, 40]
+    exact = x @ w.T
+    plain = quant.sqnr_db(exact, quant.int8_matmul_vectorwise(x, w))
+    mixed = quant.sqnr_db(exact, quant.llm_int8_matmul(x, w))
+    assert mixed > plain + 6  # more than one bit's worth better
+    # with no outliers the decomposition is the plain int8 matmul
+    calm = torch.randn(8, 64, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(quant.llm_int8_matmul(calm, w), quant.int8_matmul_vectorwise(calm, w))
+
+
+# --------------------------------------------------------------------------- bitsandbytes loading
+def test_bnb_load_without_a_backend_explains_the_options(monkeypatch, tmp_path):
+    bnb = quant.import_bitsandbytes()
+    from glmcourse.modeling import ChatGLMForConditionalGeneration, course_config
+
+    torch.manual_seed(0)
+    ChatGLMForConditionalGeneration(course_config(num_layers=1, hidden_size=32, num_attention_heads=2,
+                                                  inner_hidden_size=64, vocab_size=64)).save_pretrained(tmp_path)
+    monkeypatch.setattr(bnb, "supported_torch_devices", set(), raising=False)
+    with pytest.raises(RuntimeError) as info:
+        quant.load_bnb_model(str(tmp_path), "int8")
+    message = str(info.value)
+    assert "int8" in message and "quantize(8)" in message and "fp32" in message and "GPU" in message
+    with pytest.raises(ValueError, match="nf4"):
+        quant.load_bnb_model(str(tmp_path), "fp4")
+
+
+# --------------------------------------------------------------------------- the real architecture
+def test_quantize_on_the_chatglm_model_keeps_logits_close():
+    from glmcourse.modeling import ChatGLMForConditionalGeneration, course_config
+
+    torch.manual_seed(0)
+    config = course_config(num_layers=2, hidden_size=64, num_attention_heads=4, inner_hidden_size=256,
+                           vocab_size=128)
+    model = ChatGLMForConditionalGeneration(config).eval()
+    ids = torch.randint(10, 128, (2, 12), generator=torch.Generator().manual_seed(1))
+    ids[:, -2], ids[:, -1] = config.gmask_token_id, config.bos_token_id
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+        model.quantize(8)
+        got = model(input_ids=ids).logits
+    assert sum(isinstance(m, quant.QuantizedLinear) for m in model.modules()) == 2 * 4
+    assert quant.sqnr_db(ref, got) > 30
+    with pytest.raises(ValueError, match="4") as info:
+        ChatGLMForConditionalGeneration(config).quantize(3)
+    assert "8" in str(info.value)
+
+
+# --------------------------------------------------------------------------- exercise checkers
+def _swap_nibbles(q):
+    return (q[..., 1::2] << 4) | (q[..., 0::2] & 0xF)
+
+
+def _no_mask(q):
+    return (q[..., 0::2] << 4) | q[..., 1::2]
+
+
+def _truncating_absmax(w):
+    scale = w.abs().amax(-1, keepdim=True) / 127
+    return (w / scale).to(torch.int8), scale  # int() truncation, and NaN on a zero row
+
+
+def _symmetric_as_zeropoint(w, bits):
+    q, scale = quant.quantize_symmetric(w, bits, dim=None)
+    return q, scale, torch.zeros(())
+
+
+def _kv_without_values(config, seq_len, batch_size):
+    return config.num_layers * seq_len * batch_size * config.hidden_size * 2
+
+
+@pytest.mark.parametrize("checker,right,wrong", [
+    (quant.check_absmax_quantize, lambda w: quant.quantize_absmax(w, 8), _truncating_absmax),
+    (quant.check_zeropoint_quantize, lambda w, b: quant.quantize_zeropoint(w, b, dim=None), _symmetric_as_zeropoint),
+    (quant.check_pack_int4, quant.pack_int4, _swap_nibbles),
+    (quant.check_pack_int4, quant.pack_int4, _no_mask),
+    (quant.check_kv_cache_bytes, lambda c, s, b: quant.kv_cache_bytes(c, s, b, 2), _kv_without_values),
+])
+def test_checkers_accept_right_and_reject_wrong_answers(checker, right, wrong, capsys):
+    checker(right)
+    assert "Correct" in capsys.readouterr().out
+    with pytest.raises(AssertionError):
+        checker(wrong)
+
+
+def test_solutions_pass_their_checkers():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / "02_quant_solutions.py"
+    spec = importlib.util.spec_from_file_location("quant_solutions", path)
+    solutions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(solutions)
+    quant.check_absmax_quantize(solutions.absmax_quantize)
+    quant.check_zeropoint_quantize(solutions.zeropoint_quantize)
+    quant.check_pack_int4(solutions.pack_int4)
+    quant.check_kv_cache_bytes(solutions.kv_cache_bytes)
