@@ -348,6 +348,74 @@ def stream_chat(model, tokenizer, query: str, history=None, max_length: int = 20
 
 
 # --------------------------------------------------------------------------------------------------
+# The in-notebook chat (ipywidgets)
+# --------------------------------------------------------------------------------------------------
+def transcript_markdown(turns) -> str:
+    """The conversation as markdown: the notebook renders it, code blocks included."""
+    blocks = [f"**用户：** {q}\n\n**ChatGLM：** {r}" for q, r in turns]
+    return "\n\n---\n\n".join(blocks) if blocks else "*(no messages yet)*"
+
+
+def chat_widget(model, tokenizer, max_length: int = 2048, top_p: float = 0.7, temperature: float = 0.95):
+    """A chat box for the notebook: text box, Submit, Clear History, three sliders, streamed replies.
+
+    The returned VBox keeps the conversation in ``.history``; ``.transcript`` is the Output widget
+    that shows it, ``.text``, ``.submit``, ``.clear`` and ``.sliders`` are the controls (so a cell can
+    also drive it: set ``box.text.value`` and call ``box.submit.click()``).
+    """
+    import ipywidgets as widgets
+    from IPython.display import Markdown, display
+
+    text = widgets.Textarea(placeholder="输入消息 / type a message", layout=widgets.Layout(width="100%"))
+    submit = widgets.Button(description="Submit", button_style="primary")
+    clear = widgets.Button(description="Clear History")
+    sliders = {
+        "max_length": widgets.IntSlider(value=max_length, min=16, max=4096, step=1, description="Maximum length"),
+        "top_p": widgets.FloatSlider(value=top_p, min=0.01, max=1.0, step=0.01, description="Top P"),
+        "temperature": widgets.FloatSlider(value=temperature, min=0.01, max=1.5, step=0.01,
+                                           description="Temperature"),
+    }
+    for slider in sliders.values():
+        slider.style.description_width = "initial"
+    transcript = widgets.Output(layout=widgets.Layout(border="1px solid #ddd", padding="4px", min_height="80px"))
+    box = widgets.VBox([transcript, text, widgets.HBox([submit, clear]), *sliders.values()])
+    box.history, box.transcript, box.text, box.submit, box.clear, box.sliders = [], transcript, text, submit, clear, sliders
+    box.markdown = transcript_markdown([])
+
+    def show(turns):
+        box.markdown = transcript_markdown(turns)
+        transcript.clear_output(wait=True)
+        with transcript:
+            display(Markdown(box.markdown))
+
+    def on_submit(_button=None):
+        query = text.value.strip()
+        if not query:
+            return
+        text.value, submit.disabled = "", True
+        try:
+            options = {name: slider.value for name, slider in sliders.items()}
+            turns = box.history
+            for _, turns in stream_chat(model, tokenizer, query, box.history, **options):
+                show(turns)
+            box.history = turns
+        except Exception as err:  # shown in the chat box instead of a log the learner never opens
+            with transcript:
+                display(Markdown(f"**error:** `{type(err).__name__}: {err}`"))
+        finally:
+            submit.disabled = False
+
+    def on_clear(_button=None):
+        box.history = []
+        show([])
+
+    submit.on_click(on_submit)
+    clear.on_click(on_clear)
+    show([])
+    return box
+
+
+# --------------------------------------------------------------------------------------------------
 # Loading (shared by the CLI, the web demo and the benchmark)
 # --------------------------------------------------------------------------------------------------
 def missing_model_files(path) -> list[str]:
@@ -430,3 +498,102 @@ def bench_chat(model_path: str | None = None, new_tokens: int = 64, query: str =
     return {"latency_s": latency, "reply_chars": len(response), "stream_tokens": count,
             "stream_s": elapsed, "tokens_per_s": count / elapsed if elapsed else float("nan"),
             "first_token_s": first, "device": device}
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise checkers (notebook 03)
+# --------------------------------------------------------------------------------------------------
+def _call(fn, *args):
+    """Call the learner's function; a crash becomes a hint (NotImplementedError passes through)."""
+    try:
+        return fn(*args)
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any crash becomes a hint
+        raise AssertionError(f"calling it with {args!r} raised {type(err).__name__}: {err}") from None
+
+
+def check_build_prompt(fn) -> None:
+    """Exercise: ``fn(query, history)`` returns ChatGLM-6B's prompt string."""
+    cases = [
+        ("你好", []),
+        ("如何提高弹跳", [("你好", "你好！")]),
+        ("还有呢？", [("a", "A"), ("b", "B\n第二行")]),
+        ("q", [("", "")]),
+    ]
+    for query, history in cases:
+        got, want = _call(fn, query, list(history)), build_prompt(query, history)
+        if got == want:
+            continue
+        if not history:
+            raise AssertionError(f"with an empty history the prompt is the query itself: {want!r}, got {got!r}")
+        if isinstance(got, str) and ":" in got:
+            raise AssertionError("the colons after 问 and 答 are full-width '：' (U+FF1A), not ASCII ':'")
+        raise AssertionError(f"for query={query!r}, history={history!r} expected\n{want!r}\ngot\n{got!r}\n"
+                             "Each past turn is '[Round i]\\n问：q\\n答：r\\n' (i from 0), then the new query as "
+                             "'[Round n]\\n问：query\\n答：'.")
+    print("Correct: empty history gives the raw query; every turn is a numbered round with full-width colons.")
+
+
+def check_process_response(fn) -> None:
+    """Exercise: ``fn(text)`` strips the reply and makes , ! : ; ? full-width next to a CJK character."""
+    cases = ["  你好 \n", "你好,世界", "对!", "是吗?", "ok;好", "time: 12:30", "Hi, 你好!", "你好 , 世界",
+             "你好.", "中,文,标,点", "a,b!c:d;e?"]
+    for text in cases:
+        got, want = _call(fn, text), process_response(text)
+        if got != want:
+            raise AssertionError(f"process_response({text!r}) should be {want!r}, got {got!r}. Rules: strip; then "
+                                 "turn ASCII , ! : ; ? into ，！：；？ only when a character in U+4E00..U+9FFF stands "
+                                 "directly before or after it.")
+    print("Correct: stripped, and only punctuation touching a CJK character became full-width.")
+
+
+class _CharTokenizer:
+    """For the checker: one id per character, plus [gMASK] <sop>, so lengths are easy to reason about."""
+
+    def __call__(self, text, **kwargs):
+        return {"input_ids": list(range(len(text) + 2))}
+
+
+def check_fit_history(fn) -> None:
+    """Exercise: ``fn(tokenizer, query, history, max_length, reply_room)`` -> ``(kept, n_dropped)``."""
+    tok = _CharTokenizer()
+    history = [("第一个问题", "第一个回答"), ("second", "2nd"), ("third question", "3rd")]
+    sizes = [len(build_prompt("q", history[k:])) + 2 for k in range(4)]  # prompt length keeping turns k..
+    for max_length in [sizes[0] + 10, sizes[0] + 9, sizes[1] + 10, sizes[2] + 10, sizes[3] + 10, 10_000]:
+        got = _call(fn, tok, "q", list(history), max_length, 10)
+        want = fit_history(tok, "q", history, max_length, 10)
+        try:
+            kept, dropped = got
+            kept = [tuple(t) for t in kept]
+        except Exception:  # noqa: BLE001
+            raise AssertionError("return a pair (kept_turns, number_dropped)") from None
+        if (kept, dropped) != want:
+            raise AssertionError(f"max_length={max_length}, 10 tokens kept for the reply: expected to keep "
+                                 f"{want[0]} (dropped {want[1]}), got {kept} (dropped {dropped}). Drop the OLDEST "
+                                 "turns one at a time until len(prompt ids) + reply_room <= max_length.")
+    try:
+        fn(tok, "x" * 100, [], 50, 10)
+    except ValueError:
+        pass
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise AssertionError(f"a query that can never fit should raise ValueError, not {type(err).__name__}") from None
+    else:
+        raise AssertionError("when even the query alone does not fit, raise ValueError (nothing to drop)")
+    print("Correct: the oldest turns go first, the newest stay, and an impossible fit is an error.")
+
+
+def check_whole_chars(fn) -> None:
+    """Exercise: ``fn(data: bytes)`` returns the text of the complete UTF-8 characters at the start of
+    ``data``, holding back a character whose bytes have not all arrived yet."""
+    text = "你好, GLM 😀!"
+    data = text.encode("utf-8")
+    for cut in range(len(data) + 1):
+        want = data[:cut].decode("utf-8", errors="ignore")
+        got = _call(fn, data[:cut])
+        if got != want:
+            raise AssertionError(f"for the first {cut} bytes of {text!r} expected {want!r}, got {got!r}. A UTF-8 "
+                                 "character is 1-4 bytes; keep the longest prefix that decodes, never show '\\ufffd'.")
+    print("Correct: a character is shown only once all its bytes have arrived.")

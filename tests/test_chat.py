@@ -296,3 +296,108 @@ def test_course_model_streams_whole_characters_and_uses_history():
     outputs = list(model.stream_chat(tok, "如何提高弹跳", history, max_new_tokens=48))
     assert outputs[-1][0] and all(C.REPLACEMENT_CHAR not in r for r, _ in outputs)
     assert outputs[-1][1][:1] == history
+
+
+# ---------------------------------------------------------------- the notebook chat widget
+def test_chat_widget_streams_keeps_history_and_clears():
+    model = ScriptedModel("见下:\n```python\nprint(1)\n```")
+    box = C.chat_widget(model, TOK)
+    labels = {getattr(w, "description", None) for w in box.children[2].children} | {
+        s.description for s in box.sliders.values()}
+    assert {"Submit", "Clear History", "Maximum length", "Top P", "Temperature"} <= labels
+    assert [s.value for s in box.sliders.values()] == [2048, 0.7, 0.95]
+    box.text.value = "   "
+    box.submit.click()
+    assert model.calls == []  # empty input: nothing sent
+    box.sliders["top_p"].value = 0.5
+    box.text.value = "代码"
+    box.submit.click()
+    assert box.text.value == "" and not box.submit.disabled
+    assert box.history == [("代码", "见下：\n```python\nprint(1)\n```")]
+    assert model.calls[0]["top_p"] == 0.5
+    assert "**用户：** 代码" in box.markdown and "```python\nprint(1)\n```" in box.markdown
+    box.text.value = "再来"
+    box.submit.click()
+    assert len(box.history) == 2
+    box.clear.click()
+    assert box.history == [] and "no messages" in box.markdown
+
+
+# ---------------------------------------------------------------- exercise checkers
+def _solutions():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / "03_chat_solutions.py"
+    spec = importlib.util.spec_from_file_location("chat_solutions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_build_prompt_accepts_the_solution_and_rejects_ascii_colons(capsys):
+    C.check_build_prompt(_solutions().build_prompt)
+    assert "Correct" in capsys.readouterr().out
+
+    def ascii_colons(query, history):
+        return _solutions().build_prompt(query, history).replace("：", ":")
+
+    def rounds_from_one(query, history):
+        if not history:
+            return query
+        body = "".join(f"[Round {i + 1}]\n问：{q}\n答：{r}\n" for i, (q, r) in enumerate(history))
+        return body + f"[Round {len(history) + 1}]\n问：{query}\n答："
+
+    with pytest.raises(AssertionError, match="full-width"):
+        C.check_build_prompt(ascii_colons)
+    with pytest.raises(AssertionError, match="i from 0"):
+        C.check_build_prompt(rounds_from_one)
+
+
+def test_check_process_response_accepts_the_solution_and_rejects_converting_everything():
+    C.check_process_response(_solutions().process_response)
+
+    def everywhere(text):
+        return text.strip().replace(",", "，").replace("!", "！").replace(":", "：").replace(";", "；").replace("?", "？")
+
+    with pytest.raises(AssertionError, match="directly before or after"):
+        C.check_process_response(everywhere)
+    with pytest.raises(AssertionError):
+        C.check_process_response(lambda text: text)  # forgets to strip
+
+
+def test_check_fit_history_accepts_the_solution_and_rejects_dropping_the_newest():
+    C.check_fit_history(_solutions().fit_history)
+
+    def drops_newest(tokenizer, query, history, max_length, reply_room):
+        kept, dropped = _solutions().fit_history(tokenizer, query, history[::-1], max_length, reply_room)
+        return kept[::-1], dropped
+
+    with pytest.raises(AssertionError, match="OLDEST"):
+        C.check_fit_history(drops_newest)
+
+    def never_raises(tokenizer, query, history, max_length, reply_room):
+        try:
+            return _solutions().fit_history(tokenizer, query, history, max_length, reply_room)
+        except ValueError:
+            return [], len(history)
+
+    with pytest.raises(AssertionError, match="ValueError"):
+        C.check_fit_history(never_raises)
+
+
+def test_check_whole_chars_accepts_the_solution_and_rejects_replacement_chars():
+    C.check_whole_chars(_solutions().whole_chars)
+    with pytest.raises(AssertionError, match="ufffd"):
+        C.check_whole_chars(lambda data: data.decode("utf-8", errors="replace"))
+
+
+def test_a_crash_or_todo_in_the_learner_function_is_reported_not_raised():
+    from glmcourse.exercises import attempt
+
+    def todo(query, history):
+        raise NotImplementedError
+
+    assert attempt(C.check_build_prompt, todo) is False
+    with pytest.raises(AssertionError, match="raised KeyError"):
+        C.check_build_prompt(lambda q, h: {}[q])
