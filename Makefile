@@ -6,6 +6,7 @@
 #   make bench    performance figures, each with its unit
 #   make doctor   check the environment ([OK]/[FAIL] lines with the fix for each FAIL)
 #   make check-lab  start `make lab`'s server on a free port, wait until it answers, stop it
+#   make e2e      lesson 03's web demo in headless Chromium (installs Debian's chromium if missing)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -31,10 +32,10 @@ NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
 	--nbval-sanitize-with $(NBVAL_SANITIZE) --ignore=notebooks/solutions -p no:cacheprovider
 
-.PHONY: help setup lab test unit nbval course bench doctor check-lab clean-runs
+.PHONY: help setup lab test unit nbval course bench doctor check-lab e2e clean-runs
 
 help:
-	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +81,13 @@ doctor: $(STAMP)
 
 check-lab: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_lab.py
+
+# Lesson 03's web page in headless Chromium (Debian's package; Playwright never downloads a browser).
+e2e: $(STAMP)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else echo "e2e needs Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
+	export $(TEST_ENV); GLMCOURSE_E2E=1 $(BIN)/python -m pytest -q tests/test_web_demo.py
 
 clean-runs:
 	rm -rf runs/course
