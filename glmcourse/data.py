@@ -664,8 +664,22 @@ def run_cli(main_body) -> int:
 # Labels in colour (for the notebook)
 # ----------------------------------------------------------------------------------------------
 def token_names(tokenizer, input_ids) -> list[str]:
-    """The token string of each id, so [gMASK], <sop> and <eop> show by name."""
-    return [str(t) for t in tokenizer.convert_ids_to_tokens(list(input_ids))]
+    """A readable piece per id: special tokens by name ([gMASK], <sop>, <eop>), others decoded alone.
+
+    A byte-level BPE can split one Chinese character over several ids; such a piece shows as '�'.
+    """
+    input_ids = [int(i) for i in input_ids]
+    specials = set(getattr(tokenizer, "all_special_ids", [])) | set(special_ids(tokenizer).values())
+    names = tokenizer.convert_ids_to_tokens(input_ids)
+    return [str(name) if i in specials else tokenizer.decode([i]) for i, name in zip(input_ids, names)]
+
+
+def row_table(tokenizer, input_ids, labels) -> str:
+    """position | id | token | label, one line per token: the row as the loss sees it."""
+    lines = [f"{'pos':>3}  {'id':>5}  {'token':<12}  label"]
+    for pos, (i, piece, label) in enumerate(zip(input_ids, token_names(tokenizer, input_ids), labels)):
+        lines.append(f"{pos:>3}  {i:>5}  {piece!r:<12}  {'-100 (masked)' if label == IGNORE_INDEX else label}")
+    return "\n".join(lines)
 
 
 def labels_html(tokens, labels) -> str:

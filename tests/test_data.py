@@ -60,9 +60,12 @@ class CharTokenizer:
         vocab.update({chr(c): self._char_id(chr(c)) for c in range(32, 127)})
         return vocab
 
+    def decode(self, ids):
+        return "".join(self.convert_ids_to_tokens(ids))
+
     def convert_ids_to_tokens(self, ids):
         back = {v: k for k, v in self.get_vocab().items()}
-        return [back.get(i, chr(i - self.offset - 100)) for i in ids]
+        return [back[i] if i in back else chr(i - self.offset - 100) for i in ids]
 
 
 @pytest.fixture(scope="module")
@@ -483,6 +486,20 @@ def test_collator_on_real_rows_supervises_exactly_sop_target_and_eop(tok):
     supervised = [t for t in batch["labels"][0].tolist() if t != -100]
     assert supervised == first["input_ids"][first["seq_len"] - 1 :]
     assert supervised[0] == tok.sop_token_id and supervised[-1] == tok.eop_token_id
+
+
+def test_token_names_name_the_specials_and_the_table_marks_the_masked_part(tok):
+    row, _ = data.tokenize_row(tok, {"context": "Hi", "target": "Yo"}, 100)
+    labels = data.build_labels(row["input_ids"], row["seq_len"])
+    names = data.token_names(tok, row["input_ids"])
+    assert names[row["seq_len"] - 2 : row["seq_len"]] == ["[gMASK]", "<sop>"] and names[-1] == "<eop>"
+    assert "".join(names[: row["seq_len"] - 2]) == "Hi" and "".join(names[row["seq_len"] : -1]) == "Yo"
+    table = data.row_table(tok, row["input_ids"], labels).splitlines()
+    assert len(table) == 1 + len(labels)
+    assert sum("-100 (masked)" in line for line in table) == row["seq_len"] - 1
+    html = data.labels_html(names, labels)
+    assert html.count("background:#ddd;color:#777;padding:1px 3px;margin") == row["seq_len"] - 1
+    assert html.count("background:#b6e3b6;color:#063;padding:1px 3px;margin") == len(labels) - row["seq_len"] + 1
 
 
 # ------------------------------------------------------------------------------------------------
