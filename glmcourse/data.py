@@ -193,6 +193,8 @@ def validate_alpaca(data, source: str = "<data>", max_listed: int = 20) -> list[
 def load_alpaca(path) -> list[dict]:
     """Read and validate an Alpaca JSON file (a JSON array of instruction/input/output records)."""
     text = read_text(path)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; an Alpaca file is a JSON array [{{...}}, {{...}}].")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -266,13 +268,22 @@ def atomic_write(path, encoding: str = "utf-8"):
         raise
 
 
-def exit_cleanly_on_sigterm() -> None:
-    """Turn SIGTERM (``kill PID``) into SystemExit so ``finally``/cleanup code runs, like Ctrl-C does."""
+@contextmanager
+def sigterm_as_exit():
+    """While active, SIGTERM (``kill PID``) raises SystemExit, so cleanup code runs as it does on Ctrl-C."""
 
     def _handler(signum, frame):
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, _handler)
+    try:
+        previous = signal.signal(signal.SIGTERM, _handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def convert_file(data_path, save_path) -> int:
@@ -410,6 +421,7 @@ def tokenize_row(tokenizer, example: dict, max_seq_length: int, skip_overlength:
 
     status is "fits", "truncated", "context_truncated" or "skipped".
     """
+    check_max_seq_length(max_seq_length)
     ids = ids or special_ids(tokenizer)
     context_ids, target_ids = encode_example(tokenizer, example, ids)
     if skip_overlength and len(context_ids) + len(target_ids) + 1 > max_seq_length:
@@ -648,10 +660,10 @@ def run_cli(main_body) -> int:
     """Run a command's body: DataError -> one-paragraph message on stderr and exit status 1."""
     import sys
 
-    exit_cleanly_on_sigterm()
     try:
-        main_body()
-    except DataError as err:
+        with sigterm_as_exit():
+            main_body()
+    except (DataError, OSError) as err:  # OSError: unreadable input, full disk, no permission
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -549,6 +549,22 @@ def test_converter_cli_counts_and_exit_status(tmp_path, capsys):
     assert err.startswith("error: ") and "GBK" in err and "Traceback" not in err
 
 
+def test_converter_cli_reports_os_errors_and_restores_the_sigterm_handler(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    before = signal.getsignal(signal.SIGTERM)
+    code = cover_alpaca2jsonl.main(["--data_path", str(MALFORMED / "utf8_bom.json"),
+                                    "--save_path", str(blocker / "rows.jsonl")])
+    assert code == 1 and capsys.readouterr().err.startswith("error: ")
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_empty_alpaca_file_is_explained(tmp_path):
+    (tmp_path / "empty.json").write_text("\n")
+    with pytest.raises(DataError, match="the file is empty"):
+        data.load_alpaca(tmp_path / "empty.json")
+
+
 def test_converter_module_exits_non_zero_without_a_traceback(tmp_path):
     proc = converter_process(RUN_CONVERTER, "--data_path", MALFORMED / "missing_fields.json",
                              "--save_path", tmp_path / "x.jsonl")
