@@ -81,6 +81,61 @@ def machine_figures():
     return figures
 
 
+def unit_for(key: str) -> str:
+    """The unit a lesson's result key carries, read off its name (``latency_s``, ``... %``, ``... dB``)."""
+    k = key.lower()
+    if k.endswith("per_s"):
+        return "tokens/s"
+    if k.endswith("_s") or k.endswith(" s"):
+        return "s"
+    if k.endswith("%"):
+        return "%"
+    if k.endswith("db"):
+        return "dB"
+    if "ratio" in k:
+        return "x (of fp32)"
+    if k.endswith("loss"):
+        return "nats/token"
+    if k.endswith("chars"):
+        return "characters"
+    if k.endswith("tokens"):
+        return "tokens"
+    if k.endswith("records"):
+        return "records"
+    return ""
+
+
+def figures_from(results: dict, drop_suffix: tuple = ("%", " s", "_s", " dB")) -> list[Figure]:
+    """Numbers of a lesson's result dict as Figures (units from the key); text values become notes."""
+    notes = "; ".join(f"{k}: {v}" for k, v in results.items() if isinstance(v, str))
+    figures = []
+    for key, value in results.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value is None:
+            continue
+        name = key
+        for suffix in drop_suffix:
+            if name.endswith(suffix) and not name.endswith("per_s"):
+                name = name[: -len(suffix)].rstrip()
+        figures.append(Figure(name.replace("_", " "), float(value), unit_for(key)))
+    if figures and notes:
+        figures[0].note = (figures[0].note + "; " if figures[0].note else "") + notes
+    return figures
+
+
+@section("02 quantization (course model, held-out data)")
+def quantization_figures():
+    from glmcourse.quant import bench_quant
+
+    return figures_from(bench_quant())
+
+
+@section("03 chat (course model)")
+def chat_figures():
+    from glmcourse.chat import bench_chat
+
+    return figures_from(bench_chat())
+
+
 # ---------------------------------------------------------------------------- running
 def run(only: str | None = None) -> dict[str, list[Figure]]:
     results = {}

@@ -57,3 +57,13 @@ def test_best_time_takes_the_minimum(monkeypatch):
     ticks = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0])
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks))
     assert bench.best_time(lambda: None, repeats=3, warmup=0) == 1.0
+
+
+def test_lesson_result_dicts_become_figures_with_units():
+    figs = bench.figures_from({"latency_s": 1.5, "tokens_per_s": 20.0, "int8 loss increase %": 0.4,
+                               "int4 bytes ratio": 0.16, "bnb nf4 logits sqnr dB": 18.0, "fp32 loss": 2.3,
+                               "device": "cpu", "ok": True})
+    got = {(f.name, f.unit) for f in figs}
+    assert got == {("latency", "s"), ("tokens per s", "tokens/s"), ("int8 loss increase", "%"),
+                   ("int4 bytes ratio", "x (of fp32)"), ("bnb nf4 logits sqnr", "dB"), ("fp32 loss", "nats/token")}
+    assert figs[0].note == "device: cpu"
