@@ -15,6 +15,7 @@ the first half of every head is rotated by ``position_ids``, the second half by
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,29 @@ from glmcourse.modeling.configuration_chatglm import ChatGLMConfig
 QUANTIZED_LINEARS = ("attention.query_key_value", "attention.dense", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_model_folder(path, alternatives, what: str, required=("config.json",)) -> None:
+    """Fail early, naming the missing files, when a local model folder is incomplete (or absent offline)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        missing = [name for name in required if not os.path.isfile(os.path.join(path, name))]
+        if not any(os.path.isfile(os.path.join(path, name)) for name in alternatives):
+            missing.append(" or ".join(alternatives) + f" ({what})")
+        if missing:
+            raise FileNotFoundError(
+                f"The model folder {path} is missing: {', '.join(missing)}. Copy the complete folder again, or "
+                f"rebuild the course model with `python -m glmcourse.build_course_model`."
+            )
+    elif os.path.isabs(path) or path.startswith(".") or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise FileNotFoundError(
+            f"No model folder at {path!r}" + (" and HF_HUB_OFFLINE=1, so nothing will be downloaded" if
+                                              os.environ.get("HF_HUB_OFFLINE") == "1" else "")
+            + ". Pass the path of a downloaded checkpoint folder, or glmcourse.COURSE_MODEL for the course model."
+        )
+
+
 # ----------------------------------------------------------------------------- positions and masks
 def positions_and_mask(input_ids: torch.Tensor, config: ChatGLMConfig, padding_mask: torch.Tensor | None = None):
     """2D positions [B, 2, L] and a may-attend mask [B, L, L] for a batch of (left-padded) prompts.
@@ -37,18 +61,16 @@ def positions_and_mask(input_ids: torch.Tensor, config: ChatGLMConfig, padding_m
     start at its first real token; padding sees only itself and nobody sees padding.
     """
     gmask, sop, mask = config.gmask_token_id, config.bos_token_id, config.mask_token_id
+    position_ids = masks.chatglm_position_ids(input_ids, gmask, sop, mask)
+    attend = masks.chatglm_attention_mask(input_ids, sop)
     if padding_mask is None or bool(padding_mask.all()):
-        return (masks.chatglm_position_ids(input_ids, gmask, sop, mask),
-                masks.chatglm_attention_mask(input_ids, sop))
-    batch, length = input_ids.shape
-    position_ids = torch.zeros(batch, 2, length, dtype=torch.long, device=input_ids.device)
-    attend = torch.eye(length, dtype=torch.bool, device=input_ids.device).repeat(batch, 1, 1)
-    starts = length - padding_mask.long().sum(-1)  # left padding: real tokens are the last ones
-    for row, start in enumerate(starts.tolist()):
-        ids = input_ids[row, start:]
-        position_ids[row, :, start:] = masks.chatglm_position_ids(ids, gmask, sop, mask)
-        attend[row, start:, start:] = masks.chatglm_attention_mask(ids, sop)
-    return position_ids, attend
+        return position_ids, attend
+    real = padding_mask.bool().to(input_ids.device)
+    offsets = (~real).long().sum(-1, keepdim=True)  # left padding: the count of leading pads
+    position_ids[:, 0] = (position_ids[:, 0] - offsets).clamp(min=0)
+    position_ids = position_ids * real[:, None]
+    eye = torch.eye(input_ids.shape[1], dtype=torch.bool, device=input_ids.device)
+    return position_ids, (attend & real[:, None, :]) | eye
 
 
 # ----------------------------------------------------------------------------- 2D rotary embedding
@@ -133,6 +155,11 @@ class ChatGLMPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["GLMBlock"]
     _supports_sdpa = True
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        check_model_folder(pretrained_model_name_or_path, WEIGHT_FILES, "weights")
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
 
 class ChatGLMModel(ChatGLMPreTrainedModel):

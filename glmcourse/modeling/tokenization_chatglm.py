@@ -21,6 +21,14 @@ class ChatGLMTokenizer(PreTrainedTokenizerFast):
     model_input_names = ["input_ids", "attention_mask"]
     padding_side = "left"
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        from glmcourse.modeling.modeling_chatglm import check_model_folder
+
+        check_model_folder(pretrained_model_name_or_path, ("tokenizer.json",), "the tokenizer",
+                           required=("tokenizer_config.json",))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
     # ids are read from the vocabulary, never hard-coded (old ChatGLM checkpoints shifted them by 20000)
     @property
     def gmask_token_id(self) -> int:

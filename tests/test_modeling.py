@@ -1,0 +1,194 @@
+"""The course model: ChatGLM-6B's architecture, inputs, generation, save/load and the seed's calls."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+import glmcourse
+from glmcourse.chat import build_prompt
+from glmcourse.modeling import (ChatGLMForConditionalGeneration, chatglm_6b_config, course_config,
+                                positions_and_mask)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return AutoTokenizer.from_pretrained(glmcourse.COURSE_MODEL)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return AutoModel.from_pretrained(glmcourse.COURSE_MODEL).eval()
+
+
+@pytest.fixture(scope="module")
+def lively_model(tok):
+    """A random model with large weights, so greedy outputs vary from token to token."""
+    torch.manual_seed(0)
+    m = ChatGLMForConditionalGeneration(course_config(
+        vocab_size=len(tok), pad_token_id=tok.pad_token_id, mask_token_id=tok.mask_token_id,
+        gmask_token_id=tok.gmask_token_id, bos_token_id=tok.sop_token_id, eos_token_id=tok.eop_token_id))
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.25)
+    return m.eval()
+
+
+def test_full_size_config_has_chatglm_6b_parameter_count():
+    with torch.device("meta"):
+        m = ChatGLMForConditionalGeneration(chatglm_6b_config())
+    assert sum(p.numel() for p in m.parameters()) == 6_173_286_400
+
+
+def test_module_names_match_chatglm_6b(model):
+    names = {n for n, _ in model.named_modules()}
+    for suffix in ["input_layernorm", "attention.query_key_value", "attention.dense", "post_attention_layernorm",
+                   "mlp.dense_h_to_4h", "mlp.dense_4h_to_h"]:
+        assert f"transformer.layers.0.{suffix}" in names
+    assert {"transformer.word_embeddings", "transformer.final_layernorm", "lm_head"} <= names
+    assert model.config.model_type == "chatglm"
+    assert model.lm_head.weight is model.transformer.word_embeddings.weight
+
+
+def test_shipped_weights_are_small_safetensors():
+    path = os.path.join(glmcourse.COURSE_MODEL, "model.safetensors")
+    assert os.path.getsize(path) <= 25 * 2**20
+    assert not any(f.endswith(".bin") for f in os.listdir(glmcourse.COURSE_MODEL))
+
+
+def _expected_positions(ids, gmask, sop):
+    """The reference rule, written out per token."""
+    g, s = ids.index(gmask), ids.index(sop)
+    pos = [i if i < s else g for i in range(len(ids))]
+    block = [0 if i < s else i - s + 1 for i in range(len(ids))]
+    attend = [[(j < s) or (i >= s and j <= i) for j in range(len(ids))] for i in range(len(ids))]
+    return pos, block, attend
+
+
+@pytest.mark.parametrize("history", [[], [("你好", "你好！")], [("我叫小明。", "你好，小明！"), ("1+1?", "2")]])
+def test_positions_and_mask_follow_the_reference(tok, model, history):
+    ids = tok.encode(build_prompt("我叫什么名字？", history)) + [101, 102, 103]  # + three generated tokens
+    pos, att = positions_and_mask(torch.tensor([ids]), model.config)
+    want_pos, want_block, want_att = _expected_positions(ids, tok.gmask_token_id, tok.sop_token_id)
+    assert pos[0, 0].tolist() == want_pos
+    assert pos[0, 1].tolist() == want_block
+    assert att[0].tolist() == want_att
+
+
+def test_prompt_without_sop_is_a_clear_error(tok, model):
+    ids = torch.tensor([tok.encode("no special tokens", add_special_tokens=False)])
+    with pytest.raises(ValueError, match="<sop>|sop"):
+        model(input_ids=ids)
+
+
+def test_kv_cache_generation_equals_full_recompute(tok, lively_model):
+    ids = tok("What is the capital of France?", return_tensors="pt")
+    cached = lively_model.generate(**ids, max_new_tokens=24, do_sample=False, use_cache=True, eos_token_id=None)
+    full = lively_model.generate(**ids, max_new_tokens=24, do_sample=False, use_cache=False, eos_token_id=None)
+    assert cached.shape[1] == ids["input_ids"].shape[1] + 24
+    assert len(set(cached[0, -24:].tolist())) > 3  # the test model really varies its output
+    assert torch.equal(cached, full)
+
+
+def test_left_padded_batch_generates_like_each_prompt_alone(tok, lively_model):
+    prompts = ["你好", "Tell me the capital of Japan, please.", build_prompt("我叫什么？", [("我叫小红。", "你好！")])]
+    batch = tok(prompts, return_tensors="pt", padding=True)
+    assert (batch["attention_mask"] == 0).any()  # the batch really is padded
+    together = lively_model.generate(**batch, max_new_tokens=12, do_sample=False, eos_token_id=None)
+    for row, prompt in enumerate(prompts):
+        alone = lively_model.generate(**tok(prompt, return_tensors="pt"), max_new_tokens=12, do_sample=False,
+                                      eos_token_id=None)
+        assert together[row, -12:].tolist() == alone[0, -12:].tolist()
+
+
+def test_save_load_round_trip_is_exact(tmp_path, tok, lively_model):
+    lively_model.save_pretrained(tmp_path)
+    again = AutoModel.from_pretrained(tmp_path).eval()
+    for (name, a), (_, b) in zip(lively_model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    ids = tok("round trip", return_tensors="pt")["input_ids"]
+    assert torch.equal(lively_model(ids).logits, again(ids).logits)
+
+
+@pytest.mark.parametrize("missing", ["model.safetensors", "config.json", "tokenizer.json"])
+def test_missing_file_is_named(tmp_path, missing):
+    folder = tmp_path / "model"
+    shutil.copytree(glmcourse.COURSE_MODEL, folder)
+    (folder / missing).unlink()
+    loader = AutoTokenizer if missing.startswith("tokenizer") else AutoModel
+    with pytest.raises((FileNotFoundError, OSError, ValueError), match=missing.replace(".", r"\.")):
+        loader.from_pretrained(folder)
+
+
+def test_quantize_rejects_unsupported_bits(lively_model):
+    with pytest.raises(ValueError, match="4 or .*8"):
+        lively_model.quantize(3)
+
+
+def test_chat_rejects_history_of_the_wrong_shape(tok, model):
+    with pytest.raises(TypeError, match=r"\(query, response\)"):
+        model.chat(tok, "你好", history=["not a pair"])
+
+
+def test_chat_answers_a_greeting_and_uses_the_history(tok, model):
+    response, history = model.chat(tok, "你好", history=[], do_sample=False)
+    assert "你好" in response and history == [("你好", response)]
+    _, history = model.chat(tok, "我叫周杰。", history=[], do_sample=False)
+    answer, _ = model.chat(tok, "我叫什么名字？", history=history, do_sample=False)
+    assert "周杰" in answer
+
+
+def test_half_precision_on_cpu_still_chats(tok):
+    m = AutoModel.from_pretrained(glmcourse.COURSE_MODEL).half().eval()
+    with pytest.warns(UserWarning):
+        response, _ = m.chat(tok, "hello", history=[], do_sample=False)
+    assert response
+
+
+def test_tokenizer_round_trips_whitespace_and_chinese(tok):
+    text = "def f(x):\n\treturn  x   # 注释\n\n你好，世界！  Hello\t\tworld"
+    ids = tok.encode(text, add_special_tokens=False)
+    assert tok.decode(ids) == text
+    full = tok.encode(text)
+    assert full[-2:] == [tok.gmask_token_id, tok.sop_token_id]
+    assert tok.build_inputs_with_special_tokens([7, 8], [9]) == [7, 8, tok.gmask_token_id, tok.sop_token_id, 9,
+                                                                 tok.eop_token_id]
+    assert tok.padding_side == "left"
+    for t in ["[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<pad>", "<unk>"]:
+        assert tok.convert_ids_to_tokens(tok.convert_tokens_to_ids(t)) == t
+
+
+def test_peft_default_lora_mapping_targets_query_key_value(model):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    import copy
+
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(task_type=TaskType.CAUSAL_LM, r=8, lora_alpha=32,
+                                                                 lora_dropout=0.1))
+    lora = [n for n, _ in peft_model.named_modules() if n.endswith("lora_A")]
+    assert lora and all("query_key_value" in n for n in lora)
+    assert len(lora) == model.config.num_layers
+
+
+def test_seed_snippet_runs_in_a_fresh_process_without_importing_glmcourse(tmp_path):
+    script = textwrap.dedent(f"""
+        import json, sys
+        from transformers import AutoTokenizer, AutoModel
+        tokenizer = AutoTokenizer.from_pretrained({glmcourse.COURSE_MODEL!r}, trust_remote_code=True)
+        model = AutoModel.from_pretrained({glmcourse.COURSE_MODEL!r}, trust_remote_code=True)
+        model = model.eval()
+        response, history = model.chat(tokenizer, "你好", history=[])
+        print(json.dumps({{"response": response, "turns": len(history)}}, ensure_ascii=False))
+    """)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["turns"] == 1 and result["response"]
