@@ -26,6 +26,7 @@ from pathlib import Path
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 LANGUAGE_INFO = {"name": "python"}
 CELL_TIMEOUT_S = 300
+LEARNER_CELL_TIMEOUT_S = 1800  # `course` runs full-size training cells
 # Machine-specific folders that must never show up in a committed output.
 ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:root|tmp|home|work)/")
 BINARY_MIME_PREFIXES = ("image/",)  # base64 payloads can contain "/tmp/" by chance
@@ -225,14 +226,14 @@ def notebooks_in(folder) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.ipynb") if not p.name.startswith("."))
 
 
-def run_course(folder, out_dir, results_file) -> list[dict]:
+def run_course(folder, out_dir, results_file, timeout: int = LEARNER_CELL_TIMEOUT_S) -> list[dict]:
     """Execute every notebook in learner mode into ``out_dir``; print and save a timing table."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in notebooks_in(folder):
         print(f"running {path.name} ...", flush=True)
-        row = execute_notebook(path, output=out_dir / path.name, measure=True)
+        row = execute_notebook(path, output=out_dir / path.name, timeout=timeout, measure=True)
         rows.append(row)
         if not row["ok"]:
             print(row["error"], file=sys.stderr)
@@ -288,6 +289,7 @@ def main(argv=None) -> int:
     p_course.add_argument("--notebooks-dir", default="notebooks")
     p_course.add_argument("--out-dir", default="runs/course")
     p_course.add_argument("--results", default="docs/course_times.json")
+    p_course.add_argument("--timeout", type=int, default=LEARNER_CELL_TIMEOUT_S, help="seconds per cell (default 1800)")
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -313,7 +315,7 @@ def main(argv=None) -> int:
             print(f"[OK] {len(args.notebooks)} notebook(s) clean")
         return 1 if problems else 0
     if args.command == "course":
-        rows = run_course(args.notebooks_dir, args.out_dir, args.results)
+        rows = run_course(args.notebooks_dir, args.out_dir, args.results, timeout=args.timeout)
         return 0 if all(r["ok"] for r in rows) else 1
     return 2
 

@@ -96,3 +96,26 @@ def test_check_command_exits_nonzero_on_a_dirty_notebook(capsys):
     assert nbtools.main(["check", str(FIXTURES / "clean.ipynb")]) == 0
     assert nbtools.main(["check", str(FIXTURES / "clean.ipynb"), str(FIXTURES / "error_output.ipynb")]) == 1
     assert "[FAIL]" in capsys.readouterr().out
+
+
+def test_course_run_times_notebooks_into_a_scratch_copy(tmp_path, capsys):
+    """`make course`'s engine: executes, writes elsewhere, records wall time and the kernel's RSS."""
+    import json
+    import shutil
+
+    src = tmp_path / "nbs"
+    src.mkdir()
+    shutil.copy(FIXTURES / "clean.ipynb", src / "01_demo.ipynb")
+    shutil.copy(FIXTURES / "error_output.ipynb", src / "02_broken.ipynb")  # its 1/0 cell really fails
+    before = (src / "01_demo.ipynb").read_bytes()
+    rows = nbtools.run_course(src, tmp_path / "out", tmp_path / "times.json", timeout=120)
+    assert [(r["notebook"], r["ok"]) for r in rows] == [("01_demo.ipynb", True), ("02_broken.ipynb", False)]
+    assert (src / "01_demo.ipynb").read_bytes() == before  # the committed copy is never touched
+    executed = nbtools.read_notebook(tmp_path / "out" / "01_demo.ipynb")
+    assert nbtools.check_notebook(executed) == []
+    assert not (tmp_path / "out" / "02_broken.ipynb").exists()
+    saved = json.loads((tmp_path / "times.json").read_text())
+    first = saved["notebooks"][0]
+    assert first["wall_s"] > 0 and first["peak_rss_mib"] > 10  # a Python kernel alone is tens of MiB
+    table = capsys.readouterr().out
+    assert "wall time (s)" in table and "peak RSS (MiB)" in table and "FAILED" in table
