@@ -27,6 +27,13 @@ REPLACEMENT_CHAR = "\ufffd"  # what a byte-level decoder shows for an incomplete
 REPLY_ROOM = 256  # tokens kept free for the reply when trimming history (unless max_new_tokens says)
 
 
+class HistoryTrimmedWarning(UserWarning):
+    """The oldest turns were left out of the prompt so that it fits ``max_length``."""
+
+
+warnings.simplefilter("always", HistoryTrimmedWarning)  # every trim is news, not just the first one
+
+
 # --------------------------------------------------------------------------------------------------
 # The prompt
 # --------------------------------------------------------------------------------------------------
@@ -200,7 +207,8 @@ def _prepare(model, tokenizer, query, history, max_length, kwargs):
     kept, dropped = fit_history(tokenizer, query, turns, max_length, room)
     if dropped:
         warnings.warn(f"chat: dropped the {dropped} oldest of {len(turns)} turns so the prompt fits "
-                      f"max_length={max_length} with {room} tokens left for the reply.", stacklevel=3)
+                      f"max_length={max_length} with {room} tokens left for the reply.",
+                      HistoryTrimmedWarning, stacklevel=3)
     inputs = _encode_prompt(model, tokenizer, build_prompt(query, kept))
     return turns, inputs, max_length
 
@@ -433,6 +441,15 @@ def missing_model_files(path) -> list[str]:
     return [what for what, names in needs.items() if not any((folder / n).exists() for n in names)]
 
 
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an invalid repo id, say
+        return False
+
+
 def load_chat_model(path: str | None = None, device: str | None = None):
     """``(tokenizer, model)`` ready to chat: the seed's AutoTokenizer / AutoModel calls, in eval mode.
 
@@ -453,9 +470,13 @@ def load_chat_model(path: str | None = None, device: str | None = None):
         if missing:
             raise FileNotFoundError(f"model folder {path} is missing: {', '.join(missing)}. Point --model "
                                     "at a folder written by save_pretrained (or the course model).")
-    elif Path(path).exists() or os.environ.get("HF_HUB_OFFLINE") == "1" or path.startswith((".", "/", "~")):
+    elif Path(path).exists() or path.startswith((".", "/", "~")):
         raise FileNotFoundError(f"no model folder at {path}. Pass the folder that holds config.json, the "
-                                "weights and the tokenizer (HF_HUB_OFFLINE=1: hub names are not fetched).")
+                                "weights and the tokenizer.")
+    elif os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(path):
+        raise FileNotFoundError(f"{path} is neither a local folder nor in the Hugging Face cache, and "
+                                "HF_HUB_OFFLINE=1 forbids downloading it. Download it once online, or pass "
+                                "a local folder.")
     device = pick_device(device)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
     model = AutoModel.from_pretrained(path, trust_remote_code=True, dtype=pick_dtype(device))

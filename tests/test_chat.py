@@ -100,7 +100,7 @@ def test_chat_warns_how_many_turns_were_dropped_but_returns_the_whole_history():
     model = ScriptedModel("ok")
     room = 10  # max_new_tokens is what chat() keeps free for the reply
     max_length = _prompt_len("q", history[1:]) + room  # fits all but the oldest turn
-    with pytest.warns(UserWarning, match="dropped the 1 oldest of 3 turns"):
+    with pytest.warns(C.HistoryTrimmedWarning, match="dropped the 1 oldest of 3 turns"):
         response, new_history = C.chat(model, TOK, "q", history, max_length=max_length, max_new_tokens=room)
     seen = bytes(model.calls[0]["input_ids"][0, :-2].tolist()).decode()
     assert seen == C.build_prompt("q", history[1:])
@@ -401,3 +401,15 @@ def test_a_crash_or_todo_in_the_learner_function_is_reported_not_raised():
     assert attempt(C.check_build_prompt, todo) is False
     with pytest.raises(AssertionError, match="raised KeyError"):
         C.check_build_prompt(lambda q, h: {}[q])
+
+
+# ---------------------------------------------------------------- loading (known-failures #23)
+def test_load_names_missing_files_and_never_downloads_offline(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="weights .*tokenizer"):
+        C.load_chat_model(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no model folder"):
+        C.load_chat_model(tmp_path / "nope")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE=1"):
+        C.load_chat_model("someone/not-cached-model-xyz")
