@@ -21,7 +21,7 @@ COURSE_NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb")
 @pytest.mark.parametrize("path", COURSE_NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO)))
 def test_course_notebook_is_clean(path):
     problems = nbtools.check_paths([path])
-    assert not problems, "\n".join(problems) + "\nFix: python -m glmcourse.nbtools run " + str(path.relative_to(REPO))
+    assert not problems, "\n".join(problems) + "\nFix: GLMCOURSE_FAST=1 .venv/bin/python -m glmcourse.nbtools run " + str(path.relative_to(REPO))
 
 
 def fixture(name):
