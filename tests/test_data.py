@@ -2,8 +2,9 @@
 
 Expected values come from the rules in the reference (the converter's format, the reference's
 tokenized row, the collator's labels), written out by hand; the seed's own example lines are used
-verbatim as the byte-identity check. Tokenization uses the course tokenizer; ``CharTokenizer``
-(one id per character) stands in where a test needs a deliberately odd tokenizer.
+verbatim as the byte-identity check. Tokenization uses the course tokenizer (glmcourse.COURSE_MODEL);
+``CharTokenizer`` (one id per character) stands in where a test needs a deliberately odd tokenizer or
+lengths that are easy to count by hand.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from glmcourse.data import DataError
 
 REPO = Path(glmcourse.REPO_ROOT)
 MALFORMED = REPO / "data" / "malformed"
-COURSE_TOKENIZER_FILES = Path(glmcourse.COURSE_MODEL) / "tokenizer.json"
 
 
 class CharTokenizer:
@@ -70,12 +70,8 @@ class CharTokenizer:
 
 @pytest.fixture(scope="module")
 def tok():
-    """The course tokenizer (the stand-in until glmcourse/course_model/ ships one)."""
-    if COURSE_TOKENIZER_FILES.exists():
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(glmcourse.COURSE_MODEL, trust_remote_code=True)
-    return CharTokenizer()
+    """The course tokenizer, loaded as the commands load it."""
+    return tokenize_dataset_rows.load_tokenizer(glmcourse.COURSE_MODEL)
 
 
 def write_json(path: Path, obj) -> Path:
@@ -350,6 +346,19 @@ def test_row_is_context_ids_then_target_ids_then_eop(tok):
     assert status == "fits"
 
 
+def test_chinese_row_decodes_back_to_the_text(tok):
+    example = data.format_example({"instruction": "把句子整理成 JSON：", "input": "王芳，29岁。", "output": '{"name": "王芳"}'})
+    row, _ = data.tokenize_row(tok, example, 1000)
+    seq_len = row["seq_len"]
+    assert tok.decode(row["input_ids"][: seq_len - 2]) == example["context"]
+    assert tok.decode(row["input_ids"][seq_len:-1]) == example["target"]
+
+
+def test_missing_tokenizer_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="could not load a tokenizer.*--model_name_or_path"):
+        tokenize_dataset_rows.load_tokenizer(tmp_path / "no_model_here")
+
+
 def test_overlength_row_keeps_specials_and_truncates_the_target(tok):
     context_len = len(tok.encode(EXAMPLE["context"]))
     target_ids = list(tok.encode(EXAMPLE["target"], add_special_tokens=False))
@@ -581,9 +590,9 @@ def test_tokenize_cli_checks_max_seq_length_before_reading(tmp_path, capsys):
 
 
 @pytest.fixture()
-def tokenized(tmp_path, tok, monkeypatch, capsys):
-    """A small JSONL tokenized by the command: (jsonl, output folder, arguments, printed output)."""
-    monkeypatch.setattr(tokenize_dataset_rows, "load_tokenizer", lambda path: tok)
+def tokenized(tmp_path, capsys):
+    """A small JSONL tokenized by the command with its default (course) tokenizer:
+    (jsonl, output folder, arguments, printed output)."""
     jsonl = tmp_path / "rows.jsonl"
     data.convert_file(MALFORMED / "utf8_bom.json", jsonl)
     out = tmp_path / "tok"
