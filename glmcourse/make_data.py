@@ -223,18 +223,29 @@ def _document(rng: random.Random) -> str:
             f"print({fn}({a}, {b}))  # prints {a + b}\n\tindented\twith  tabs   and spaces")
 
 
+def _echo_document(rng: random.Random) -> str:
+    """A sentence said twice: masking the second copy teaches the model to copy from its context,
+    the skill behind repeating a sentence, recalling a name from the history, or filling a template."""
+    name = rng.choice(ZH_NAMES + EN_NAMES)
+    said = " ".join(_random_sentence(rng) for _ in range(rng.randint(1, 2)))
+    if rng.random() < 0.5:
+        return f"{name}说：“{said}”\n再说一遍：“{said}”\n我叫{name}，你叫{name}。"
+    return f"{name} said: \"{said}\"\nOnce more: \"{said}\"\nMy name is {name}. Your name is {name}."
+
+
 def build(seed: int):
-    rng = random.Random(seed)
-    fact_train, fact_held = _fact_records(rng)
+    chat_rng, corpus_rng, lora_rng = (random.Random(seed + k) for k in range(3))
+    fact_train, fact_held = _fact_records(chat_rng)
     train_names = ZH_NAMES[:22] + EN_NAMES[:22]
     held_names = ZH_NAMES[22:] + EN_NAMES[22:]
-    chat_train = fact_train + _dialogue_records(rng, train_names, 1600) + _fixed_records() * 6
-    rng.shuffle(chat_train)
-    chat_eval = fact_held + _dialogue_records(rng, held_names, 120) + _fixed_records()
-    corpus = [_document(rng) for _ in range(6000)]
+    chat_train = fact_train + _dialogue_records(chat_rng, train_names, 3000) + _fixed_records() * 6
+    chat_rng.shuffle(chat_train)
+    chat_eval = fact_held + _dialogue_records(chat_rng, held_names, 120) + _fixed_records()
+    corpus = [_echo_document(corpus_rng) if corpus_rng.random() < 0.4 else _document(corpus_rng)
+              for _ in range(8000)]
     seen_docs = set(corpus)
-    corpus_eval = [d for d in (_document(rng) for _ in range(1000)) if d not in seen_docs][:200]
-    lora_train, lora_eval = lora_split(rng, 1200, 240)
+    corpus_eval = [d for d in (_document(corpus_rng) for _ in range(1000)) if d not in seen_docs][:200]
+    lora_train, lora_eval = lora_split(lora_rng, 1200, 240)
     return {
         "course_chat.json": chat_train,
         "chat_eval.json": chat_eval,
