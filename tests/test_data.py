@@ -200,6 +200,29 @@ def test_empty_array_is_an_error():
         data.validate_alpaca([])
 
 
+def test_data_readme_counts_match_the_files():
+    import re
+
+    readme = (REPO / "data" / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+\.json)` \| ([\d,]+) \|", readme, flags=re.M))
+    assert set(rows) == {"course_chat.json", "chat_eval.json", "lora_train.json", "lora_eval.json"}
+    for name, count in rows.items():
+        records = json.loads((REPO / "data" / name).read_text(encoding="utf-8"))
+        assert len(records) == int(count.replace(",", "")), f"data/README.md says {count} records in {name}"
+    docs = re.search(r"^\| `corpus.txt` / `corpus_eval.txt` \| ([\d,]+) / ([\d,]+) documents", readme, flags=re.M)
+    for name, count in zip(["corpus.txt", "corpus_eval.txt"], docs.groups()):
+        text = (REPO / "data" / name).read_text(encoding="utf-8")
+        assert len(text.strip("\n").split("\n\n\n")) == int(count.replace(",", "")), name
+
+
+def test_lora_data_is_valid_and_train_and_eval_do_not_overlap():
+    train = data.load_alpaca(REPO / "data" / "lora_train.json")
+    evaluation = data.load_alpaca(REPO / "data" / "lora_eval.json")
+    assert len(train) >= 1000 and len(evaluation) >= 200
+    train_keys = {(r["instruction"], r["input"]) for r in train}
+    assert not any((r["instruction"], r["input"]) in train_keys for r in evaluation)
+
+
 # ------------------------------------------------------------------------------------------------
 # Known-failures #6: file shape and encoding
 # ------------------------------------------------------------------------------------------------
