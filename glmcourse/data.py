@@ -531,6 +531,7 @@ def save_tokenized(rows, save_path, params: dict):
     tmp = Path(tempfile.mkdtemp(prefix=f".{save_path.name}.", suffix=".tmp", dir=save_path.parent))
     old = tmp.with_name(tmp.name + ".old")
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset folder should be readable like any other
         dataset.save_to_disk(str(tmp))
         with atomic_write(tmp / PARAMS_FILE) as handle:
             json.dump(params, handle, indent=2, ensure_ascii=False)

@@ -637,7 +637,7 @@ def test_tokenize_cli_saves_rows_counts_and_parameters(tokenized, tok):
     assert [dict(r) for r in dataset] == expected
     assert params["max_seq_length"] == 30 and params["skip_overlength"] is False
     assert params["source"]["sha256"] == data.file_sha256(jsonl)
-    assert leftovers(out.parent) == []
+    assert leftovers(out.parent) == [] and out.stat().st_mode & 0o777 == 0o755
 
 
 # Known-failures #11
