@@ -17,7 +17,7 @@ import math
 import random
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 import torch
 

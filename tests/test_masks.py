@@ -5,9 +5,11 @@ masks and positions" and "GLM pre-training"), worked out by hand below, not from
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -419,3 +421,44 @@ def test_exercise_attempt_integration(capsys):
     assert attempt(masks.check_prefix_mask, _solutions().prefix_mask)
     assert not attempt(masks.check_prefix_mask, _not_done)
     assert "[TODO]" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the notebook's inline code == the package
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_glm_attention_masks.ipynb"
+LESSON_MARK = "# lesson code: tests/test_masks.py"
+
+
+def _notebook_lesson_code() -> dict:
+    """Run the notebook cells that carry LESSON_MARK (they only define functions) in a fresh namespace."""
+    notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    namespace = {"torch": torch}
+    sources = []
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "code" and LESSON_MARK in source:
+            sources.append(source)
+    assert len(sources) >= 5, "the notebook's step-by-step cells lost their '# lesson code:' marker"
+    for index, source in enumerate(sources):
+        exec(compile(source, f"<notebook lesson cell {index}>", "exec"), namespace)
+    return namespace
+
+
+def test_notebook_inline_code_matches_package():
+    lesson = _notebook_lesson_code()
+    rng = random.Random(5)
+    for _ in range(300):
+        n = rng.randint(1, 30)
+        tokens = [f"w{rng.randint(0, 9)}" for _ in range(n)]
+        spans = masks.sample_spans(n, ratio=rng.choice([0.15, 0.3, 0.6, 1.0]), rng=rng)
+        by_hand = lesson["blank_infilling_by_hand"](tokens, spans)
+        package = masks.blank_infilling(tokens, spans)
+        assert by_hand["input_tokens"] == package.input_tokens
+        assert by_hand["target_tokens"] == package.target_tokens
+        assert by_hand["position_ids"] == package.position_ids.tolist()
+        assert by_hand["block_position_ids"] == package.block_position_ids.tolist()
+        assert by_hand["loss_mask"] == package.loss_mask.tolist()
+        assert torch.equal(by_hand["attention_mask"], package.attention_mask)
+    for total in range(1, 8):
+        for part_a in range(total + 1):
+            assert torch.equal(lesson["make_mask"](part_a, total), masks.prefix_mask(total, part_a))
