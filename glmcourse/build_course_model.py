@@ -208,6 +208,8 @@ def save_atomically(model, tokenizer, out: Path, log: dict) -> None:
     for name, text in SHIMS.items():
         (tmp / name).write_text(text, encoding="utf-8")
     (tmp / "training_log.json").write_text(json.dumps(log, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    for file in tmp.iterdir():
+        file.chmod(0o644)  # readable by everyone, like any checked-out file
     if out.exists():
         old = out.with_name(out.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

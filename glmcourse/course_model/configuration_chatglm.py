@@ -1,0 +1,1 @@
+from glmcourse.modeling.configuration_chatglm import ChatGLMConfig  # noqa: F401

@@ -1,0 +1,1 @@
+from glmcourse.modeling.modeling_chatglm import ChatGLMForConditionalGeneration  # noqa: F401

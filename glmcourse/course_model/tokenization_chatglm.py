@@ -1,0 +1,1 @@
+from glmcourse.modeling.tokenization_chatglm import ChatGLMTokenizer  # noqa: F401
