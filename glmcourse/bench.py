@@ -122,6 +122,26 @@ def figures_from(results: dict, drop_suffix: tuple = ("%", " s", "_s", " dB")) -
     return figures
 
 
+@section("course model (build, generation, held-out quality)")
+def course_model_figures():
+    from glmcourse.build_course_model import bench_course_model
+
+    r = bench_course_model()
+    return [
+        Figure("greedy generate, 128 new tokens, KV cache", r["cache_s"], "s"),
+        Figure("greedy generate, 128 new tokens, no cache", r["no_cache_s"], "s"),
+        Figure("KV cache speed-up", r["cache_speedup"], "x"),
+        Figure("chat exact match, held-out questions", r["chat_em_pct"], "%", "data/chat_eval.json, greedy"),
+        Figure("blank-infilling token accuracy, held-out", r["infill_pct"], "%", "data/corpus_eval.txt"),
+        Figure("LoRA skill exact match, base model", r["lora_skill_pct"], "%", "data/lora_eval.json"),
+        Figure("training throughput (build loop)", r["train_tokens_per_s"], "tokens/s", "20 steps"),
+        Figure("training model FLOP rate", r["train_gflops"], "GFLOP/s"),
+        Figure("fp32 matmul peak, same run", r["peak_gflops"], "GFLOP/s"),
+        Figure("training fraction of matmul peak", r["fraction_pct"], "%"),
+        Figure("shipped model build time", r["build_s"] / 60, "min", "training_log.json"),
+    ]
+
+
 @section("02 quantization (course model, held-out data)")
 def quantization_figures():
     from glmcourse.quant import bench_quant

@@ -79,20 +79,22 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-second, first), dim=-1)
 
 
-def _rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """GPT-NeoX rotary on x [B, H, L, d] with integer positions [B, L]."""
-    dim = x.shape[-1]
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, device=x.device, dtype=torch.float32) / dim))
-    angles = positions.to(torch.float32)[..., None] * inv_freq  # [B, L, d/2]
-    angles = torch.cat((angles, angles), dim=-1)[:, None]  # [B, 1, L, d]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    return x * cos + _rotate_half(x) * sin
+def rotary_tables(position_ids: torch.Tensor, dim: int, dtype, base: float = 10000.0):
+    """cos/sin tables [B, 1, L, dim] for both position rows, computed once per forward pass."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, device=position_ids.device, dtype=torch.float32) / dim))
+    tables = []
+    for row in (0, 1):  # position_ids, then block_position_ids
+        angles = position_ids[:, row].to(torch.float32)[..., None] * inv_freq  # [B, L, dim/2]
+        angles = torch.cat((angles, angles), dim=-1)[:, None]  # [B, 1, L, dim]
+        tables.append((angles.cos().to(dtype), angles.sin().to(dtype)))
+    return tables
 
 
-def apply_2d_rotary(x: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-    """Rotate each head's first half by position_ids[:, 0] and its second half by position_ids[:, 1]."""
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((_rotary(first, position_ids[:, 0]), _rotary(second, position_ids[:, 1])), dim=-1)
+def apply_2d_rotary(x: torch.Tensor, tables) -> torch.Tensor:
+    """Rotate each head's first half by position_ids and its second half by block_position_ids
+    (GPT-NeoX rotate-half within each half)."""
+    halves = x.chunk(2, dim=-1)
+    return torch.cat([h * cos + _rotate_half(h) * sin for h, (cos, sin) in zip(halves, tables)], dim=-1)
 
 
 # ----------------------------------------------------------------------------- the block
@@ -105,12 +107,12 @@ class SelfAttention(nn.Module):
         self.query_key_value = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden, position_ids, attend, cache: Cache | None):
+    def forward(self, hidden, rotary, attend, cache: Cache | None):
         batch, length, _ = hidden.shape
         # head-interleaved: per head the fused output holds [q | k | v]
         qkv = self.query_key_value(hidden).view(batch, length, self.num_heads, 3 * self.head_dim)
         q, k, v = (t.transpose(1, 2) for t in qkv.split(self.head_dim, dim=-1))  # [B, H, L, d]
-        q, k = apply_2d_rotary(q, position_ids), apply_2d_rotary(k, position_ids)
+        q, k = apply_2d_rotary(q, rotary), apply_2d_rotary(k, rotary)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)
         if q.dtype == torch.float32:
@@ -141,9 +143,9 @@ class GLMBlock(nn.Module):
         self.post_attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, hidden, position_ids, attend, cache):
+    def forward(self, hidden, rotary, attend, cache):
         x_ln = self.input_layernorm(hidden)
-        hidden = x_ln * self.alpha + self.attention(x_ln, position_ids, attend, cache)
+        hidden = x_ln * self.alpha + self.attention(x_ln, rotary, attend, cache)
         h_ln = self.post_attention_layernorm(hidden)
         return h_ln * self.alpha + self.mlp(h_ln)
 
@@ -200,12 +202,14 @@ class ChatGLMModel(ChatGLMPreTrainedModel):
         attend = attend.to(inputs_embeds.device)
         position_ids = position_ids.to(inputs_embeds.device)
 
+        head_dim = self.config.hidden_size // self.config.num_attention_heads
+        rotary = rotary_tables(position_ids, head_dim // 2, inputs_embeds.dtype)
         hidden = inputs_embeds
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
-                hidden = self._gradient_checkpointing_func(layer.__call__, hidden, position_ids, attend, cache)
+                hidden = self._gradient_checkpointing_func(layer.__call__, hidden, rotary, attend, cache)
             else:
-                hidden = layer(hidden, position_ids, attend, cache)
+                hidden = layer(hidden, rotary, attend, cache)
         return self.final_layernorm(hidden), cache
 
 
