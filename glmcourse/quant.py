@@ -30,6 +30,7 @@ QUANTIZED_LINEARS = (
     "mlp.dense_4h_to_h",
 )
 GiB = 2**30
+TRAIN_SEQ_LEN = 256  # estimate_memory's training sequence length when seq_len is None
 
 
 # --------------------------------------------------------------------------- range checks
@@ -110,7 +111,8 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype | None =
                 f"scale has {n_groups} groups per row but q has {q.shape[-1]} columns, "
                 "which is not a multiple: pass the scale returned with this q."
             )
-        scale = scale.repeat_interleave(q.shape[-1] // n_groups, dim=-1)
+        grouped = q.to(dtype).reshape(*q.shape[:-1], n_groups, q.shape[-1] // n_groups)
+        return (grouped * scale.unsqueeze(-1)).reshape(q.shape)
     return q.to(dtype) * scale
 
 
@@ -188,13 +190,17 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
     return (high << 4) | (low & 0x0F)
 
 
-def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
-    """Inverse of ``pack_int4``: int8 [..., n] -> int8 [..., 2n], each nibble sign-extended."""
+def unpack_int4(packed: torch.Tensor, dtype: torch.dtype = torch.int8) -> torch.Tensor:
+    """Inverse of ``pack_int4``: int8 [..., n] -> [..., 2n] codes, each nibble sign-extended.
+
+    ``dtype`` chooses the output type (a float type skips an extra copy when dequantizing).
+    """
     if packed.dtype != torch.int8:
         raise TypeError(f"unpack_int4 expects the int8 bytes from pack_int4, got {packed.dtype}.")
-    high = packed >> 4  # arithmetic shift on int8 keeps the sign
-    low = (packed << 4) >> 4  # move the low nibble up, then shift back with sign extension
-    return torch.stack((high, low), dim=-1).reshape(*packed.shape[:-1], packed.shape[-1] * 2)
+    out = torch.empty(*packed.shape, 2, dtype=dtype, device=packed.device)
+    out[..., 0] = packed >> 4  # arithmetic shift on int8 keeps the sign
+    out[..., 1] = (packed << 4) >> 4  # move the low nibble up, then shift back with sign extension
+    return out.reshape(*packed.shape[:-1], packed.shape[-1] * 2)
 
 
 # --------------------------------------------------------------------------- error metrics
@@ -336,7 +342,7 @@ class _DequantLinearFn(torch.autograd.Function):
 
 
 def _dequantize_storage(qweight, scale, bits, dtype):
-    codes = unpack_int4(qweight) if bits == 4 else qweight
+    codes = unpack_int4(qweight, dtype) if bits == 4 else qweight
     return dequantize(codes, scale, dtype)
 
 
@@ -548,7 +554,8 @@ def estimate_memory(config, weight_bits: int = 16, *, mode: str = "inference", b
         parts["activations"] = int(attention + block + logits)
         parts["trainable"] = 0
     else:
-        seq_len = 256 if seq_len is None else seq_len
+        seq_len = TRAIN_SEQ_LEN if seq_len is None else seq_len
+        parts["kv_cache"] = 0  # training runs full sequences; nothing is cached between steps
         key_len = seq_len + (pre_seq_len if mode == "ptuning" else 0)
         saved = n * batch_size * seq_len * (saved_act_factor * h + 5 * heads * key_len)
         per_value = 16 if logits_bytes_per_value is None else logits_bytes_per_value  # fp16 + fp32 + grads
@@ -569,6 +576,13 @@ README_CLAIMS_GB = {
     "inference": {16: 13, 8: 8, 4: 6},
     "ptuning": {16: 14, 8: 9, 4: 7},
 }
+# The seed notes' figures: (mode, weight bits, GB, what the figure says).
+SEED_FIGURES_GB = [
+    ("inference", 16, 13, "FP16 inference takes about 13 GB"),
+    ("inference", 8, 11, "INT8 inference runs on one 11 GB RTX 2080 Ti"),
+    ("inference", 4, 6, "INT4 inference needs 6 GB"),
+    ("ptuning", 4, 7, "P-Tuning v2 (INT4) needs 7 GB"),
+]
 
 
 # --------------------------------------------------------------------------- bitsandbytes
@@ -712,8 +726,8 @@ def compare_quantized(model, tokenizer, records, variants=None, answer_records=N
 
     ``model`` stays untouched (each variant quantizes a deep copy). Returns ``{name: row}`` with the
     fp32 row first; a row holds ``loss``, ``loss_increase`` (relative), ``bytes_ratio`` (quantized
-    layers vs fp32, scales included) and ``agreement`` (greedy replies equal to fp32's, if
-    ``answer_records`` is given).
+    layers vs fp32, scales included), and, if ``answer_records`` is given, ``answers`` (greedy
+    replies) and ``agreement`` (share of replies equal to fp32's).
     """
     import copy
 
@@ -722,15 +736,15 @@ def compare_quantized(model, tokenizer, records, variants=None, answer_records=N
     base_loss = heldout_loss(model, batches)
     base_answers = greedy_answers(model, tokenizer, answer_records, max_new_tokens) if answer_records else None
     rows = {"fp32": {"loss": base_loss, "loss_increase": 0.0, "bytes_ratio": 1.0,
-                     "agreement": 1.0 if answer_records else None}}
+                     "agreement": 1.0 if answer_records else None, "answers": base_answers}}
     for name, (bits, group_size) in variants.items():
         quantized = quantize_model(copy.deepcopy(model), bits, group_size)
         loss = heldout_loss(quantized, batches)
         row = {"loss": loss, "loss_increase": loss / base_loss - 1,
-               "bytes_ratio": quantized_weight_bytes(quantized)["ratio"], "agreement": None}
+               "bytes_ratio": quantized_weight_bytes(quantized)["ratio"], "agreement": None, "answers": None}
         if answer_records:
-            row["agreement"] = agreement(greedy_answers(quantized, tokenizer, answer_records, max_new_tokens),
-                                         base_answers)
+            row["answers"] = greedy_answers(quantized, tokenizer, answer_records, max_new_tokens)
+            row["agreement"] = agreement(row["answers"], base_answers)
         rows[name] = row
         del quantized
     return rows

@@ -505,3 +505,36 @@ def test_solutions_pass_their_checkers():
     quant.check_zeropoint_quantize(solutions.zeropoint_quantize)
     quant.check_pack_int4(solutions.pack_int4)
     quant.check_kv_cache_bytes(solutions.kv_cache_bytes)
+
+
+# --------------------------------------------------------------------------- the shipped course model
+def _course_model_or_skip():
+    import glmcourse
+
+    if not (Path(glmcourse.COURSE_MODEL) / "model.safetensors").exists():
+        pytest.skip("the course model is not built yet (python -m glmcourse.build_course_model)")
+    return quant.load_course_model()
+
+
+def test_course_model_meets_the_issue_targets():
+    model, tokenizer = _course_model_or_skip()
+    records = quant.heldout_records(limit=48)
+    table = quant.compare_quantized(model, tokenizer, records)
+    assert table["int8 per-row"]["loss_increase"] <= 0.01
+    assert table["int4 per-row"]["loss_increase"] <= 0.10
+    assert min(table["int4 group 64"]["loss_increase"], table["int4 group 32"]["loss_increase"]) <= 0.05
+    assert table["int8 per-row"]["bytes_ratio"] <= 0.30
+    assert table["int4 per-row"]["bytes_ratio"] <= 0.18
+    assert all(row["loss"] > 0 for row in table.values())
+
+
+def test_heldout_rows_supervise_only_the_answer():
+    model, tokenizer = _course_model_or_skip()
+    record = {"instruction": "Say hi.", "input": "", "output": "hi"}
+    batch = quant.heldout_batches(tokenizer, [record])[0]
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    context = tokenizer.encode("Instruction: Say hi.\nAnswer: ")
+    target = tokenizer.encode("hi", add_special_tokens=False)
+    assert ids == context + target + [tokenizer.eop_token_id]
+    sop = len(context) - 1
+    assert labels[:sop] == [-100] * sop and labels[sop:] == ids[sop:]
