@@ -69,7 +69,7 @@ def machine_figures():
     peak = 0.0
     for n in (512, 1024, 2048):
         a, b = torch.randn(n, n), torch.randn(n, n)
-        repeats = 5 if n < 2048 else 3
+        repeats = 10 if n < 2048 else 3
         seconds = best_time(lambda: torch.mm(a, b), repeats=repeats)
         gflops = 2 * n**3 / seconds / 1e9  # n^3 multiply-adds
         peak = max(peak, gflops)
