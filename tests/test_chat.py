@@ -413,3 +413,13 @@ def test_load_names_missing_files_and_never_downloads_offline(tmp_path, monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE=1"):
         C.load_chat_model("someone/not-cached-model-xyz")
+
+
+def test_bench_chat_reports_a_forced_length_stream(tmp_path):
+    from chat_fakes import save_tiny_chat_model
+
+    result = C.bench_chat(save_tiny_chat_model(tmp_path / "tiny"), new_tokens=8, repeats=1)
+    assert result["stream_tokens"] == 8  # forced to exactly new_tokens
+    assert result["stream_tokens_per_s"] == pytest.approx(8 / result["stream_time_s"])
+    assert 0 < result["stream_first_token_s"] <= result["stream_time_s"]
+    assert result["reply_latency_s"] > 0 and result["device"] == "cpu"
