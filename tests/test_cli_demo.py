@@ -128,3 +128,32 @@ def test_pty_ctrl_c_stops_only_the_answer_and_eof_exits(long_answer_dir):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def _course_model_ready():
+    from pathlib import Path
+
+    import glmcourse
+
+    return (Path(glmcourse.COURSE_MODEL) / "model.safetensors").exists()
+
+
+@pytest.mark.skipif(not _course_model_ready(), reason="the course model is not built yet")
+def test_pty_default_model_answers_two_turns():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GLMCOURSE_QUIET="1", PYTHONUNBUFFERED="1", TERM="dumb")
+    child = pexpect.spawn(sys.executable, ["-m", "glmcourse.cli_demo"], cwd=str(REPO_ROOT), env=env,
+                          encoding="utf-8", timeout=90, dimensions=(40, 200))
+    child.expect_exact(PROMPT)
+    child.sendline("I am Mia.")
+    child.expect_exact("ChatGLM：")
+    child.expect_exact(PROMPT)
+    assert child.before.strip()  # a non-empty answer was streamed
+    child.sendline("Do you remember my name?")
+    child.expect_exact("ChatGLM：")
+    child.expect_exact(PROMPT)
+    answer = child.before.strip()
+    child.sendline("stop")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert answer and "\ufffd" not in answer
