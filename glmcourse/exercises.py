@@ -21,3 +21,14 @@ def attempt(checker, candidate, name: str | None = None) -> bool:
         return False
     print(f"[PASS] {label}")
     return True
+
+
+def call_learner(fn, *args):
+    """Call the learner's function for a checker: a crash becomes a hint (AssertionError) instead of a
+    traceback, while NotImplementedError passes through so ``attempt`` can say "not attempted yet"."""
+    try:
+        return fn(*args)
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any crash becomes a hint
+        raise AssertionError(f"calling it with {args!r} raised {type(err).__name__}: {err}") from None

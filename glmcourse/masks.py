@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from glmcourse.exercises import call_learner as _call
+
 # --------------------------------------------------------------------------------------------
 # The three basic masks
 # --------------------------------------------------------------------------------------------
@@ -501,15 +503,6 @@ def plot_mask(mask, tokens=None, title: str = "Attention mask", ax=None, part_a_
 # Exercise checkers (used by notebooks/01_glm_attention_masks.ipynb through glmcourse.exercises)
 # --------------------------------------------------------------------------------------------
 
-
-def _call(fn, *args):
-    """Call the learner's function; turn a crash into a hint (NotImplementedError passes through)."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, AssertionError):
-        raise
-    except Exception as err:  # noqa: BLE001 - any crash becomes a hint
-        raise AssertionError(f"calling it with {args!r} raised {type(err).__name__}: {err}") from None
 
 
 def _as_bool_matrix(result, what: str) -> torch.Tensor:
