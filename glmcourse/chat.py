@@ -22,6 +22,7 @@ from typing import Iterator
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
+\nfrom glmcourse.exercises import call_learner as _call
 
 REPLACEMENT_CHAR = "\ufffd"  # what a byte-level decoder shows for an incomplete UTF-8 sequence
 REPLY_ROOM = 256  # tokens kept free for the reply when trimming history (unless max_new_tokens says)
@@ -536,15 +537,6 @@ def bench_chat(model_path: str | None = None, new_tokens: int = 64, query: str =
 # --------------------------------------------------------------------------------------------------
 # Exercise checkers (notebook 03)
 # --------------------------------------------------------------------------------------------------
-def _call(fn, *args):
-    """Call the learner's function; a crash becomes a hint (NotImplementedError passes through)."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, AssertionError):
-        raise
-    except Exception as err:  # noqa: BLE001 - any crash becomes a hint
-        raise AssertionError(f"calling it with {args!r} raised {type(err).__name__}: {err}") from None
-
 
 def check_build_prompt(fn) -> None:
     """Exercise: ``fn(query, history)`` returns ChatGLM-6B's prompt string."""
