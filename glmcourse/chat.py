@@ -22,7 +22,8 @@ from typing import Iterator
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
-\nfrom glmcourse.exercises import call_learner as _call
+
+from glmcourse.exercises import call_learner as _call
 
 REPLACEMENT_CHAR = "\ufffd"  # what a byte-level decoder shows for an incomplete UTF-8 sequence
 REPLY_ROOM = 256  # tokens kept free for the reply when trimming history (unless max_new_tokens says)
