@@ -68,10 +68,11 @@ nbval: $(STAMP)
 	export $(TEST_ENV); $(BIN)/python -m pytest -q $(NBVAL_ARGS) notebooks
 
 # Learner mode (GLMCOURSE_FAST unset), into runs/course/ so the committed notebooks stay as they are.
+# `make course NB=02_quantization.ipynb` re-measures one notebook and keeps the others' rows.
 course: $(STAMP)
 	env -u GLMCOURSE_FAST HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 		$(BIN)/python -m glmcourse.nbtools course --notebooks-dir notebooks \
-		--out-dir runs/course --results docs/course_times.json
+		--out-dir runs/course --results docs/course_times.json $(NB)
 
 bench: $(STAMP)
 	$(BIN)/python -m glmcourse.bench

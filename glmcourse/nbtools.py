@@ -226,25 +226,46 @@ def notebooks_in(folder) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.ipynb") if not p.name.startswith("."))
 
 
-def run_course(folder, out_dir, results_file, timeout: int = LEARNER_CELL_TIMEOUT_S) -> list[dict]:
-    """Execute every notebook in learner mode into ``out_dir``; print and save a timing table."""
+def run_course(folder, out_dir, results_file, timeout: int = LEARNER_CELL_TIMEOUT_S, only=None) -> list[dict]:
+    """Execute every notebook (or those named in ``only``) in learner mode into ``out_dir``.
+
+    Prints a table of wall time and peak RSS and saves it to ``results_file``; rows of notebooks
+    not run this time are kept from the previous file, so the course can be measured in parts.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    paths = notebooks_in(folder)
+    if only:
+        wanted = {Path(name).name for name in only}
+        unknown = wanted - {p.name for p in paths}
+        if unknown:
+            raise SystemExit(f"not in {folder}: {sorted(unknown)}; choose from {[p.name for p in paths]}")
+        paths = [p for p in paths if p.name in wanted]
     rows = []
-    for path in notebooks_in(folder):
+    for path in paths:
         print(f"running {path.name} ...", flush=True)
         row = execute_notebook(path, output=out_dir / path.name, timeout=timeout, measure=True)
         rows.append(row)
         if not row["ok"]:
             print(row["error"], file=sys.stderr)
     print(format_table(rows))
+    results_file = Path(results_file)
+    previous = {}
+    if results_file.exists():
+        try:
+            previous = {r["notebook"]: r for r in json.loads(results_file.read_text(encoding="utf-8"))["notebooks"]}
+        except (ValueError, KeyError):
+            previous = {}
+    merged = dict(previous)
+    merged.update({r["notebook"]: {k: r[k] for k in ("notebook", "ok", "wall_s", "peak_rss_mib")} for r in rows})
+    existing = {p.name for p in notebooks_in(folder)}
     record = {
         "what": "learner-mode run of every notebook (GLMCOURSE_FAST unset), measured by `make course`",
         "machine": _machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "notebooks": [{k: r[k] for k in ("notebook", "ok", "wall_s", "peak_rss_mib")} for r in rows],
+        "load_average_1min": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
+        "notebooks": [merged[name] for name in sorted(merged) if name in existing],
     }
-    results_file = Path(results_file)
     results_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = results_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -286,6 +307,7 @@ def main(argv=None) -> int:
     p_check = sub.add_parser("check", help="report hygiene problems; exit 1 if any")
     p_check.add_argument("notebooks", nargs="+")
     p_course = sub.add_parser("course", help="execute every notebook in learner mode and time it")
+    p_course.add_argument("only", nargs="*", help="notebook names to (re-)measure; default: all")
     p_course.add_argument("--notebooks-dir", default="notebooks")
     p_course.add_argument("--out-dir", default="runs/course")
     p_course.add_argument("--results", default="docs/course_times.json")
@@ -315,7 +337,7 @@ def main(argv=None) -> int:
             print(f"[OK] {len(args.notebooks)} notebook(s) clean")
         return 1 if problems else 0
     if args.command == "course":
-        rows = run_course(args.notebooks_dir, args.out_dir, args.results, timeout=args.timeout)
+        rows = run_course(args.notebooks_dir, args.out_dir, args.results, timeout=args.timeout, only=args.only)
         return 0 if all(r["ok"] for r in rows) else 1
     return 2
 

@@ -119,3 +119,7 @@ def test_course_run_times_notebooks_into_a_scratch_copy(tmp_path, capsys):
     assert first["wall_s"] > 0 and first["peak_rss_mib"] > 10  # a Python kernel alone is tens of MiB
     table = capsys.readouterr().out
     assert "wall time (s)" in table and "peak RSS (MiB)" in table and "FAILED" in table
+    # Re-measuring one notebook keeps the other's row.
+    nbtools.run_course(src, tmp_path / "out", tmp_path / "times.json", timeout=120, only=["01_demo.ipynb"])
+    again = json.loads((tmp_path / "times.json").read_text())["notebooks"]
+    assert [(r["notebook"], r["ok"]) for r in again] == [("01_demo.ipynb", True), ("02_broken.ipynb", False)]
