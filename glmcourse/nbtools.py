@@ -199,7 +199,12 @@ def execute_notebook(path, output=None, timeout: int = CELL_TIMEOUT_S, measure: 
 
     path = Path(path)
     nb = read_notebook(path)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    current = {}
+
+    def note_cell(cell, cell_index, **_):
+        current.update(index=cell_index, source=cell.source.strip().splitlines()[:1])
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", on_cell_start=note_cell,
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     result = {"notebook": path.name, "ok": False, "wall_s": None, "peak_rss_mib": None, "error": None}
     start = time.perf_counter()
@@ -210,7 +215,8 @@ def execute_notebook(path, output=None, timeout: int = CELL_TIMEOUT_S, measure: 
         client.execute()
         result["ok"] = True
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-        result["error"] = str(exc)
+        where = f"cell {current.get('index')} ({(current.get('source') or [''])[0][:60]!r})"
+        result["error"] = f"{type(exc).__name__} in {where}: {exc}"
     finally:
         if monitor:
             monitor.__exit__(None, None, None)
