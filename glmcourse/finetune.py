@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = LEARNER_DEFAULTS
     p = argparse.ArgumentParser(prog="python -m glmcourse.finetune", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset_path", required=True, help="tokenized rows from python -m glmcourse.tokenize_dataset_rows")
+    p.add_argument("--dataset_path", required=True,
+                   help="tokenized rows from python -m glmcourse.tokenize_dataset_rows")
     p.add_argument("--output_dir", required=True, help="adapter, loss log and checkpoints go here")
     p.add_argument("--lora_rank", type=int, default=d["lora_rank"], help="LoRA rank r (alpha stays 32, dropout 0.1)")
     p.add_argument("--per_device_train_batch_size", type=int, default=d["per_device_train_batch_size"])
@@ -85,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove_unused_columns", type=str2bool, nargs="?", const=True, default=False,
                    help="must stay false: the collator needs the seq_len column")
     p.add_argument("--logging_steps", type=int, default=d["logging_steps"])
-    p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, help="the base model (default: the course model)")
-    p.add_argument("--load_in_8bit", action="store_true", help="load the base with bitsandbytes LLM.int8(), as the seed")
+    p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL,
+                   help="the base model (default: the course model)")
+    p.add_argument("--load_in_8bit", action="store_true",
+                   help="load the base with bitsandbytes LLM.int8(), as the seed")
     p.add_argument("--load_in_4bit", action="store_true", help="load the base in bitsandbytes NF4 (QLoRA-style)")
     p.add_argument("--resume_from_checkpoint", nargs="?", const="last", default=None,
                    help="continue from a checkpoint folder; no value: the last complete one in --output_dir")
@@ -249,6 +252,20 @@ def _callbacks():
     return PreflightCheck, LossGuard, AdapterSaver, LossLog
 
 
+def _progress_class():
+    from transformers import ProgressCallback
+    from transformers.utils import is_in_notebook
+
+    class TqdmProgress(ProgressCallback):
+        """tqdm's bar; the logged values are printed in a terminal only (a notebook plots them instead)."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not is_in_notebook():
+                super().on_log(args, state, control, logs=logs, **kwargs)
+
+    return TqdmProgress
+
+
 class LiveLossPlot:
     """A TrainerCallback for notebooks: redraws the loss curve at every log (pass it in ``callbacks``)."""
 
@@ -364,6 +381,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
         _say(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
 
     PreflightCheck, LossGuard, AdapterSaver, LossLog = _callbacks()
+    TqdmProgress = _progress_class()
     guard, preflight = LossGuard(), PreflightCheck()
     saver, loss_log = AdapterSaver(output_dir, guard), LossLog(output_dir)
     cpu = not torch.cuda.is_available()
@@ -378,6 +396,16 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
     )
 
     class LoraTrainer(Trainer):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            base = self.model.get_base_model()
+            if not type(base).__module__.startswith("transformers."):
+                # The Trainer sees **kwargs in forward() and assumes the model divides its loss by the
+                # num_items_in_batch it passes. ChatGLM's forward returns a plain mean and ignores it, so
+                # the Trainer must average over accumulation steps and processes itself; otherwise the
+                # loss (and the gradient) grows with --gradient_accumulation_steps and the process count.
+                self.model_accepts_loss_kwargs = False
+
         def training_step(self, model, *a, **kw):
             try:
                 loss = super().training_step(model, *a, **kw)
@@ -395,15 +423,17 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
     for noisy in (PrinterCallback, NotebookProgressCallback, ProgressCallback):
         trainer.remove_callback(noisy)
     if not quiet:
-        trainer.add_callback(ProgressCallback)
+        trainer.add_callback(TqdmProgress)
     if main:
         world = trainer.args.world_size
         kind = "8-bit" if load_in_8bit else "4-bit" if load_in_4bit else "fp32"
         _say(f"base {Path(model_path).name} in {kind}; {world} process{'es' if world > 1 else ''} on "
              f"{trainer.args.device.type}; {len(dataset)} rows, batch {s['per_device_train_batch_size']} x "
-             f"{s['gradient_accumulation_steps']} accumulation x {world}, {s['max_steps']} steps, lr {s['learning_rate']:g}")
+             f"{s['gradient_accumulation_steps']} accumulation x {world}, {s['max_steps']} steps, "
+             f"lr {s['learning_rate']:g}")
     if main and resume:
-        _say(f"resuming from {Path(resume).name} (step {json.loads((Path(resume) / 'trainer_state.json').read_text())['global_step']})")
+        step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
+        _say(f"resuming from {Path(resume).name} (step {step})")
 
     start, cpu_start = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume)

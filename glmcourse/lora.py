@@ -389,7 +389,8 @@ def check_adapter(path, expect_trained: bool = True, model: nn.Module | None = N
             continue
         a, b = weights[a_key], weights[b_key]
         if a.dim() != 2 or b.dim() != 2 or a.shape[0] != r or b.shape[1] != r:
-            problems.append(f"{a_key} {tuple(a.shape)} / lora_B {tuple(b.shape)}: expected A [r={r}, in] and B [out, r={r}]")
+            problems.append(f"{a_key} {tuple(a.shape)} / lora_B {tuple(b.shape)}: "
+                            f"expected A [r={r}, in] and B [out, r={r}]")
     if len(b_keys) != len(a_keys):
         problems.append(f"{len(a_keys)} lora_A tensors but {len(b_keys)} lora_B tensors")
     if problems:
@@ -565,11 +566,12 @@ def is_quantized(model: nn.Module) -> str | None:
 def merge_lora(peft_model, base_path=None, reload_fp32: bool = True, verbose: bool = True):
     """``merge_and_unload()``: W + B A alpha/r baked into plain Linear layers, the adapter removed.
 
-    On an fp32 base this is exact. On an 8-bit or 4-bit base the sum would be rounded back to 8 or 4
-    bits, losing most of the small LoRA update (known-failures #19), so this takes the fp32 path
-    instead: it loads the base again in fp32 (from ``base_path`` or the adapter config's
-    ``base_model_name_or_path``), applies the same adapter weights, checks they all landed, and merges
-    there. Quantize the merged model afterwards if you need it small. ``reload_fp32=False`` refuses.
+    On an fp32 base the result equals the adapter's outputs up to float rounding. On an 8-bit or 4-bit
+    base the sum would be rounded back to 8 or 4 bits, losing most of the small LoRA update
+    (known-failures #19), so this takes the fp32 path instead: it loads the base again in fp32 (from
+    ``base_path`` or the adapter config's ``base_model_name_or_path``), applies the same adapter
+    weights, checks they all landed, and merges there. Quantize the merged model afterwards if you
+    need it small. ``reload_fp32=False`` refuses.
     """
     from peft import get_peft_model
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
@@ -612,6 +614,7 @@ def measure_training_memory(mode: str = "lora", steps: int = 3, batch_size: int 
     ``python -m glmcourse.lora memory --mode lora`` (``memory_in_subprocess`` does that).
     """
     import resource
+    import sys
 
     from glmcourse.settings import seed_everything
 
@@ -635,9 +638,10 @@ def measure_training_memory(mode: str = "lora", steps: int = 3, batch_size: int 
         optimizer.zero_grad(set_to_none=True)
     trainable, total = count_parameters(model)
     grad_bytes = sum(p.numel() * p.element_size() for p in params)
+    rss_unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return {"mode": mode, "trainable": trainable, "total": total,
             "optimizer_state_bytes": optimizer_state_bytes(optimizer), "gradient_bytes": grad_bytes,
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * rss_unit}
 
 
 def memory_in_subprocess(mode: str, **kwargs) -> dict:
@@ -762,7 +766,8 @@ def ensure_adapter(output_dir=None, callbacks=()) -> Path:
         print(f"using the adapter in runs/{output_dir.name} (trained by notebook 05)")
         return output_dir
     except LoraError as err:
-        print(f"no usable adapter in runs/{output_dir.name} ({str(err).split(':', 1)[-1].strip()[:80]}...); training one")
+        reason = str(err).split(":", 1)[-1].strip()[:80]
+        print(f"no usable adapter in runs/{output_dir.name} ({reason}...); training one")
     finetune.finetune(lesson_dataset(), output_dir, overwrite=True, callbacks=callbacks, **lesson_settings())
     return output_dir
 
@@ -820,6 +825,28 @@ def copyable_fields(tokenizer, records) -> dict:
             piece = [i for i, (a, b) in zip(target["input_ids"], target["offset_mapping"]) if a < end and b > start]
             counts[key] += contains(source, piece)
     return {key: value / max(len(records), 1) for key, value in counts.items()}
+
+
+def base_training_texts() -> list[str]:
+    """The text the course model was trained on: data/corpus.txt and data/course_chat.json's records."""
+    import glmcourse
+
+    corpus = (glmcourse.DATA_DIR / "corpus.txt").read_text(encoding="utf-8")
+    chat = json.loads((glmcourse.DATA_DIR / "course_chat.json").read_text(encoding="utf-8"))
+    turns = [text for r in chat for text in [r["instruction"], r.get("input", ""), r["output"]]
+             + [t for pair in r.get("history", []) for t in pair] if text]
+    return corpus.split("\n\n\n") + turns
+
+
+def unseen_tokens(tokenizer, text: str, seen_texts) -> list[str]:
+    """The tokens of ``text`` that occur nowhere in ``seen_texts`` (as tokenized there).
+
+    A model has never been trained to *write* such a token: its output embedding is still near its
+    random start, so fine-tuning has to teach the token itself, not just when to use it.
+    """
+    seen = {i for ids in tokenizer(list(seen_texts), add_special_tokens=False)["input_ids"] for i in ids}
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return [tokenizer.decode([i]) for i in dict.fromkeys(ids) if i not in seen]
 
 
 @torch.no_grad()

@@ -123,6 +123,21 @@ def test_adapter_saved_at_every_save_step(tiny, tmp_path, monkeypatch):
     assert result["adapter"]["tensors"] == 4 and len(result["log"]) == 4
 
 
+def first_loss(output_dir) -> float:
+    return json.loads((Path(output_dir) / "loss_log.json").read_text())[0]["loss"]
+
+
+def test_gradient_accumulation_averages_like_a_bigger_batch(tiny, tmp_path):
+    """ChatGLM returns a mean loss and ignores num_items_in_batch: 4 x 2 accumulation must log (and step
+    with) the same loss as one batch of 8, not twice it."""
+    model_dir, data_dir = tiny
+    common = dict(model_name_or_path=model_dir, max_steps=1, save_steps=1, logging_steps=1, quiet=True)
+    finetune.finetune(data_dir, tmp_path / "big", per_device_train_batch_size=8, **common)
+    finetune.finetune(data_dir, tmp_path / "acc", per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                      **common)
+    assert first_loss(tmp_path / "acc") == pytest.approx(first_loss(tmp_path / "big"), abs=0.05)
+
+
 def test_existing_checkpoints_need_resume_or_overwrite(tiny, tmp_path, capsys):
     model_dir, data_dir = tiny
     base = ["--dataset_path", data_dir, "--output_dir", tmp_path, "--model_name_or_path", model_dir, *SMALL,
@@ -235,6 +250,10 @@ def test_torchrun_two_processes(tiny, tmp_path):
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert lora.check_adapter(out).max_abs_B > 0
+    # 2 processes x batch 4 log the loss of one batch of 8, not the sum over processes
+    single = finetune.finetune(data_dir, tmp_path / "single", model_name_or_path=model_dir, max_steps=1,
+                               save_steps=1, logging_steps=1, per_device_train_batch_size=8, quiet=True)
+    assert first_loss(out) == pytest.approx(single["log"][0]["loss"], abs=0.05)
 
 
 def test_8bit_base(tiny, tmp_path, capsys):
@@ -262,7 +281,8 @@ def test_glm4_model_trains_too(tiny, tokenizer, tmp_path, capsys):
                                      "--model_name_or_path", tmp_path / "glm4", *SMALL, "--max_steps", 2,
                                      "--save_steps", 2], capsys)
     assert code == 0, stderr
-    assert "LoRA target modules: ['k_proj', 'o_proj', 'q_proj', 'v_proj'] (no peft default for model_type 'glm'" in stdout
+    chosen = "LoRA target modules: ['k_proj', 'o_proj', 'q_proj', 'v_proj'] (no peft default for model_type 'glm'"
+    assert chosen in stdout
     summary = lora.check_adapter(tmp_path / "o")
     assert summary.tensors == 2 * 4 * 2 and summary.target_modules == ["k_proj", "o_proj", "q_proj", "v_proj"]
     assert any(".self_attn.q_proj.lora_A." in key for key in summary.shapes)
