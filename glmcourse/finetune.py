@@ -13,7 +13,8 @@ The seed's finetune.sh works as written (on a CPU, --fp16 falls back to fp32 and
 Also: --model_name_or_path (default: the course model), --load_in_8bit / --load_in_4bit
 (bitsandbytes; its CPU backend on a CPU), --resume_from_checkpoint [PATH] (no PATH: the last complete
 checkpoint in --output_dir). Several processes: ``torchrun --nproc_per_node 2 -m glmcourse.finetune ...``
-or ``accelerate launch -m glmcourse.finetune ...`` (gloo on a CPU, NCCL on GPUs).
+or ``accelerate launch --multi_gpu --num_processes 2 -m glmcourse.finetune ...`` (gloo on a CPU, NCCL on
+GPUs; accelerate's flag is named for GPUs but also starts CPU processes); --deepspeed CONFIG.json on GPUs.
 
 What it adds to the seed: pre-flight checks (trainable parameters > 0, a non-zero LoRA gradient after
 the first step), a guard that stops on a NaN/inf loss or a loss stuck at 0 with a diagnosis, the
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target_modules", nargs="+", default=None,
                    help="LoRA targets (default: peft's mapping for the model type; chatglm: query_key_value)")
     p.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for activation memory")
+    p.add_argument("--deepspeed", default=None, metavar="CONFIG.json",
+                   help="DeepSpeed config for multi-GPU runs of the real model (needs the deepspeed package)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -316,7 +319,8 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
              gradient_accumulation_steps=None, max_steps=None, save_steps=None, save_total_limit=None,
              learning_rate=None, fp16=False, remove_unused_columns=False, logging_steps=None, load_in_8bit=False,
              load_in_4bit=False, resume_from_checkpoint=None, overwrite_output_dir=False, target_modules=None,
-             gradient_checkpointing=False, seed=0, callbacks=(), overwrite=None, quiet=None) -> dict:
+             gradient_checkpointing=False, deepspeed=None, seed=0, callbacks=(), overwrite=None,
+             quiet=None) -> dict:
     """Train a LoRA adapter; returns {"output_dir", "global_step", "train_seconds", "final_loss", "log",
     "adapter", "trainable"}. Unset settings take LEARNER_DEFAULTS. ``callbacks`` are extra TrainerCallbacks.
     """
@@ -349,6 +353,15 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
         if main:
             _say("note: --remove_unused_columns true would drop the seq_len column the collator needs to mask the "
                  "prompt; using false, as the seed's finetune.sh does.")
+    if deepspeed:
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise LoraError(f"--deepspeed {deepspeed}: the deepspeed package is not installed. It is for multi-GPU "
+                            f"runs of the real model: pip install deepspeed on the GPU machine. On a CPU, leave "
+                            f"--deepspeed out (torchrun --nproc_per_node N also runs several processes).")
+        if not Path(deepspeed).is_file():
+            raise LoraError(f"--deepspeed {deepspeed}: no such config file.")
     resume = resolve_resume(resume_from_checkpoint, output_dir, int(s["lora_rank"]))
     old = checkpoints(output_dir)
     if old and resume is None:
@@ -392,7 +405,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
         learning_rate=float(s["learning_rate"]), fp16=use_fp16, remove_unused_columns=False,
         logging_steps=int(s["logging_steps"]), logging_first_step=True, report_to="none", seed=seed, data_seed=seed,
         disable_tqdm=quiet, use_cpu=cpu, dataloader_pin_memory=not cpu, label_names=["labels"],
-        ddp_find_unused_parameters=False, weight_decay=0.0, warmup_steps=0,
+        ddp_find_unused_parameters=False, weight_decay=0.0, warmup_steps=0, deepspeed=deepspeed,
     )
 
     class LoraTrainer(Trainer):

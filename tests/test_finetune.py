@@ -159,6 +159,11 @@ def test_bad_inputs_are_explained(tiny, tmp_path, capsys):
     assert code == 1 and "no complete checkpoint" in err
     code, _, err = run_main(["--dataset_path", data_dir, *common, "--learning_rate", "0"], capsys)
     assert code == 1 and "--learning_rate" in err
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        code, _, err = run_main(["--dataset_path", data_dir, *common, "--deepspeed", "ds.json"], capsys)
+        assert code == 1 and "pip install deepspeed" in err
 
 
 def test_nan_loss_stops_training_with_a_diagnosis(tiny, tokenizer, tmp_path, capsys):
