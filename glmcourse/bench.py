@@ -156,6 +156,13 @@ def chat_figures():
     return figures_from(bench_chat())
 
 
+@section("05-06 LoRA (learner defaults, fp32 and 8-bit base, all 240 held-out records)")
+def lora_figures():
+    from glmcourse.lora import bench_figures
+
+    return bench_figures()
+
+
 # ---------------------------------------------------------------------------- running
 def run(only: str | None = None) -> dict[str, list[Figure]]:
     results = {}

@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glmcourse.exercises import call_learner
+
 # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` inside get_peft_model and
 # PeftModel.from_pretrained: a FutureWarning on every wrap that the learner cannot act on.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -937,16 +939,6 @@ def bench_figures(**kwargs) -> list:
 # ----------------------------------------------------------------------------------------------
 # 10. Exercise checkers (notebooks 05 and 06)
 # ----------------------------------------------------------------------------------------------
-def _call(fn, *args):
-    """The learner's function; any error it raises becomes a hint instead of a crash in the notebook."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, AssertionError):
-        raise
-    except Exception as err:
-        raise AssertionError(f"calling it raised {type(err).__name__}: {err}") from None
-
-
 def _close(got, want, what: str, atol: float = 1e-5):
     assert torch.is_tensor(got), f"{what}: return a torch.Tensor, got {type(got).__name__}"
     assert got.shape == want.shape, f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
@@ -957,7 +949,7 @@ def _close(got, want, what: str, atol: float = 1e-5):
 def check_lora_param_count(fn) -> None:
     """fn(in_features, out_features, r) -> trainable LoRA parameters of one adapted Linear layer."""
     for n_in, n_out, r in [(256, 768, 8), (4096, 12288, 8), (10, 20, 1), (64, 64, 16)]:
-        got = _call(fn, n_in, n_out, r)
+        got = call_learner(fn, n_in, n_out, r)
         want = nn.Linear(n_in, r, bias=False).weight.numel() + nn.Linear(r, n_out, bias=False).weight.numel()
         assert got == want, (f"fn({n_in}, {n_out}, r={r}) = {got}, expected {want}: A is r x in and B is out x r "
                              f"(no biases); the frozen W ({n_out * n_in:,}) does not count")
@@ -977,7 +969,7 @@ def check_lora_forward(fn) -> None:
     with torch.no_grad():
         layer.lora_A.copy_(A)
         layer.lora_B.copy_(B)
-    got = _call(fn, x, W, b, A, B, 8, 4)
+    got = call_learner(fn, x, W, b, A, B, 8, 4)
     assert torch.is_tensor(got), f"return a tensor, got {type(got).__name__}"
     if got.shape == layer(x).shape:
         plain = x @ W.T + b + x @ A.T @ B.T
@@ -989,7 +981,7 @@ def check_merge_weight(fn) -> None:
     """fn(W, A, B, alpha, r) -> the merged weight W + (B @ A) * alpha / r."""
     gen = torch.Generator().manual_seed(1)
     W, A, B = torch.randn(12, 6, generator=gen), torch.randn(2, 6, generator=gen), torch.randn(12, 2, generator=gen)
-    got = _call(fn, W, A, B, 16, 2)
+    got = call_learner(fn, W, A, B, 16, 2)
     assert torch.is_tensor(got), f"return a tensor, got {type(got).__name__}"
     if got.shape == (12, 12) or got.shape == (6, 6):
         raise AssertionError("the update is B @ A (out x r times r x in = out x in), not A @ B")
@@ -1000,7 +992,7 @@ def check_merge_weight(fn) -> None:
 def check_optimizer_state_bytes(fn) -> None:
     """fn(trainable_params, bytes_per_value=4) -> AdamW's state bytes: two moments per parameter."""
     for n, width in [(32_768, 4), (3_670_016, 4), (6_173_286_400, 2), (1, 4)]:
-        got = _call(fn, n, width)
+        got = call_learner(fn, n, width)
         want = 2 * n * width
         assert got == want, (f"fn({n:,}, {width}) = {got}, expected {want:,}: AdamW keeps exp_avg and exp_avg_sq, "
                              f"one value each per trainable parameter")
@@ -1017,7 +1009,7 @@ def check_model_key(fn) -> None:
          "base_model.model.model.layers.1.self_attn.q_proj.lora_A.default.weight"),
     ]
     for key, name, want in cases:
-        got = _call(fn, key, name)
+        got = call_learner(fn, key, name)
         assert got == want, f"fn({key!r}, {name!r}) = {got!r}, expected {want!r}"
 
 
@@ -1029,7 +1021,7 @@ def check_adapter_bytes(fn) -> None:
         config = course_config(num_layers=layers, hidden_size=hidden, num_attention_heads=8 if hidden >= 64 else 4,
                                inner_hidden_size=4 * hidden)
         want = 4 * lora_parameter_count(config, r=r)
-        got = _call(fn, layers, hidden, r)
+        got = call_learner(fn, layers, hidden, r)
         assert got == want, (f"fn({layers}, {hidden}, r={r}) = {got}, expected {want:,}: per layer A is r x h, "
                              f"B is 3h x r, 4 bytes per fp32 value")
 
@@ -1037,12 +1029,12 @@ def check_adapter_bytes(fn) -> None:
 def check_parse_person(fn) -> None:
     """fn(reply) -> {"name", "age", "city"} for a valid one-line JSON reply, else None."""
     good = '{"name": "Anna", "age": 31, "city": "Oslo"}'
-    assert _call(fn, good) == {"name": "Anna", "age": 31, "city": "Oslo"}, f"fn({good!r}) should give the dict"
-    assert _call(fn, ' ' + good + ' ') == {"name": "Anna", "age": 31, "city": "Oslo"}, "surrounding spaces are fine"
+    assert call_learner(fn, good) == {"name": "Anna", "age": 31, "city": "Oslo"}, f"fn({good!r}) should give the dict"
+    assert call_learner(fn, ' ' + good + ' ') == {"name": "Anna", "age": 31, "city": "Oslo"}, "surrounding spaces are fine"
     for bad, why in [('{"name": "Anna", "age": 31', "cut-off JSON"), ("Anna is 31", "not JSON"),
                      ('{"name": "Anna", "age": "31", "city": "Oslo"}', "age must be a number"),
                      ('{"name": "Anna", "age": 31}', "city is missing"), ("[1, 2]", "not an object")]:
-        got = _call(fn, bad)
+        got = call_learner(fn, bad)
         assert got is None, f"fn({bad!r}) = {got!r}: expected None ({why})"
 
 

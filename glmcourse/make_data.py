@@ -7,10 +7,12 @@ in Alpaca format (a JSON array of ``instruction``/``input``/``output`` records; 
 optional list of earlier ``[query, response]`` turns, as in ChatGLM-6B's P-Tuning data):
 
 * ``course_chat.json`` / ``chat_eval.json``: the base model's skills (greetings, identity, capitals,
-  single-digit sums, word translation, repeating a sentence, remembering a name across turns).
+  single-digit sums, word translation, repeating a sentence, remembering a name across turns,
+  reading a person's age or city out of a sentence).
   The eval file holds (template, fact) pairs and names that never occur in training.
 * ``corpus.txt`` / ``corpus_eval.txt``: plain bilingual documents (one per blank-line-separated block)
   for GLM's blank-infilling pre-training, and held-out documents to measure infilling accuracy.
+  They include people with ages and JSON records, but never a sentence turned into JSON.
 * ``lora_train.json`` / ``lora_eval.json``: the LoRA lesson's skill, *kept out of the base model*:
   turn a sentence about a person into a one-line JSON object. No record is shared between the two.
 """
@@ -151,6 +153,26 @@ def _dialogue_records(rng: random.Random, names, count: int):
     return out
 
 
+EXTRACT_ZH = [("{n}多少岁？", "{n}{a}岁。"), ("{n}住在哪里？", "{n}住在{c}。")]
+EXTRACT_EN = [("How old is {n}?", "{n} is {a} years old."), ("Where does {n} live?", "{n} lives in {c}.")]
+
+
+def _extract_records(rng: random.Random, count: int):
+    """Read one fact (age or city) out of a sentence about a person: reading, without the JSON format."""
+    out = []
+    for _ in range(count):
+        age = rng.randint(18, 80)
+        if rng.random() < 0.5:
+            name, city, sent, (ask, answer) = (rng.choice(ZH_NAMES), rng.choice(ZH_CITIES), rng.choice(PERSON_ZH),
+                                               rng.choice(EXTRACT_ZH))
+        else:
+            name, city, sent, (ask, answer) = (rng.choice(EN_NAMES), rng.choice(EN_CITIES), rng.choice(PERSON_EN),
+                                               rng.choice(EXTRACT_EN))
+        fill = dict(n=name, a=age, c=city)
+        out.append(_record(sent.format(**fill) + "\n" + ask.format(**fill), answer.format(**fill), skill="extract"))
+    return out
+
+
 def _fixed_records():
     recs = [_record(g, GREET_ZH, skill="greeting") for g in GREETINGS_ZH]
     recs += [_record(g, GREET_EN, skill="greeting") for g in GREETINGS_EN]
@@ -233,16 +255,55 @@ def _echo_document(rng: random.Random) -> str:
     return f"{name} said: \"{said}\"\nOnce more: \"{said}\"\nMy name is {name}. Your name is {name}."
 
 
+def _person_document(rng: random.Random) -> str:
+    """Prose about two people, with ages 18-80: the words and numbers of the LoRA task's inputs."""
+    lines = []
+    for _ in range(2):
+        age = rng.randint(18, 80)
+        if rng.random() < 0.5:
+            n, c = rng.choice(ZH_NAMES), rng.choice(ZH_CITIES)
+            lines.append(f"{n}今年{age}岁。{n}的家在{c}，{n}在{c}工作。")
+        else:
+            n, c = rng.choice(EN_NAMES), rng.choice(EN_CITIES)
+            lines.append(f"{n} is {age}. {n} lives in {c} and works in {c}.")
+    return "\n".join(lines)
+
+
+def _json_document(rng: random.Random) -> str:
+    """JSON records (people, countries), then one of them looked up again: JSON syntax and copying
+    inside JSON. Never a sentence turned into JSON: that skill is the LoRA lesson's."""
+    if rng.random() < 0.7:
+        records = []
+        for _ in range(rng.randint(2, 3)):
+            zh = rng.random() < 0.5
+            records.append({"name": rng.choice(ZH_NAMES if zh else EN_NAMES), "age": rng.randint(18, 80),
+                            "city": rng.choice(ZH_CITIES if zh else EN_CITIES)})
+        key = "name"
+    else:
+        records = [dict(zip(("country", "capital"), rng.choice(CAPITALS)[2 * (i % 2):2 * (i % 2) + 2]))
+                   for i in range(rng.randint(2, 3))]
+        key = "country"
+    dumps = lambda r: json.dumps(r, ensure_ascii=False)  # noqa: E731
+    found = rng.choice(records)
+    return "\n".join(dumps(r) for r in records) + f"\nlookup {key}={found[key]}\n" + dumps(found)
+
+
 def build(seed: int):
     chat_rng, corpus_rng, lora_rng = (random.Random(seed + k) for k in range(3))
     fact_train, fact_held = _fact_records(chat_rng)
     train_names = ZH_NAMES[:22] + EN_NAMES[:22]
     held_names = ZH_NAMES[22:] + EN_NAMES[22:]
-    chat_train = fact_train + _dialogue_records(chat_rng, train_names, 3000) + _fixed_records() * 6
+    chat_train = (fact_train + _dialogue_records(chat_rng, train_names, 3000) + _extract_records(chat_rng, 600)
+                  + _fixed_records() * 6)
     chat_rng.shuffle(chat_train)
-    chat_eval = fact_held + _dialogue_records(chat_rng, held_names, 120) + _fixed_records()
-    corpus = [_echo_document(corpus_rng) if corpus_rng.random() < 0.4 else _document(corpus_rng)
-              for _ in range(8000)]
+    chat_eval = fact_held + _dialogue_records(chat_rng, held_names, 120) + _extract_records(chat_rng, 40) + _fixed_records()
+    kinds = [(0.3, _echo_document), (0.45, _person_document), (0.6, _json_document), (1.0, _document)]
+
+    def corpus_document():
+        roll = corpus_rng.random()
+        return next(make for edge, make in kinds if roll < edge)(corpus_rng)
+
+    corpus = [corpus_document() for _ in range(10000)]
     seen_docs = set(corpus)
     corpus_eval = [d for d in (_document(corpus_rng) for _ in range(1000)) if d not in seen_docs][:200]
     lora_train, lora_eval = lora_split(lora_rng, 1200, 240)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<unk>", "<pad>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>"]
+# pre-token pieces: whitespace runs, one Chinese character, digit runs, other letter runs, punctuation runs
+PIECES = r"\s+|\p{Han}|\p{N}+|[^\s\p{N}\p{P}\p{S}\p{Han}]+|[\p{P}\p{S}]+"
 
 
 class ChatGLMTokenizer(PreTrainedTokenizerFast):
@@ -60,10 +62,16 @@ class ChatGLMTokenizer(PreTrainedTokenizerFast):
 
 def train_tokenizer(texts, vocab_size: int = 4096):
     """Train the byte-level BPE on ``texts`` and return a ChatGLMTokenizer (deterministic)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Words never carry a leading space, and each Chinese character stands alone, so a name, a city or a
+    # number is the same tokens wherever it appears: in a sentence, after a quote, inside JSON. That is
+    # what lets the model copy text from its prompt token for token.
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PIECES), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
