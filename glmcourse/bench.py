@@ -102,6 +102,8 @@ def unit_for(key: str) -> str:
         return "tokens"
     if k.endswith("records"):
         return "records"
+    if k.endswith("documents"):
+        return "documents"
     return ""
 
 

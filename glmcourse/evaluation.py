@@ -23,7 +23,7 @@ def record_query(record: dict) -> str:
 
 
 @torch.no_grad()
-def greedy_replies(model, tokenizer, prompts, max_new_tokens: int = 48, batch_size: int = 32) -> list[str]:
+def greedy_replies(model, tokenizer, prompts, max_new_tokens: int = 64, batch_size: int = 32) -> list[str]:
     """Greedy generation for many prompts, in left-padded batches; returns the decoded new text."""
     from glmcourse.settings import progress
 

@@ -720,7 +720,7 @@ def exact_match(model, tokenizer, records) -> tuple[float, list[str]]:
 
 # What the notebooks train: the learner defaults, or a shorter run on fewer rows in fast mode (same code).
 FAST_TRAIN_ROWS = 320
-FAST_SETTINGS = dict(max_steps=40, save_steps=20, logging_steps=10)
+FAST_SETTINGS = dict(max_steps=80, save_steps=40, logging_steps=10)
 FAST_EVAL_RECORDS = 32
 
 
@@ -827,6 +827,24 @@ def copyable_fields(tokenizer, records) -> dict:
             piece = [i for i, (a, b) in zip(target["input_ids"], target["offset_mapping"]) if a < end and b > start]
             counts[key] += contains(source, piece)
     return {key: value / max(len(records), 1) for key, value in counts.items()}
+
+
+GPT2_PIECES = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def pre_token_pieces(text: str, rule: str = "course") -> list[str]:
+    """How a tokenizer's pre-tokenizer cuts ``text`` before BPE merges anything (BPE never merges across
+    a cut). ``rule``: "course" (the course tokenizer's) or "gpt2" (GPT-2's, common in byte-level BPEs:
+    a word keeps its leading space, and a run of Chinese characters is one piece)."""
+    from tokenizers import Regex, pre_tokenizers
+
+    from glmcourse.modeling.tokenization_chatglm import PIECES
+
+    patterns = {"course": PIECES, "gpt2": GPT2_PIECES}
+    if rule not in patterns:
+        raise ValueError(f"rule={rule!r}: use one of {sorted(patterns)}")
+    split = pre_tokenizers.Split(Regex(patterns[rule]), behavior="isolated")
+    return [piece for piece, _ in split.pre_tokenize_str(text)]
 
 
 def base_training_texts() -> list[str]:

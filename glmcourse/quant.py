@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -673,15 +674,38 @@ def heldout_records(path=None, limit: int | None = None) -> list[dict]:
     return records
 
 
+def heldout_documents(path=None, limit: int | None = None) -> list[str]:
+    """Held-out documents (data/corpus_eval.txt), evenly thinned to ``limit``: the lesson's loss set."""
+    import glmcourse
+
+    path = path or glmcourse.DATA_DIR / "corpus_eval.txt"
+    docs = Path(path).read_text(encoding="utf-8").strip("\n").split("\n\n\n")
+    if limit and limit < len(docs):
+        step = len(docs) / limit
+        docs = [docs[int(i * step)] for i in range(limit)]
+    return docs
+
+
 def heldout_batches(tokenizer, records, batch_size: int = 32):
-    """ChatGLM-Tuning rows (context ``[gMASK] <sop>``, target, ``<eop>``), collated with -100 on the context."""
+    """Rows supervised on their second part only (-100 on the context), collated in batches.
+
+    A record (dict) becomes a ChatGLM-Tuning row: its prompt ``[gMASK] <sop>``, then its output and ``<eop>``.
+    A document (str) becomes GLM's document-level task: its first half, ``[gMASK] <sop>``, then the
+    model writes the second half. The model rarely misses a chat answer (its loss is near 0), so the
+    quantization lesson measures the documents, where the loss has room to move.
+    """
     from glmcourse.data import DataCollator, encode_example, format_example
 
     collate = DataCollator.from_tokenizer(tokenizer)
     eop = tokenizer.eop_token_id
     rows = []
     for record in records:
-        context, target = encode_example(tokenizer, format_example(record))
+        if isinstance(record, str):
+            ids = tokenizer.encode(record, add_special_tokens=False)
+            half = len(ids) // 2
+            context, target = ids[:half] + [tokenizer.gmask_token_id, tokenizer.sop_token_id], ids[half:]
+        else:
+            context, target = encode_example(tokenizer, format_example(record))
         rows.append({"input_ids": context + target + [eop], "seq_len": len(context)})
     return [collate(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
 
@@ -724,7 +748,8 @@ QUANT_VARIANTS = {  # name -> (bits, group_size) for quantize_model
 
 def compare_quantized(model, tokenizer, records, variants=None, answer_records=None,
                       max_new_tokens: int = 32) -> dict:
-    """Held-out loss, weight bytes and answer agreement of each ``quantize_model`` variant vs fp32.
+    """Held-out loss (on ``records``: documents or chat records, see ``heldout_batches``), weight bytes and
+    answer agreement (on ``answer_records``, chat records) of each ``quantize_model`` variant vs fp32.
 
     ``model`` stays untouched (each variant quantizes a deep copy). Returns ``{name: row}`` with the
     fp32 row first; a row holds ``loss``, ``loss_increase`` (relative), ``bytes_ratio`` (quantized
@@ -780,10 +805,10 @@ def bench_quant(path: str | None = None, limit: int | None = None, answers: int 
 
     seed_everything(0)
     model, tokenizer = load_course_model(path)
-    records = heldout_records(limit=limit)
+    records, documents = heldout_records(), heldout_documents(limit=limit)
     answer_records = records[:: max(1, len(records) // answers)][:answers] if answers else None
-    table = compare_quantized(model, tokenizer, records, answer_records=answer_records)
-    out = {"heldout records": len(records), "fp32 loss": table["fp32"]["loss"]}
+    table = compare_quantized(model, tokenizer, documents, answer_records=answer_records)
+    out = {"heldout documents": len(documents), "fp32 loss": table["fp32"]["loss"]}
     for name, row in table.items():
         if name == "fp32":
             continue
@@ -793,7 +818,7 @@ def bench_quant(path: str | None = None, limit: int | None = None, answers: int 
             out[f"{name} answer agreement %"] = 100 * row["agreement"]
     if with_bitsandbytes:
         try:
-            out.update(bench_bitsandbytes(model, tokenizer, records, path))
+            out.update(bench_bitsandbytes(model, tokenizer, documents, path))
         except RuntimeError as err:
             out["bnb error"] = str(err)
     return out

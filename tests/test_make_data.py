@@ -28,11 +28,16 @@ def test_lora_eval_shares_no_record_with_train_and_meets_the_sizes():
 
 
 def test_lora_skill_never_appears_in_the_base_model_data():
-    texts = [r["instruction"] + r["output"] for r in _committed("course_chat.json")]
-    texts += _committed("corpus.txt")
-    assert not any('{"name"' in t for t in texts)
-    lora_instructions = {r["instruction"] for r in _committed("lora_train.json")}
-    assert not lora_instructions & {r["instruction"] for r in _committed("course_chat.json")}
+    """The base model may see JSON records and sentences about people, never one turned into the other."""
+    chat = _committed("course_chat.json")
+    assert not any('{"' in r["output"] for r in chat), "a chat answer is JSON"
+    lora_records = _committed("lora_train.json") + _committed("lora_eval.json")
+    assert not {r["instruction"] for r in lora_records} & {r["instruction"] for r in chat}
+    json_docs = [d for d in _committed("corpus.txt") if '{"name"' in d]
+    assert json_docs, "the corpus should teach JSON syntax"
+    for doc in json_docs:
+        for line in doc.split("\n"):
+            assert line.startswith("{") or line.startswith("lookup "), f"prose next to JSON: {line!r}"
 
 
 def test_chat_eval_questions_are_held_out():

@@ -518,14 +518,24 @@ def _course_model_or_skip():
 
 def test_course_model_meets_the_issue_targets():
     model, tokenizer = _course_model_or_skip()
-    records = quant.heldout_records(limit=48)
-    table = quant.compare_quantized(model, tokenizer, records)
+    table = quant.compare_quantized(model, tokenizer, quant.heldout_documents(limit=48))
     assert table["int8 per-row"]["loss_increase"] <= 0.01
     assert table["int4 per-row"]["loss_increase"] <= 0.10
     assert min(table["int4 group 64"]["loss_increase"], table["int4 group 32"]["loss_increase"]) <= 0.05
     assert table["int8 per-row"]["bytes_ratio"] <= 0.30
     assert table["int4 per-row"]["bytes_ratio"] <= 0.18
     assert all(row["loss"] > 0 for row in table.values())
+
+
+def test_heldout_documents_supervise_their_second_half():
+    model, tokenizer = _course_model_or_skip()
+    doc = quant.heldout_documents(limit=1)[0]
+    ids = tokenizer.encode(doc, add_special_tokens=False)
+    batch = quant.heldout_batches(tokenizer, [doc])[0]
+    row, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    half = len(ids) // 2
+    assert row == ids[:half] + [tokenizer.gmask_token_id, tokenizer.sop_token_id] + ids[half:] + [tokenizer.eop_token_id]
+    assert labels[:half + 1] == [-100] * (half + 1) and labels[half + 1:] == row[half + 1:]
 
 
 def test_heldout_rows_supervise_only_the_answer():
