@@ -104,6 +104,10 @@ def unit_for(key: str) -> str:
         return "records"
     if k.endswith("documents"):
         return "documents"
+    if k.endswith("steps"):
+        return "steps"
+    if k.endswith("kib"):
+        return "KiB"
     return ""
 
 
@@ -160,9 +164,9 @@ def chat_figures():
 
 @section("05-06 LoRA (learner defaults, fp32 and 8-bit base, all 240 held-out records)")
 def lora_figures():
-    from glmcourse.lora import bench_figures
+    from glmcourse.lora import bench_lora
 
-    return bench_figures()
+    return figures_from(bench_lora())
 
 
 # ---------------------------------------------------------------------------- running

@@ -31,6 +31,7 @@ from glmcourse.chat import build_prompt, process_response
 from glmcourse.data import DataCollator, format_example
 from glmcourse.evaluation import (chat_exact_match, collate_infilling, context_exact_match, infilling_accuracy,
                                   infilling_example, record_query)
+from glmcourse.make_data import read_documents
 from glmcourse.modeling import ChatGLMForConditionalGeneration, course_config, train_tokenizer
 
 MAX_DOC_TOKENS = 160
@@ -52,8 +53,8 @@ def load_course_data(data_dir: Path) -> dict:
         "chat_eval": json.loads(read("chat_eval.json")),
         "lora_eval": json.loads(read("lora_eval.json")),
         "lora_train": json.loads(read("lora_train.json")),
-        "corpus": read("corpus.txt").strip("\n").split("\n\n\n"),
-        "corpus_eval": read("corpus_eval.txt").strip("\n").split("\n\n\n"),
+        "corpus": read_documents(data_dir / "corpus.txt"),
+        "corpus_eval": read_documents(data_dir / "corpus_eval.txt"),
     }
 
 
@@ -281,7 +282,7 @@ def bench_course_model(train_steps: int = 20) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(COURSE_MODEL)
     model = AutoModel.from_pretrained(COURSE_MODEL).eval()
     data = load_course_data(DATA_DIR)
-    # a two-turn chat prompt (66 tokens), 128 new tokens, greedy, no early stop; best of 2 after a warm-up
+    # a two-turn chat prompt, 128 new tokens, greedy, no early stop; best of 2 after a warm-up
     history = [("你好", process_response(data["chat"][0]["output"])), ("我叫周杰。", "你好，周杰！很高兴认识你。")]
     prompt = tokenizer(build_prompt("我叫什么名字？", history), return_tensors="pt")
     generate = lambda cache: model.generate(**prompt, max_new_tokens=128, min_new_tokens=128,  # noqa: E731

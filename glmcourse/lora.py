@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from glmcourse.exercises import call_learner
+from glmcourse.make_data import evenly_thinned, read_documents
 
 # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` inside get_peft_model and
 # PeftModel.from_pretrained: a FutureWarning on every wrap that the learner cannot act on.
@@ -689,11 +690,7 @@ def lora_records(name: str, limit: int | None = None) -> list[dict]:
     import glmcourse
     from glmcourse.data import load_alpaca
 
-    records = load_alpaca(glmcourse.DATA_DIR / f"lora_{name}.json")
-    if limit and limit < len(records):
-        step = len(records) / limit
-        records = [records[int(i * step)] for i in range(limit)]
-    return records
+    return evenly_thinned(load_alpaca(glmcourse.DATA_DIR / f"lora_{name}.json"), limit)
 
 
 def tokenize_lora_train(save_path, model_path=None, limit: int | None = None, max_seq_length: int = 128):
@@ -851,11 +848,10 @@ def base_training_texts() -> list[str]:
     """The text the course model was trained on: data/corpus.txt and data/course_chat.json's records."""
     import glmcourse
 
-    corpus = (glmcourse.DATA_DIR / "corpus.txt").read_text(encoding="utf-8")
     chat = json.loads((glmcourse.DATA_DIR / "course_chat.json").read_text(encoding="utf-8"))
     turns = [text for r in chat for text in [r["instruction"], r.get("input", ""), r["output"]]
              + [t for pair in r.get("history", []) for t in pair] if text]
-    return corpus.split("\n\n\n") + turns
+    return read_documents(glmcourse.DATA_DIR / "corpus.txt") + turns
 
 
 def unseen_tokens(tokenizer, text: str, seen_texts) -> list[str]:
@@ -939,19 +935,6 @@ def bench_lora(work_dir=None, eval_limit: int | None = None, with_8bit: bool = T
         out[f"{label} adapter KiB"] = result["adapter"]["file_bytes"] / 1024
     out["load average (1 min)"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return out
-
-
-def bench_figures(**kwargs) -> list:
-    """``bench_lora`` as ``glmcourse.bench.Figure`` rows, each with its unit."""
-    from glmcourse.bench import Figure
-
-    units = {"%": "%", " s": "s", "KiB": "KiB", "steps": "steps", "loss": "nats/token", "records": "records"}
-    figures = []
-    for key, value in bench_lora(**kwargs).items():
-        unit = next((u for suffix, u in units.items() if key.endswith(suffix)), "")
-        name = key.removesuffix(" %").removesuffix(" s")
-        figures.append(Figure(name, float(value), unit))
-    return figures
 
 
 # ----------------------------------------------------------------------------------------------

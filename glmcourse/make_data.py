@@ -317,6 +317,22 @@ def build(seed: int):
     }
 
 
+DOCUMENT_SEPARATOR = "\n\n\n"  # documents in corpus*.txt are separated by two blank lines
+
+
+def read_documents(path) -> list[str]:
+    """The documents of a corpus file written by this script."""
+    return Path(path).read_text(encoding="utf-8").strip("\n").split(DOCUMENT_SEPARATOR)
+
+
+def evenly_thinned(items: list, limit: int | None) -> list:
+    """``limit`` items spread evenly over ``items`` (all of them when ``limit`` is None or larger)."""
+    if not limit or limit >= len(items):
+        return list(items)
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -334,7 +350,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name, content in build(args.seed).items():
         if name.endswith(".txt"):
-            text = "\n\n\n".join(content) + "\n"  # documents are separated by two blank lines
+            text = DOCUMENT_SEPARATOR.join(content) + "\n"
         else:
             text = json.dumps(content, ensure_ascii=False, indent=1) + "\n"
         write_atomic(out / name, text)

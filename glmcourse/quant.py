@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glmcourse.exercises import call_learner as _call
+from glmcourse.make_data import evenly_thinned, read_documents
 
 ALLOWED_BITS = (4, 8)  # what ChatGLM-6B's quantize(bits) accepts
 EXPLORE_BITS = range(2, 9)  # what the lesson's exploration helpers accept
@@ -668,22 +669,14 @@ def heldout_records(path=None, limit: int | None = None) -> list[dict]:
     path = path or glmcourse.DATA_DIR / "chat_eval.json"
     with open(path, encoding="utf-8") as handle:
         records = [r for r in json.load(handle) if not r.get("history")]
-    if limit and limit < len(records):
-        step = len(records) / limit
-        records = [records[int(i * step)] for i in range(limit)]
-    return records
+    return evenly_thinned(records, limit)
 
 
 def heldout_documents(path=None, limit: int | None = None) -> list[str]:
     """Held-out documents (data/corpus_eval.txt), evenly thinned to ``limit``: the lesson's loss set."""
     import glmcourse
 
-    path = path or glmcourse.DATA_DIR / "corpus_eval.txt"
-    docs = Path(path).read_text(encoding="utf-8").strip("\n").split("\n\n\n")
-    if limit and limit < len(docs):
-        step = len(docs) / limit
-        docs = [docs[int(i * step)] for i in range(limit)]
-    return docs
+    return evenly_thinned(read_documents(path or glmcourse.DATA_DIR / "corpus_eval.txt"), limit)
 
 
 def heldout_batches(tokenizer, records, batch_size: int = 32):
@@ -783,8 +776,6 @@ def load_course_model(path: str | None = None):
     from transformers import AutoModel, AutoTokenizer
 
     path = path or glmcourse.COURSE_MODEL
-    from pathlib import Path
-
     if not (Path(path) / "model.safetensors").exists():
         raise FileNotFoundError(
             f"{path} has no model.safetensors: build the course model with "

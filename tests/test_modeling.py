@@ -164,6 +164,21 @@ def test_tokenizer_round_trips_whitespace_and_chinese(tok):
         assert tok.convert_ids_to_tokens(tok.convert_tokens_to_ids(t)) == t
 
 
+def test_tokenizer_spells_a_value_the_same_wherever_it_appears(tok):
+    """Words carry no leading space and Chinese characters stand alone, so a value copies token for token."""
+    from glmcourse import lora
+
+    ids = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
+    for value in ["Sydney", "吴倩", "37"]:
+        alone = ids(value)
+        for context in [f"lives in {value}.", f'"city": "{value}"', f"住在{value}。"]:
+            whole = ids(context)
+            assert any(whole[i:i + len(alone)] == alone for i in range(len(whole))), (value, context)
+    assert all(" " not in piece or not piece.strip() for piece in lora.pre_token_pieces("Living in Sydney, Lucy"))
+    shares = lora.copyable_fields(tok, lora.lora_records("eval"))
+    assert shares == {"name": 1.0, "age": 1.0, "city": 1.0}
+
+
 def test_peft_default_lora_mapping_targets_query_key_value(model):
     from peft import LoraConfig, TaskType, get_peft_model
 

@@ -70,7 +70,9 @@ def chatglm_6b_config() -> ChatGLMConfig:
 def course_config(**overrides) -> ChatGLMConfig:
     """The course model: the same architecture at a size that trains on two CPU cores.
 
-    Special-token ids default to the course tokenizer's; pass the tokenizer's ids when in doubt.
+    Special-token ids default to the course tokenizer's; pass the tokenizer's ids when in doubt. The
+    build passes ``vocab_size=len(tokenizer)``; read the shipped model's own sizes with
+    ``ChatGLMConfig.from_pretrained(glmcourse.COURSE_MODEL)``.
     """
     sizes = dict(
         vocab_size=4096, hidden_size=256, num_layers=4, num_attention_heads=8, inner_hidden_size=1024,
