@@ -1,10 +1,15 @@
 """glmcourse: the ChatGLM-6B fine-tuning workflow, runnable on a laptop CPU.
 
 ``import glmcourse`` registers the course model's classes with transformers' Auto* factories, so
-``AutoModel.from_pretrained(glmcourse.COURSE_MODEL)`` works without remote code.
+``AutoModel.from_pretrained(glmcourse.COURSE_MODEL)`` works without remote code. The registration
+waits until transformers itself is imported, so that commands which never load a model (a
+converter's ``--help``, say) start in a fraction of a second.
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -13,9 +18,39 @@ COURSE_MODEL = str(PACKAGE_DIR / "course_model")  # the shipped tiny ChatGLM (sa
 DATA_DIR = REPO_ROOT / "data"  # the course's datasets (Alpaca format)
 RUNS_DIR = REPO_ROOT / "runs"  # scratch outputs of notebooks and scripts (git-ignored)
 
-from glmcourse import settings  # noqa: E402  (sets quiet mode before transformers is imported)
+from glmcourse import settings  # noqa: E402,F401  (sets quiet mode before transformers is imported)
 
-try:  # registration needs transformers; the doctor must still run without it
-    from glmcourse import modeling as _modeling  # noqa: F401,E402
-except ImportError as exc:  # pragma: no cover - reported by `python -m glmcourse doctor`
-    _IMPORT_ERROR = exc
+
+def register_course_model() -> None:
+    """Register ``model_type="chatglm"`` with AutoConfig/AutoModel/AutoTokenizer (glmcourse.modeling does it)."""
+    try:
+        from glmcourse import modeling  # noqa: F401
+    except ImportError:  # pragma: no cover - transformers or torch missing: `python -m glmcourse doctor` says so
+        pass
+    settings.quiet()
+
+
+class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
+    """Runs ``register_course_model`` right after the first ``import transformers`` finishes."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "transformers":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            register_course_model()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "transformers" in sys.modules:
+    register_course_model()
+elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterTransformers())

@@ -15,15 +15,17 @@ from __future__ import annotations
 import queue
 import re
 import threading
-import time
 import warnings
 from typing import Iterator
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 from transformers.generation.streamers import BaseStreamer
-
-from glmcourse.exercises import call_learner as _call
 
 REPLACEMENT_CHAR = "\ufffd"  # what a byte-level decoder shows for an incomplete UTF-8 sequence
 REPLY_ROOM = 256  # tokens kept free for the reply when trimming history (unless max_new_tokens says)
@@ -187,7 +189,14 @@ def _generation_kwargs(tokenizer, prompt_len: int, max_length: int, num_beams: i
     processors = LogitsProcessorList(logits_processor or [])
     processors.append(InvalidScoreLogitsProcessor(eop))
     room = max_length - prompt_len
-    max_new = min(kwargs.pop("max_new_tokens", room) or room, room)
+    max_new = kwargs.pop("max_new_tokens", None)
+    if max_new is not None and (isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1):
+        raise ValueError(f"max_new_tokens={max_new!r}: pass a whole number of at least 1 (or leave it out).")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p={top_p!r}: pass a number in (0, 1], e.g. 0.7.")
+    if not 0 < temperature < float("inf"):
+        raise ValueError(f"temperature={temperature!r}: pass a positive number, e.g. 0.95.")
+    max_new = min(max_new or room, room)
     gen = dict(max_new_tokens=max_new, num_beams=num_beams, do_sample=do_sample,
                logits_processor=processors, eos_token_id=eop, pad_token_id=tokenizer.pad_token_id)
     if do_sample:  # top_p / temperature mean nothing for greedy search (transformers warns about them)
@@ -428,198 +437,15 @@ def chat_widget(model, tokenizer, max_length: int = 2048, top_p: float = 0.7, te
 # --------------------------------------------------------------------------------------------------
 # Loading (shared by the CLI, the web demo and the benchmark)
 # --------------------------------------------------------------------------------------------------
-def missing_model_files(path) -> list[str]:
-    """What a local model folder lacks for from_pretrained (empty when it looks complete)."""
-    from pathlib import Path
-
-    folder = Path(path)
-    needs = {
-        "config.json": ["config.json"],
-        "weights (model.safetensors or pytorch_model.bin, or a sharded index)": [
-            "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-            "pytorch_model.bin.index.json"],
-        "tokenizer (tokenizer.json or tokenizer_config.json)": ["tokenizer.json", "tokenizer_config.json"],
-    }
-    return [what for what, names in needs.items() if not any((folder / n).exists() for n in names)]
-
-
-def _in_hub_cache(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # an invalid repo id, say
-        return False
-
-
-def load_chat_model(path: str | None = None, device: str | None = None):
-    """``(tokenizer, model)`` ready to chat: the seed's AutoTokenizer / AutoModel calls, in eval mode.
-
-    The device defaults to the best available one, in fp16 on a GPU and fp32 on the CPU. A local
-    folder is checked first, so a missing file is named instead of becoming a download attempt.
-    """
-    import os
-    from pathlib import Path
-
-    from transformers import AutoModel, AutoTokenizer
-
-    import glmcourse
-    from glmcourse.settings import pick_device, pick_dtype
-
-    path = str(path or glmcourse.COURSE_MODEL)
-    if Path(path).is_dir():
-        missing = missing_model_files(path)
-        if missing:
-            raise FileNotFoundError(f"model folder {path} is missing: {', '.join(missing)}. Point --model "
-                                    "at a folder written by save_pretrained (or the course model).")
-    elif Path(path).exists() or path.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"no model folder at {path}. Pass the folder that holds config.json, the "
-                                "weights and the tokenizer.")
-    elif os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(path):
-        raise FileNotFoundError(f"{path} is neither a local folder nor in the Hugging Face cache, and "
-                                "HF_HUB_OFFLINE=1 forbids downloading it. Download it once online, or pass "
-                                "a local folder.")
-    device = pick_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
-    model = AutoModel.from_pretrained(path, trust_remote_code=True, dtype=pick_dtype(device))
-    return tokenizer, model.to(device).eval()
 
 
 # --------------------------------------------------------------------------------------------------
 # Benchmark (make bench)
 # --------------------------------------------------------------------------------------------------
-def bench_chat(model_path: str | None = None, new_tokens: int = 64, query: str = "你好", repeats: int = 3) -> dict:
-    """Time a one-turn reply (at most ``new_tokens`` new tokens) and the streamed tokens per second.
-
-    Returns ``reply_latency_s`` (one ``chat`` call, ChatGLM's sampling defaults), ``reply_tokens``
-    (the reply re-encoded), ``stream_tokens``, ``stream_time_s``, ``stream_tokens_per_s`` and
-    ``stream_first_token_s`` (a ``stream_ids`` run forced to exactly ``new_tokens`` tokens, so the
-    rate is measured over a fixed length), plus text notes ``device`` and ``setup``. Times are the
-    best of ``repeats`` runs.
-    """
-    from glmcourse.settings import seed_everything
-
-    tokenizer, model = load_chat_model(model_path)
-    seed_everything(0)
-    chat(model, tokenizer, query, max_new_tokens=4)  # warm-up: first-call allocations are not the rate
-
-    latency = float("inf")
-    for _ in range(repeats):  # best of a few: a shared CPU adds noise, never speed
-        seed_everything(0)
-        start = time.perf_counter()
-        response, _ = chat(model, tokenizer, query, max_new_tokens=new_tokens)
-        latency = min(latency, time.perf_counter() - start)
-    reply_tokens = len(tokenizer(response, add_special_tokens=False)["input_ids"])
-
-    inputs = _encode_prompt(model, tokenizer, build_prompt(query))
-    gen = _generation_kwargs(tokenizer, inputs["input_ids"].shape[1], 10**9, 1, True, 0.7, 0.95, None,
-                             {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens})
-    elapsed = first = float("inf")
-    for _ in range(repeats):
-        seed_everything(0)
-        start, first_now, count = time.perf_counter(), None, 0
-        for ids in stream_ids(model, inputs, dict(gen)):
-            first_now = first_now if first_now is not None else time.perf_counter() - start
-            count = len(ids)
-        elapsed, first = min(elapsed, time.perf_counter() - start), min(first, first_now)
-    return {
-        "reply_latency_s": latency,
-        "reply_tokens": reply_tokens,
-        "stream_tokens": count,
-        "stream_time_s": elapsed,
-        "stream_tokens_per_s": count / elapsed if elapsed else float("nan"),
-        "stream_first_token_s": first,
-        "device": str(_model_device(model)),
-        "setup": f"query {query!r}, top_p 0.7, temperature 0.95, reply <= {new_tokens} new tokens, "
-                 f"stream forced to {new_tokens}, best of {repeats}, {torch.get_num_threads()} torch threads",
-    }
 
 
 # --------------------------------------------------------------------------------------------------
 # Exercise checkers (notebook 03)
 # --------------------------------------------------------------------------------------------------
 
-def check_build_prompt(fn) -> None:
-    """Exercise: ``fn(query, history)`` returns ChatGLM-6B's prompt string."""
-    cases = [
-        ("你好", []),
-        ("如何提高弹跳", [("你好", "你好！")]),
-        ("还有呢？", [("a", "A"), ("b", "B\n第二行")]),
-        ("q", [("", "")]),
-    ]
-    for query, history in cases:
-        got, want = _call(fn, query, list(history)), build_prompt(query, history)
-        if got == want:
-            continue
-        if not history:
-            raise AssertionError(f"with an empty history the prompt is the query itself: {want!r}, got {got!r}")
-        if isinstance(got, str) and ":" in got:
-            raise AssertionError("the colons after 问 and 答 are full-width '：' (U+FF1A), not ASCII ':'")
-        raise AssertionError(f"for query={query!r}, history={history!r} expected\n{want!r}\ngot\n{got!r}\n"
-                             "Each past turn is '[Round i]\\n问：q\\n答：r\\n' (i from 0), then the new query as "
-                             "'[Round n]\\n问：query\\n答：'.")
-    print("Correct: empty history gives the raw query; every turn is a numbered round with full-width colons.")
 
-
-def check_process_response(fn) -> None:
-    """Exercise: ``fn(text)`` strips the reply and makes , ! : ; ? full-width next to a CJK character."""
-    cases = ["  你好 \n", "你好,世界", "对!", "是吗?", "ok;好", "time: 12:30", "Hi, 你好!", "你好 , 世界",
-             "你好.", "中,文,标,点", "a,b!c:d;e?"]
-    for text in cases:
-        got, want = _call(fn, text), process_response(text)
-        if got != want:
-            raise AssertionError(f"process_response({text!r}) should be {want!r}, got {got!r}. Rules: strip; then "
-                                 "turn ASCII , ! : ; ? into ，！：；？ only when a character in U+4E00..U+9FFF stands "
-                                 "directly before or after it.")
-    print("Correct: stripped, and only punctuation touching a CJK character became full-width.")
-
-
-class _CharTokenizer:
-    """For the checker: one id per character, plus [gMASK] <sop>, so lengths are easy to reason about."""
-
-    def __call__(self, text, **kwargs):
-        return {"input_ids": list(range(len(text) + 2))}
-
-
-def check_fit_history(fn) -> None:
-    """Exercise: ``fn(tokenizer, query, history, max_length, reply_room)`` -> ``(kept, n_dropped)``."""
-    tok = _CharTokenizer()
-    history = [("第一个问题", "第一个回答"), ("second", "2nd"), ("third question", "3rd")]
-    sizes = [len(build_prompt("q", history[k:])) + 2 for k in range(4)]  # prompt length keeping turns k..
-    for max_length in [sizes[0] + 10, sizes[0] + 9, sizes[1] + 10, sizes[2] + 10, sizes[3] + 10, 10_000]:
-        got = _call(fn, tok, "q", list(history), max_length, 10)
-        want = fit_history(tok, "q", history, max_length, 10)
-        try:
-            kept, dropped = got
-            kept = [tuple(t) for t in kept]
-        except Exception:  # noqa: BLE001
-            raise AssertionError("return a pair (kept_turns, number_dropped)") from None
-        if (kept, dropped) != want:
-            raise AssertionError(f"max_length={max_length}, 10 tokens kept for the reply: expected to keep "
-                                 f"{want[0]} (dropped {want[1]}), got {kept} (dropped {dropped}). Drop the OLDEST "
-                                 "turns one at a time until len(prompt ids) + reply_room <= max_length.")
-    try:
-        fn(tok, "x" * 100, [], 50, 10)
-    except ValueError:
-        pass
-    except (NotImplementedError, AssertionError):
-        raise
-    except Exception as err:  # noqa: BLE001
-        raise AssertionError(f"a query that can never fit should raise ValueError, not {type(err).__name__}") from None
-    else:
-        raise AssertionError("when even the query alone does not fit, raise ValueError (nothing to drop)")
-    print("Correct: the oldest turns go first, the newest stay, and an impossible fit is an error.")
-
-
-def check_whole_chars(fn) -> None:
-    """Exercise: ``fn(data: bytes)`` returns the text of the complete UTF-8 characters at the start of
-    ``data``, holding back a character whose bytes have not all arrived yet."""
-    text = "你好, GLM 😀!"
-    data = text.encode("utf-8")
-    for cut in range(len(data) + 1):
-        want = data[:cut].decode("utf-8", errors="ignore")
-        got = _call(fn, data[:cut])
-        if got != want:
-            raise AssertionError(f"for the first {cut} bytes of {text!r} expected {want!r}, got {got!r}. A UTF-8 "
-                                 "character is 1-4 bytes; keep the longest prefix that decodes, never show '\\ufffd'.")
-    print("Correct: a character is shown only once all its bytes have arrived.")

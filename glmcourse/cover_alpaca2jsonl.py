@@ -3,19 +3,24 @@
     python -m glmcourse.cover_alpaca2jsonl --data_path data/lora_train.json --save_path runs/lora_train.jsonl
 
 Same output bytes as ChatGLM-Tuning's cover_alpaca2jsonl.py, with validation, a clear message on bad
-input (exit status 1) and an atomic write (an interrupted run leaves no partial file).
+input (exit status 1) and an atomic write (an interrupted run leaves no partial file). It never writes over
+its input, and replaces an existing --save_path only when that is an earlier output of this converter
+(context/target lines), unless --overwrite_output_dir is given.
 """
 from __future__ import annotations
 
 import argparse
 
-from glmcourse.data import convert_file, run_cli
+from glmcourse.cli import check_input_file, check_output_file, run_cli
+from glmcourse.data import convert_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_path", required=True, help="Alpaca JSON: an array of instruction/input/output records")
     parser.add_argument("--save_path", required=True, help="output JSONL, one {context, target} per line")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="replace --save_path even if it is not an earlier output of this converter")
     return parser.parse_args(argv)
 
 
@@ -23,7 +28,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body():
-        count = convert_file(args.data_path, args.save_path)
+        check_input_file(args.data_path, "--data_path")
+        check_output_file(args.save_path, "--save_path", inputs=[("--data_path", args.data_path)])
+        count = convert_file(args.data_path, args.save_path, overwrite=args.overwrite_output_dir)
         print(f"converted {count} records: {args.data_path} -> {args.save_path}")
 
     return run_cli(body)

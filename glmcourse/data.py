@@ -19,10 +19,10 @@ import json
 import math
 import os
 import shutil
-import signal
 import tempfile
-from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from glmcourse.files import atomic_write
 
 IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
 PARAMS_FILE = "glmcourse_params.json"  # written beside a tokenized dataset (known-failures #11)
@@ -244,52 +244,41 @@ def jsonl_line(example: dict) -> str:
 # ----------------------------------------------------------------------------------------------
 # Atomic writes
 # ----------------------------------------------------------------------------------------------
-@contextmanager
-def atomic_write(path, encoding: str = "utf-8"):
-    """Write a text file via a hidden temp file in the same folder, renamed into place at the end.
 
-    On any exception (Ctrl-C included) the temp file is removed and ``path`` is left untouched.
+
+def _is_converter_output(path: Path) -> bool:
+    """True when every line of ``path`` is a {"context", "target"} object: a file this converter wrote."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    if not isinstance(row, dict) or set(row) != {"context", "target"}:
+                        return False
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return True
+
+
+def convert_file(data_path, save_path, overwrite: bool = False) -> int:
+    """Alpaca JSON -> context/target JSONL (byte-identical to ChatGLM-Tuning). Returns the row count.
+
+    ``save_path`` may replace an earlier output of the converter, never the input itself nor any other
+    file (unless ``overwrite``, the command's ``--overwrite_output_dir``).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory; give a file name for the output.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextmanager
-def sigterm_as_exit():
-    """While active, SIGTERM (``kill PID``) raises SystemExit, so cleanup code runs as it does on Ctrl-C."""
-
-    def _handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, _handler)
-    except ValueError:  # not the main thread: signals cannot be handled here
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def convert_file(data_path, save_path) -> int:
-    """Alpaca JSON -> context/target JSONL (byte-identical to ChatGLM-Tuning). Returns the row count."""
+    from glmcourse.files import is_same_or_inside
     from glmcourse.settings import progress
 
+    save = Path(save_path)
+    if is_same_or_inside(save, data_path):
+        raise DataError(f"--save_path {save_path} is the input --data_path {data_path}: writing it would destroy "
+                        f"the input; choose another --save_path, e.g. {Path(data_path).with_suffix('.jsonl')}.")
+    if save.is_dir():
+        raise DataError(f"--save_path {save_path}: is a folder; give a file name, e.g. --save_path {save / 'rows.jsonl'}.")
+    if save.exists() and not overwrite and not _is_converter_output(save):
+        raise DataError(f"--save_path {save_path}: already exists and is not a context/target JSONL written by this "
+                        f"converter; nothing was changed. Choose another --save_path, or pass --overwrite_output_dir "
+                        f"to replace it.")
     records = load_alpaca(data_path)
     with atomic_write(save_path) as out:
         for record in progress(records, desc="converting", unit="rec"):
@@ -508,20 +497,35 @@ def build_params(tokenizer, source_path, max_seq_length: int, skip_overlength: b
     }
 
 
-def _is_replaceable_dataset_dir(path: Path) -> bool:
-    names = {p.name for p in path.iterdir()}
-    return not names or PARAMS_FILE in names or "state.json" in names
+DATASET_FILES = ("dataset_info.json", "state.json", PARAMS_FILE)  # what save_tokenized writes, with data-*.arrow
 
 
-def save_tokenized(rows, save_path, params: dict):
-    """save_to_disk into a temp folder beside ``save_path``, add the params file, then rename into place."""
+def foreign_dataset_entries(path: Path) -> list[str]:
+    """Names in ``path`` that save_tokenized did not write (all of them when it has no params file)."""
+    names = sorted(p.name for p in Path(path).iterdir())
+    if names and PARAMS_FILE not in names:
+        return names
+    return [n for n in names if n not in DATASET_FILES and not (n.startswith("data-") and n.endswith(".arrow"))]
+
+
+def save_tokenized(rows, save_path, params: dict, overwrite: bool = False):
+    """save_to_disk into a temp folder beside ``save_path``, add the params file, then rename into place.
+
+    An existing ``save_path`` is replaced only when it is a tokenized dataset this step wrote (its
+    params file and the dataset's own files, nothing else), or when ``overwrite`` is true.
+    """
     import datasets
 
     save_path = Path(save_path)
-    if save_path.exists() and (not save_path.is_dir() or not _is_replaceable_dataset_dir(save_path)):
+    if save_path.exists() and not save_path.is_dir():
+        raise DataError(f"--save_path {save_path}: is a file, not a folder; choose another --save_path (a folder name).")
+    foreign = foreign_dataset_entries(save_path) if save_path.is_dir() else []
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise DataError(
-            f"{save_path}: exists and is not a tokenized dataset folder; refusing to overwrite it. "
-            f"Choose another --save_path or remove it yourself."
+            f"--save_path {save_path}: exists and is not a tokenized dataset folder written by this step (it holds "
+            f"{shown}); refusing to overwrite it, nothing was changed. Choose another --save_path, or pass "
+            f"--overwrite_output_dir to replace the folder and everything in it."
         )
     save_path.parent.mkdir(parents=True, exist_ok=True)
     features = datasets.Features(
@@ -565,7 +569,13 @@ def load_tokenized(path, tokenizer=None, max_seq_length=None, skip_overlength=No
         raise DataError(f"{path}: no tokenized dataset there; {rebuild}")
     if not params_file.exists():
         raise DataError(f"{path}: no {PARAMS_FILE}, so its parameters are unknown (an old or foreign cache); {rebuild}")
-    params = json.loads(params_file.read_text(encoding="utf-8"))
+    try:
+        params = json.loads(params_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{params_file}: damaged, not valid JSON ({err}); the dataset's parameters are unknown, "
+                        f"so {rebuild}") from None
+    if not isinstance(params, dict):
+        raise DataError(f"{params_file}: damaged, holds a JSON {_json_type(params)} instead of an object; {rebuild}")
     wanted = {}
     if max_seq_length is not None:
         wanted["max_seq_length"] = (params.get("max_seq_length"), max_seq_length)
@@ -657,22 +667,6 @@ def str2bool(value) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, 1/0 or yes/no, got {value!r}")
 
 
-def run_cli(main_body) -> int:
-    """Run a command's body: DataError -> one-paragraph message on stderr and exit status 1."""
-    import sys
-
-    try:
-        with sigterm_as_exit():
-            main_body()
-    except (DataError, OSError) as err:  # OSError: unreadable input, full disk, no permission
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written.", file=sys.stderr)
-        return 130
-    return 0
-
-
 # ----------------------------------------------------------------------------------------------
 # Labels in colour (for the notebook)
 # ----------------------------------------------------------------------------------------------
@@ -718,63 +712,5 @@ def labels_html(tokens, labels) -> str:
 # ----------------------------------------------------------------------------------------------
 # Exercise checkers (notebook 04)
 # ----------------------------------------------------------------------------------------------
-def _expect(got, want, what: str):
-    assert got == want, f"{what}: expected {want!r}, got {got!r}"
 
 
-def check_format_example(fn) -> None:
-    """fn(record) -> {"context", "target"} as ChatGLM-Tuning builds it."""
-    cases = [
-        ({"instruction": "Add 2 and 3.", "input": "", "output": "5"},
-         {"context": "Instruction: Add 2 and 3.\nAnswer: ", "target": "5"}, "empty input"),
-        ({"instruction": "Translate.", "input": "猫", "output": "cat"},
-         {"context": "Instruction: Translate.\nInput: 猫\nAnswer: ", "target": "cat"}, "with input"),
-        ({"instruction": "Echo", "input": " ", "output": " x "},
-         {"context": "Instruction: Echo\nInput:  \nAnswer: ", "target": " x "},
-         "whitespace-only input is truthy, and nothing is stripped"),
-        ({"instruction": "Hi", "input": None, "output": "Hello"},
-         {"context": "Instruction: Hi\nAnswer: ", "target": "Hello"}, "input None counts as empty"),
-    ]
-    for record, want, what in cases:
-        got = fn(dict(record))
-        assert isinstance(got, dict), f"return a dict with 'context' and 'target', got {type(got).__name__}"
-        _expect(got.get("context"), want["context"], f"context ({what})")
-        _expect(got.get("target"), want["target"], f"target ({what})")
-
-
-def check_build_labels(fn) -> None:
-    """fn(input_ids, seq_len) -> labels: -100 over the prompt before <sop>, then the ids."""
-    # ids: 11 12 13 = prompt text, 1 = [gMASK], 2 = <sop>, 21 22 = target, 3 = <eop>
-    ids, seq_len = [11, 12, 13, 1, 2, 21, 22, 3], 5
-    got = list(fn(list(ids), seq_len))
-    assert len(got) == len(ids), f"labels must be as long as input_ids ({len(ids)}), got {len(got)}"
-    assert got[seq_len - 1] == 2, (
-        "the label at the <sop> position must be <sop>'s id (it is supervised), "
-        f"got {got[seq_len - 1]}; mask only the first seq_len - 1 positions"
-    )
-    _expect(got, [-100, -100, -100, -100, 2, 21, 22, 3], "labels for a 5-token prompt")
-    _expect(list(fn([1, 2, 3], 2)), [-100, 2, 3], "labels for an empty prompt text")
-
-
-def check_truncate_target(fn) -> None:
-    """fn(context_ids, target_ids, eop_id, max_seq_length) -> input_ids that keep [gMASK] <sop> and <eop>."""
-    context, target, eop = [11, 12, 1, 2], [21, 22, 23, 24, 25], 3
-    _expect(list(fn(context, target, eop, 20)), context + target + [eop], "a row that fits is unchanged")
-    got = list(fn(context, target, eop, 8))
-    assert len(got) <= 8, f"the row must be at most 8 tokens, got {len(got)}"
-    assert got[-1] == eop, "the row must still end with <eop> (upstream cut it off)"
-    assert got[:4] == context, "the context, [gMASK] <sop> included, must stay whole"
-    _expect(got, [11, 12, 1, 2, 21, 22, 23, 3], "max_seq_length 8: keep as many target tokens as fit")
-
-
-def check_str2bool(fn) -> None:
-    """fn(text) -> bool, strict: true/false/1/0/yes/no in any case, anything else an error."""
-    for text, want in [("False", False), ("false", False), ("TRUE", True), ("1", True), ("0", False),
-                       ("yes", True), ("No", False)]:
-        _expect(fn(text), want, f"str2bool({text!r})")
-    for text in ["maybe", "", "2"]:
-        try:
-            result = fn(text)
-        except (argparse.ArgumentTypeError, ValueError):
-            continue
-        raise AssertionError(f"str2bool({text!r}) returned {result!r}: it should raise argparse.ArgumentTypeError")

@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for activation memory")
     p.add_argument("--deepspeed", default=None, metavar="CONFIG.json",
                    help="DeepSpeed config for multi-GPU runs of the real model (needs the deepspeed package)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=42,
+                   help="seeds the adapter's initial weights, dropout and data order (42, as the HF Trainer)")
     return p
 
 
@@ -122,7 +123,7 @@ def checkpoints(output_dir) -> list[Path]:
 
 def is_complete_checkpoint(path) -> bool:
     """The Trainer writes trainer_state.json last, so its presence marks a finished save."""
-    from glmcourse.lora import ADAPTER_CONFIG, ADAPTER_SAFETENSORS
+    from glmcourse.adapters import ADAPTER_CONFIG, ADAPTER_SAFETENSORS
 
     path = Path(path)
     return all((path / name).exists() for name in ("trainer_state.json", ADAPTER_CONFIG, ADAPTER_SAFETENSORS))
@@ -220,7 +221,7 @@ def _callbacks():
             self.output_dir, self.guard, self.last = output_dir, guard, None
 
         def on_save(self, args, state, control, model=None, **kwargs):
-            from glmcourse.lora import save_adapter
+            from glmcourse.adapters import save_adapter
 
             if state.is_world_process_zero and self.guard.diagnosis is None:
                 self.last = save_adapter(model, self.output_dir)
@@ -285,7 +286,7 @@ class LiveLossPlot:
                 import matplotlib.pyplot as plt
                 from IPython.display import display
 
-                from glmcourse.lora import plot_loss
+                from glmcourse.plots import plot_loss
 
                 self.points.append({"step": state.global_step, "loss": float(logs["loss"])})
                 fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -319,19 +320,27 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
              gradient_accumulation_steps=None, max_steps=None, save_steps=None, save_total_limit=None,
              learning_rate=None, fp16=False, remove_unused_columns=False, logging_steps=None, load_in_8bit=False,
              load_in_4bit=False, resume_from_checkpoint=None, overwrite_output_dir=False, target_modules=None,
-             gradient_checkpointing=False, deepspeed=None, seed=0, callbacks=(), overwrite=None,
+             gradient_checkpointing=False, deepspeed=None, seed=42, callbacks=(), overwrite=None,
              quiet=None) -> dict:
     """Train a LoRA adapter; returns {"output_dir", "global_step", "train_seconds", "final_loss", "log",
     "adapter", "trainable"}. Unset settings take LEARNER_DEFAULTS. ``callbacks`` are extra TrainerCallbacks.
     """
     import torch
-    from transformers import AutoTokenizer, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
+    from transformers import (
+        AutoTokenizer,
+        PrinterCallback,
+        ProgressCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
     from transformers.utils.notebook import NotebookProgressCallback
 
     import glmcourse
     from glmcourse import settings
     from glmcourse.data import DataCollator, DataError, load_tokenized
-    from glmcourse.lora import LoraError, add_lora, check_lora_grads, count_parameters, load_base_model
+    from glmcourse.loading import load_base_model
+    from glmcourse.lora import LoraError, add_lora, check_lora_grads, count_parameters
 
     s = dict(LEARNER_DEFAULTS)
     given = dict(lora_rank=lora_rank, per_device_train_batch_size=per_device_train_batch_size,
@@ -387,6 +396,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
         # transformers also makes the embeddings' output require grad here: without that, no gradient
         # would reach LoRA through the checkpointed blocks of a frozen base (known-failures #14)
         model.activation_checkpointing_enable()
+    set_seed(seed)  # before the adapter exists: its A matrices are drawn at random, so two runs match
     model = add_lora(model, r=int(s["lora_rank"]), lora_alpha=32, lora_dropout=0.1, target_modules=target_modules,
                      verbose=main)
     trainable, total = count_parameters(model)
@@ -473,17 +483,17 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
 
 
 def save_final(model, output_dir, loss_log):
-    from glmcourse.lora import save_adapter
+    from glmcourse.adapters import save_adapter
 
     loss_log.write()
     return save_adapter(model, output_dir)
 
 
 def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)  # before the heavy imports, so --help is instant
     from glmcourse.data import DataError
     from glmcourse.lora import LoraError
 
-    args = build_parser().parse_args(argv)
     try:
         finetune(**vars(args))
     except (LoraError, DataError, TrainingStopped, FileNotFoundError) as err:

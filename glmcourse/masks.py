@@ -21,8 +21,6 @@ from typing import Sequence
 
 import torch
 
-from glmcourse.exercises import call_learner as _call
-
 # --------------------------------------------------------------------------------------------
 # The three basic masks
 # --------------------------------------------------------------------------------------------
@@ -473,122 +471,8 @@ def render_mask(mask, tokens=None, position_ids=None, block_position_ids=None,
     return "\n".join(out)
 
 
-def plot_mask(mask, tokens=None, title: str = "Attention mask", ax=None, part_a_len: int | None = None):
-    """Draw a mask as a heatmap (dark = may attend) with token labels; returns the matplotlib axes.
-
-    ``part_a_len`` draws lines between Part A and Part B. Call ``plt.show()`` after it.
-    """
-    import matplotlib.pyplot as plt
-
-    mask = torch.as_tensor(mask).bool()
-    size = mask.shape[-1]
-    if ax is None:
-        side = min(8.0, 1.5 + 0.4 * size)
-        _, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(mask.int().numpy(), cmap="Blues", vmin=0, vmax=1.25)
-    labels = [str(t) for t in _as_list(tokens)] if tokens is not None else [str(i) for i in range(size)]
-    if size <= 40:
-        ax.set_xticks(range(size), labels, rotation=90)
-        ax.set_yticks(range(size), labels)
-    if part_a_len is not None:
-        for edge in (ax.axhline, ax.axvline):
-            edge(part_a_len - 0.5, color="tab:red", linewidth=1.5)
-    ax.set_title(f"{title}\n(dark = may attend)")
-    ax.set_xlabel("key token: attended to")
-    ax.set_ylabel("query token: attending")
-    return ax
-
-
 # --------------------------------------------------------------------------------------------
 # Exercise checkers (used by notebooks/01_glm_attention_masks.ipynb through glmcourse.exercises)
 # --------------------------------------------------------------------------------------------
 
 
-
-def _as_bool_matrix(result, what: str) -> torch.Tensor:
-    try:
-        out = torch.as_tensor(result)
-    except Exception:  # noqa: BLE001
-        raise AssertionError(f"{what} should return a tensor (or nested list) of bools, got {type(result).__name__}")
-    if out.dtype != torch.bool:
-        raise AssertionError(f"{what} should return a bool tensor (True = may attend), got dtype {out.dtype}; "
-                             f"compare with `>=`/`<` or call .bool()")
-    return out
-
-
-def check_prefix_mask(fn) -> None:
-    """Exercise: ``fn(n, prefix_len)`` returns GLM's prefix mask, bool [n, n], True = may attend."""
-    for n, prefix_len in [(5, 2), (6, 0), (4, 4), (7, 3), (1, 1)]:
-        got = _as_bool_matrix(_call(fn, n, prefix_len), f"your function ({n}, {prefix_len})")
-        want = prefix_mask(n, prefix_len)
-        if got.shape != want.shape:
-            raise AssertionError(f"for n={n}, prefix_len={prefix_len} the mask should have shape {tuple(want.shape)}, "
-                                 f"got {tuple(got.shape)}")
-        wrong = (got != want).nonzero().tolist()
-        if wrong:
-            i, j = wrong[0]
-            who = "a prefix token" if i < prefix_len else "a token after the prefix"
-            rule = "may" if want[i, j] else "may not"
-            raise AssertionError(
-                f"n={n}, prefix_len={prefix_len}: query {i} ({who}) {rule} attend to key {j}. Rule: everyone sees "
-                f"the prefix; after the prefix attention is causal; the prefix never sees what follows.")
-    print("Correct: the prefix is bidirectional, the rest is causal and sees the whole prefix.")
-
-
-def check_blank_positions(fn) -> None:
-    """Exercise: ``fn(tokens, spans)`` returns ``(position_ids, block_position_ids)`` (lists of ints)
-    of the blank-infilling example (Part A in text order, Part B in the given span order)."""
-    cases = [
-        (["x1", "x2", "x3", "x4", "x5", "x6"], [(4, 6), (2, 3)]),
-        (list("abcdefghij"), [(1, 2), (5, 9)]),
-        (list("abcdefghij"), [(5, 9), (1, 2)]),
-        (list("abcd"), [(0, 4)]),
-    ]
-    for tokens, spans in cases:
-        result = _call(fn, tokens, spans)
-        try:
-            pos, block = (_as_list(r) for r in result)
-        except Exception:  # noqa: BLE001
-            raise AssertionError("return a pair (position_ids, block_position_ids)") from None
-        want = blank_infilling(tokens, spans)
-        want_pos, want_block = want.position_ids.tolist(), want.block_position_ids.tolist()
-        if len(pos) != len(want_pos) or len(block) != len(want_block):
-            raise AssertionError(
-                f"tokens={tokens}, spans={spans}: the input has {len(want_pos)} tokens (Part A {want.part_a_len}, "
-                f"then <sop> + span for each span), but you returned {len(pos)} and {len(block)} positions")
-        if [int(v) for v in pos] != want_pos:
-            raise AssertionError(
-                f"tokens={tokens}, spans={spans}: position_ids {list(pos)} should be {want_pos}. Part A counts "
-                f"0, 1, 2, ...; every Part B token takes the index of its span's [MASK] in Part A.")
-        if [int(v) for v in block] != want_block:
-            raise AssertionError(
-                f"tokens={tokens}, spans={spans}: block_position_ids {list(block)} should be {want_block}. "
-                f"0 over Part A; inside each span (from its <sop>) 1, 2, 3, ...")
-    print("Correct: both position rows match GLM's rules.")
-
-
-def check_chatglm_positions(fn) -> None:
-    """Exercise: ``fn(input_ids, gmask_id, sop_id)`` returns ChatGLM's [2, L] positions for one prompt."""
-    cases = [
-        ([11, 12, 13, 91, 93], 91, 93),
-        ([11, 12, 13, 91, 93, 21, 22, 23], 91, 93),
-        ([91, 93, 21], 91, 93),
-        ([7, 8, 9, 10, 3, 5, 6], 3, 5),
-    ]
-    for ids, gmask_id, sop_id in cases:
-        result = _call(fn, ids, gmask_id, sop_id)
-        try:
-            got = torch.as_tensor(result).long()
-        except Exception:  # noqa: BLE001
-            raise AssertionError("return a [2, L] tensor or a pair of lists") from None
-        want = chatglm_position_ids(ids, gmask_id, sop_id)
-        if got.shape != want.shape:
-            raise AssertionError(f"for input_ids={ids} return shape {tuple(want.shape)} (two rows of L), "
-                                 f"got {tuple(got.shape)}")
-        if not torch.equal(got[0], want[0]):
-            raise AssertionError(f"input_ids={ids} (gMASK {gmask_id}, sop {sop_id}): position_ids {got[0].tolist()} "
-                                 f"should be {want[0].tolist()}: arange(L), then from <sop> on the index of [gMASK].")
-        if not torch.equal(got[1], want[1]):
-            raise AssertionError(f"input_ids={ids}: block_position_ids {got[1].tolist()} should be "
-                                 f"{want[1].tolist()}: 0 before <sop>, then 1, 2, 3, ... from <sop> on.")
-    print("Correct: that is what ChatGLM-6B feeds its 2D rotary embedding.")

@@ -7,6 +7,8 @@ them tidy so diffs stay small. This module is the one tool for both jobs::
     python -m glmcourse.nbtools clean notebooks/*.ipynb                        # clean only
     python -m glmcourse.nbtools check notebooks/*.ipynb                        # report hygiene problems
     python -m glmcourse.nbtools course                                         # `make course`
+    python -m glmcourse.nbtools update-catalogs                                # i18n/zh_CN/*.po from the English (+ exercises.po)
+    python -m glmcourse.nbtools translate [--strict]                           # notebooks/zh/ from the catalogs
 
 ``run`` executes with the ``python3`` kernel, the notebook's own folder as working directory and a
 300 s limit per cell. A notebook that fails is left untouched on disk and the command exits 1.
@@ -23,8 +25,15 @@ import threading
 import time
 from pathlib import Path
 
-KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+# What JupyterLab writes when it opens and saves a notebook, so opening a lesson never breaks the check.
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+DISPLAY_NAMES = {"Python 3 (ipykernel)", "Python 3"}  # ipykernel's name, and the older form
 LANGUAGE_INFO = {"name": "python"}
+# Keys a running kernel adds to language_info (JupyterLab saves them): accepted, removed by `clean`.
+KERNEL_LANGUAGE_KEYS = {"codemirror_mode", "file_extension", "mimetype", "name", "nbconvert_exporter",
+                        "pygments_lexer", "version"}
+RESTORE_HINT = ("If you ran or edited this notebook in JupyterLab, save your copy elsewhere (File > Save "
+                "Notebook As..., e.g. into runs/) and restore the committed one with `git checkout notebooks/`.")
 CELL_TIMEOUT_S = 300
 LEARNER_CELL_TIMEOUT_S = 1800  # `course` runs full-size training cells
 # Machine-specific folders that must never show up in a committed output.
@@ -105,11 +114,14 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
     """Return a list of hygiene problems (empty when the notebook is clean)."""
     problems = []
     meta = dict(nb.get("metadata", {}))
-    spec = meta.get("kernelspec")
+    spec = dict(meta.get("kernelspec") or {})
+    if spec.get("display_name") in DISPLAY_NAMES:
+        spec["display_name"] = KERNELSPEC["display_name"]
     if spec != KERNELSPEC:
-        problems.append(f"{name}: kernelspec is {spec!r}; expected {KERNELSPEC!r}")
-    if meta.get("language_info") != LANGUAGE_INFO:
-        problems.append(f"{name}: language_info is {meta.get('language_info')!r}; expected {LANGUAGE_INFO!r}")
+        problems.append(f"{name}: kernelspec is {meta.get('kernelspec')!r}; expected {KERNELSPEC!r}")
+    info = meta.get("language_info")
+    if not isinstance(info, dict) or info.get("name") != "python" or set(info) - KERNEL_LANGUAGE_KEYS:
+        problems.append(f"{name}: language_info is {info!r}; expected {LANGUAGE_INFO!r}")
     extra = sorted(set(meta) - {"kernelspec", "language_info"})
     if extra:
         problems.append(f"{name}: extra notebook metadata {extra}")
@@ -318,6 +330,12 @@ def main(argv=None) -> int:
     p_course.add_argument("--out-dir", default="runs/course")
     p_course.add_argument("--results", default="docs/course_times.json")
     p_course.add_argument("--timeout", type=int, default=LEARNER_CELL_TIMEOUT_S, help="seconds per cell (default 1800)")
+    p_update = sub.add_parser("update-catalogs", help="add new English texts to i18n/zh_CN/*.po, mark changed ones fuzzy")
+    p_update.add_argument("notebooks", nargs="*", help="default: every notebooks/NN_*.ipynb")
+    p_translate = sub.add_parser("translate", help="write notebooks/zh/ from the English notebooks and the catalogs")
+    p_translate.add_argument("notebooks", nargs="*", help="default: every notebooks/NN_*.ipynb")
+    p_translate.add_argument("--strict", action="store_true",
+                             help="exit 1 if any text is untranslated or fuzzy (nothing is written)")
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -339,13 +357,70 @@ def main(argv=None) -> int:
         problems = check_paths(args.notebooks)
         for line in problems:
             print(f"[FAIL] {line}")
-        if not problems:
+        if problems:
+            print(RESTORE_HINT)
+        else:
             print(f"[OK] {len(args.notebooks)} notebook(s) clean")
         return 1 if problems else 0
     if args.command == "course":
         rows = run_course(args.notebooks_dir, args.out_dir, args.results, timeout=args.timeout, only=args.only)
         return 0 if all(r["ok"] for r in rows) else 1
+    if args.command == "update-catalogs":
+        return _update_catalogs(args.notebooks)
+    if args.command == "translate":
+        return _translate(args.notebooks, strict=args.strict)
     return 2
+
+
+# ---------------------------------------------------------------------------- translations
+def _lesson_paths(names):
+    from glmcourse import translation
+
+    paths = [Path(n) for n in names] if names else translation.lesson_notebooks()
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"no such notebook: {', '.join(missing)}")
+    return paths
+
+
+def _update_catalogs(names) -> int:
+    from glmcourse import translation
+
+    for path in _lesson_paths(names):
+        po_path = translation.catalog_path(path)
+        res = translation.update_catalog(path, po_path)
+        state = "updated" if res.changed else "unchanged"
+        print(f"[OK] {translation._shown(po_path)}: {state} ({res.new} new, {res.fuzzy} fuzzy, "
+              f"{res.obsolete} newly obsolete, {res.kept} translations kept)")
+    if not names:  # the exercise checkers' messages (glmcourse/exercises/*.py) have a catalog too
+        res = translation.update_exercise_catalog()
+        state = "updated" if res.changed else "unchanged"
+        print(f"[OK] {translation._shown(translation.EXERCISE_CATALOG)}: {state} ({res.new} new, {res.fuzzy} fuzzy, "
+              f"{res.obsolete} newly obsolete, {res.kept} translations kept)")
+    return 0
+
+
+def _translate(names, strict: bool = False) -> int:
+    from glmcourse import translation
+
+    paths = _lesson_paths(names)
+    if strict:
+        missing = [m for path in paths for m in translation.translate_notebook(path).missing]
+        if missing:
+            for m in missing:
+                print(f"[FAIL] {m}", file=sys.stderr)
+            print(f"[FAIL] {len(missing)} text(s) untranslated or fuzzy; nothing written. Fill in msgstr "
+                  f"(and clear the fuzzy flag) in i18n/{translation.LANG}/*.po", file=sys.stderr)
+            return 1
+    for path in paths:
+        res = translation.write_translation(path)
+        out = translation._shown(translation.edition_path(path))
+        if res.missing:
+            print(f"[WARN] {out}: {len(res.missing)} of {res.units} texts left in English "
+                  f"(untranslated or fuzzy; `translate --strict` lists them)")
+        else:
+            print(f"[OK] {out}: all {res.units} texts translated")
+    return 0
 
 
 if __name__ == "__main__":

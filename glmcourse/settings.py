@@ -58,34 +58,40 @@ def pick_dtype(device: str):
 
 
 def quiet() -> None:
-    """Silence progress bars and library chatter when QUIET is on (under test)."""
-    if not QUIET:
-        return
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    """No progress bar for short steps in any mode (loading weights, saving a small dataset); under test
+    (QUIET) no progress bars or library chatter at all.
+
+    The environment variables reach libraries imported later; the calls cover those already imported.
+    """
+    import sys
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    try:
+    if QUIET:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("DATASETS_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "transformers" in sys.modules:
         import transformers
 
-        transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-    except Exception:  # transformers not imported yet is fine
-        pass
-    try:
+        if QUIET:
+            transformers.logging.set_verbosity_error()
+    if "datasets" in sys.modules:
         import datasets
 
         datasets.disable_progress_bars()
-        datasets.logging.set_verbosity_error()
-    except Exception:
-        pass
+        if QUIET:
+            datasets.logging.set_verbosity_error()
 
 
-def progress(iterable=None, **kwargs):
-    """``tqdm.auto`` that stays silent under test."""
+def progress(iterable=None, min_items: int = 0, **kwargs):
+    """``tqdm.auto`` that stays silent under test, and for work of fewer than ``min_items`` items."""
     from tqdm.auto import tqdm
 
-    kwargs.setdefault("disable", QUIET)
+    total = kwargs.get("total", len(iterable) if hasattr(iterable, "__len__") else None)
+    kwargs.setdefault("disable", QUIET or (total is not None and total < min_items))
     return tqdm(iterable, **kwargs)
 
 

@@ -5,17 +5,22 @@
 
 As ChatGLM-Tuning's tokenize_dataset_rows.py, with its bugs fixed: --skip_overlength is parsed strictly
 ("False" means False), overlength rows keep [gMASK] <sop> and <eop>, the counts are printed, zero rows
-left is an error, and the parameters are saved beside the rows (glmcourse_params.json).
+left is an error, and the parameters are saved beside the rows (glmcourse_params.json). An existing
+--save_path is replaced only when it is a tokenized dataset this command wrote (nothing else in it),
+unless --overwrite_output_dir is given; the tokenizer folder's own Python code runs only with
+--trust_remote_code.
 """
 from __future__ import annotations
 
 import argparse
+
+from glmcourse.cli import check_input_file, check_output_dir, one_line, run_cli
 from glmcourse.data import (
     DataError,
     build_params,
     check_max_seq_length,
+    foreign_dataset_entries,
     load_jsonl,
-    run_cli,
     save_tokenized,
     str2bool,
     tokenize_examples,
@@ -34,22 +39,29 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="true: drop rows longer than max_seq_length; false (default): truncate their target",
     )
     parser.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, help="tokenizer (default: the course model)")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="replace --save_path even if it holds files this command did not write")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="allow the tokenizer folder's own Python code to run (off: the course's tokenizer "
+                             "is built in; read that code first)")
     return parser.parse_args(argv)
 
 
-def load_tokenizer(path):
-    """AutoTokenizer for a ChatGLM model (folder or hub id); failure is a DataError, not a traceback."""
-    import glmcourse  # noqa: F401  (registers the course tokenizer with AutoTokenizer)
-    from transformers import AutoTokenizer
+def load_tokenizer(path, trust_remote_code: bool = False):
+    """AutoTokenizer for a ChatGLM model (folder or hub id); failure is a DataError, not a traceback.
+
+    The folder's own Python code (``auto_map``) runs only with ``trust_remote_code=True``: the course
+    tokenizer is registered with AutoTokenizer by ``import glmcourse`` and needs none.
+    """
+    from glmcourse.loading import ModelFileError, check_tokenizer_files, load_tokenizer as _load
 
     try:
-        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=True)
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(
-            f"could not load a tokenizer from {path!r} ({first}). Pass --model_name_or_path with a folder "
-            f"holding the tokenizer files (the default is the course model, glmcourse/course_model/)."
-        ) from None
+        check_tokenizer_files(path)
+        return _load(path, trust_remote_code=trust_remote_code, flag="--model_name_or_path")
+    except (ModelFileError, OSError, ValueError) as err:
+        raise DataError(f"could not load a tokenizer from {str(path)!r} ({one_line(err)}). Pass --model_name_or_path "
+                        f"with a folder holding the tokenizer files (the default is the course model, "
+                        f"glmcourse/course_model/).") from None
 
 
 def main(argv=None) -> int:
@@ -57,12 +69,15 @@ def main(argv=None) -> int:
 
     def body():
         check_max_seq_length(args.max_seq_length)  # fail before any work
+        check_input_file(args.jsonl_path, "--jsonl_path")
+        check_output_dir(args.save_path, "--save_path", inputs=[("--jsonl_path", args.jsonl_path)],
+                         overwrite=args.overwrite_output_dir, owned=foreign_dataset_entries)
         examples = load_jsonl(args.jsonl_path)
-        tokenizer = load_tokenizer(args.model_name_or_path)
+        tokenizer = load_tokenizer(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
         rows, counts = tokenize_examples(tokenizer, examples, args.max_seq_length, args.skip_overlength)
         params = build_params(tokenizer, args.jsonl_path, args.max_seq_length, args.skip_overlength)
         params["counts"] = counts
-        save_tokenized(rows, args.save_path, params)
+        save_tokenized(rows, args.save_path, params, overwrite=args.overwrite_output_dir)
         print(
             f"read {counts['read']} rows; kept {counts['kept']} (truncated to {args.max_seq_length} tokens: "
             f"{counts['truncated']}, of which context also cut: {counts['context_truncated']}); "

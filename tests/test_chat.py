@@ -7,9 +7,12 @@ import warnings
 
 import pytest
 import torch
-
 from chat_fakes import ByteTokenizer, ScriptedModel
+
 from glmcourse import chat as C
+from glmcourse import loading
+from glmcourse.bench import chat as bench_chat
+from glmcourse.exercises import chat as checks
 
 TOK = ByteTokenizer()
 
@@ -280,15 +283,16 @@ def test_stream_chat_through_a_peft_model(tiny):
 
 
 def _course_model_ready():
-    import glmcourse
     from pathlib import Path
+
+    import glmcourse
 
     return (Path(glmcourse.COURSE_MODEL) / "model.safetensors").exists()
 
 
 @pytest.mark.skipif(not _course_model_ready(), reason="the course model is not built yet")
 def test_course_model_streams_whole_characters_and_uses_history():
-    tok, model = C.load_chat_model()
+    tok, model = loading.load_chat_model()
     torch.manual_seed(0)
     response, history = model.chat(tok, "你好", max_new_tokens=48)
     assert response and history == [("你好", response)]
@@ -336,7 +340,7 @@ def _solutions():
 
 
 def test_check_build_prompt_accepts_the_solution_and_rejects_ascii_colons(capsys):
-    C.check_build_prompt(_solutions().build_prompt)
+    checks.check_build_prompt(_solutions().build_prompt)
     assert "Correct" in capsys.readouterr().out
 
     def ascii_colons(query, history):
@@ -349,32 +353,32 @@ def test_check_build_prompt_accepts_the_solution_and_rejects_ascii_colons(capsys
         return body + f"[Round {len(history) + 1}]\n问：{query}\n答："
 
     with pytest.raises(AssertionError, match="full-width"):
-        C.check_build_prompt(ascii_colons)
+        checks.check_build_prompt(ascii_colons)
     with pytest.raises(AssertionError, match="i from 0"):
-        C.check_build_prompt(rounds_from_one)
+        checks.check_build_prompt(rounds_from_one)
 
 
 def test_check_process_response_accepts_the_solution_and_rejects_converting_everything():
-    C.check_process_response(_solutions().process_response)
+    checks.check_process_response(_solutions().process_response)
 
     def everywhere(text):
         return text.strip().replace(",", "，").replace("!", "！").replace(":", "：").replace(";", "；").replace("?", "？")
 
     with pytest.raises(AssertionError, match="directly before or after"):
-        C.check_process_response(everywhere)
+        checks.check_process_response(everywhere)
     with pytest.raises(AssertionError):
-        C.check_process_response(lambda text: text)  # forgets to strip
+        checks.check_process_response(lambda text: text)  # forgets to strip
 
 
 def test_check_fit_history_accepts_the_solution_and_rejects_dropping_the_newest():
-    C.check_fit_history(_solutions().fit_history)
+    checks.check_fit_history(_solutions().fit_history)
 
     def drops_newest(tokenizer, query, history, max_length, reply_room):
         kept, dropped = _solutions().fit_history(tokenizer, query, history[::-1], max_length, reply_room)
         return kept[::-1], dropped
 
     with pytest.raises(AssertionError, match="OLDEST"):
-        C.check_fit_history(drops_newest)
+        checks.check_fit_history(drops_newest)
 
     def never_raises(tokenizer, query, history, max_length, reply_room):
         try:
@@ -383,13 +387,13 @@ def test_check_fit_history_accepts_the_solution_and_rejects_dropping_the_newest(
             return [], len(history)
 
     with pytest.raises(AssertionError, match="ValueError"):
-        C.check_fit_history(never_raises)
+        checks.check_fit_history(never_raises)
 
 
 def test_check_whole_chars_accepts_the_solution_and_rejects_replacement_chars():
-    C.check_whole_chars(_solutions().whole_chars)
+    checks.check_whole_chars(_solutions().whole_chars)
     with pytest.raises(AssertionError, match="ufffd"):
-        C.check_whole_chars(lambda data: data.decode("utf-8", errors="replace"))
+        checks.check_whole_chars(lambda data: data.decode("utf-8", errors="replace"))
 
 
 def test_a_crash_or_todo_in_the_learner_function_is_reported_not_raised():
@@ -398,28 +402,37 @@ def test_a_crash_or_todo_in_the_learner_function_is_reported_not_raised():
     def todo(query, history):
         raise NotImplementedError
 
-    assert attempt(C.check_build_prompt, todo) is False
+    assert attempt(checks.check_build_prompt, todo) is False
     with pytest.raises(AssertionError, match="raised KeyError"):
-        C.check_build_prompt(lambda q, h: {}[q])
+        checks.check_build_prompt(lambda q, h: {}[q])
 
 
 # ---------------------------------------------------------------- loading (known-failures #23)
 def test_load_names_missing_files_and_never_downloads_offline(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="weights .*tokenizer"):
-        C.load_chat_model(tmp_path)
+        loading.load_chat_model(tmp_path)
     with pytest.raises(FileNotFoundError, match="no model folder"):
-        C.load_chat_model(tmp_path / "nope")
+        loading.load_chat_model(tmp_path / "nope")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE=1"):
-        C.load_chat_model("someone/not-cached-model-xyz")
+        loading.load_chat_model("someone/not-cached-model-xyz")
 
 
 def test_bench_chat_reports_a_forced_length_stream(tmp_path):
     from chat_fakes import save_tiny_chat_model
 
-    result = C.bench_chat(save_tiny_chat_model(tmp_path / "tiny"), new_tokens=8, repeats=1)
+    result = bench_chat.bench_chat(save_tiny_chat_model(tmp_path / "tiny"), new_tokens=8, repeats=1)
     assert result["stream_tokens"] == 8  # forced to exactly new_tokens
     assert result["stream_tokens_per_s"] == pytest.approx(8 / result["stream_time_s"])
     assert 0 < result["stream_first_token_s"] <= result["stream_time_s"]
     assert result["reply_latency_s"] > 0 and result["device"] == "cpu"
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"max_new_tokens": 0}, "max_new_tokens=0"), ({"top_p": 5}, "top_p=5"), ({"temperature": float("nan")}, "temperature=nan"),
+])
+def test_chat_refuses_out_of_range_settings_before_generating(tiny, kwargs, message):
+    tok, model = tiny
+    with pytest.raises(ValueError, match=message):
+        C.chat(model, tok, "你好", [], do_sample=True, **kwargs)

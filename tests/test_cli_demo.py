@@ -59,12 +59,36 @@ def test_eof_and_ctrl_c_at_the_prompt_exit_cleanly_or_reprompt():
     assert len(model.calls) == 1
 
 
-def test_bad_arguments_are_refused():
-    for argv in (["--top_p", "0"], ["--temperature", "-1"], ["--max_length", "0"]):
+def test_bad_arguments_are_refused(capsys):
+    for argv in (["--top_p", "0"], ["--temperature", "-1"], ["--max_length", "0"], ["--top_p", "1.5"],
+                 ["--temperature", "nan"], ["--max_length", "1"], ["--max_new_tokens", "0"]):
         with pytest.raises(SystemExit):
             cli_demo.parse_args(argv)
+        err = capsys.readouterr().err
+        assert argv[0] in err and ("out of range" in err or "finite" in err)
     args = cli_demo.parse_args([])
     assert (args.max_length, args.top_p, args.temperature, args.model) == (2048, 0.7, 0.95, None)
+    assert args.max_new_tokens is None and args.trust_remote_code is False
+
+
+def test_the_welcome_line_lists_example_prompts():
+    shown = [e for e in cli_demo.EXAMPLES if e in cli_demo.WELCOME]
+    assert 3 <= len(shown) <= 4 and "'clear'" in cli_demo.WELCOME and "'stop'" in cli_demo.WELCOME
+
+
+def test_pty_too_long_message_keeps_the_conversation(tiny_dir):
+    child = spawn(tiny_dir, "--max_length", "64")
+    child.expect_exact(PROMPT)
+    child.sendline("你好")
+    child.expect_exact("ChatGLM：")
+    child.expect_exact(PROMPT)
+    child.sendline("长" * 1000)  # past 64 tokens; under the terminal's 4 KiB line limit
+    child.expect_exact("[not answered: your message is too long")
+    child.expect_exact(PROMPT)
+    child.sendline("stop")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "Traceback" not in (child.before or "")
 
 
 def test_a_missing_model_folder_is_named(tmp_path, capsys):

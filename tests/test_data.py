@@ -23,6 +23,7 @@ import torch
 import glmcourse
 from glmcourse import cover_alpaca2jsonl, data, tokenize_dataset_rows
 from glmcourse.data import DataError
+from glmcourse.exercises import data as checks
 
 REPO = Path(glmcourse.REPO_ROOT)
 MALFORMED = REPO / "data" / "malformed"
@@ -712,10 +713,10 @@ def right_truncate(context_ids, target_ids, eop_id, max_len):
 
 
 @pytest.mark.parametrize("checker, right, wrong", [
-    (data.check_format_example, data.format_example, strip_input),
-    (data.check_build_labels, data.build_labels, masks_sop),
-    (data.check_truncate_target, right_truncate, upstream_truncate),
-    (data.check_str2bool, data.str2bool, bool),
+    (checks.check_format_example, data.format_example, strip_input),
+    (checks.check_build_labels, data.build_labels, masks_sop),
+    (checks.check_truncate_target, right_truncate, upstream_truncate),
+    (checks.check_str2bool, data.str2bool, bool),
 ], ids=["format_example", "build_labels", "truncate_target", "str2bool"])
 def test_checkers_accept_right_and_reject_wrong_answers(checker, right, wrong):
     checker(right)
@@ -735,7 +736,31 @@ def solutions():
 
 def test_reference_solutions_pass_every_checker():
     sol = solutions()
-    data.check_format_example(sol.format_example)
-    data.check_build_labels(sol.build_labels)
-    data.check_truncate_target(sol.truncate_target)
-    data.check_str2bool(sol.str2bool)
+    checks.check_format_example(sol.format_example)
+    checks.check_build_labels(sol.build_labels)
+    checks.check_truncate_target(sol.truncate_target)
+    checks.check_str2bool(sol.str2bool)
+
+
+def test_save_replaces_a_foreign_folder_only_when_asked(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    assert data.foreign_dataset_entries(folder) == ["adapter_config.json"]
+    rows = [{"input_ids": [1, 2, 3], "seq_len": 2}]
+    with pytest.raises(DataError, match="adapter_config.json.*--overwrite_output_dir"):
+        data.save_tokenized(rows, folder, {"max_seq_length": 3})
+    assert (folder / "adapter_config.json").exists()
+    data.save_tokenized(rows, folder, {"max_seq_length": 3}, overwrite=True)
+    assert data.foreign_dataset_entries(folder) == [] and not (folder / "adapter_config.json").exists()
+    data.save_tokenized(rows, folder, {"max_seq_length": 3})  # now its own: replaced without asking
+
+
+def test_convert_file_refuses_its_input_and_a_folder(tmp_path):
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps([{"instruction": "a", "input": "", "output": "b"}]))
+    with pytest.raises(DataError, match="is the input --data_path"):
+        data.convert_file(src, src)
+    with pytest.raises(DataError, match="is a folder"):
+        data.convert_file(src, tmp_path)
+    assert json.loads(src.read_text())[0]["output"] == "b"

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import glmcourse
-from glmcourse import finetune, lora
+from glmcourse import adapters, finetune, lesson_runs, lora
 from glmcourse.modeling import ChatGLMForConditionalGeneration, course_config
 
 # peft 0.21 reads a property transformers 5 deprecated; glmcourse.lora filters it, pytest re-enables it
@@ -66,7 +66,7 @@ def tiny(tmp_path_factory, tokenizer):
     """(model folder, tokenized dataset folder): 24 rows of data/lora_train.json."""
     root = tmp_path_factory.mktemp("finetune")
     model_dir = save_tiny_chatglm(root / "model", tokenizer)
-    data_dir = lora.tokenize_lora_train(root / "rows", model_path=model_dir, limit=24)
+    data_dir = lesson_runs.tokenize_lora_train(root / "rows", model_path=model_dir, limit=24)
     return model_dir, data_dir
 
 
@@ -97,7 +97,7 @@ def test_seed_flags_verbatim(tiny, tmp_path, capsys):
         assert "--fp16 needs a CUDA GPU" in stdout and "fp32" in stdout  # known-failures #3
     assert "LoRA target modules: ['query_key_value']" in stdout
     assert "trainable params: 1,024" in stdout  # 2 layers * r=4 * (32 + 96)
-    summary = lora.check_adapter(out)  # the end-of-training adapter, re-read (#16)
+    summary = adapters.check_adapter(out)  # the end-of-training adapter, re-read (#16)
     assert summary.r == 4 and summary.weights_file == "adapter_model.safetensors" and summary.max_abs_B > 0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]  # save_total_limit 2
     log = json.loads((out / "loss_log.json").read_text())
@@ -108,14 +108,14 @@ def test_seed_flags_verbatim(tiny, tmp_path, capsys):
 def test_adapter_saved_at_every_save_step(tiny, tmp_path, monkeypatch):
     model_dir, data_dir = tiny
     saved = []
-    real = lora.save_adapter
+    real = adapters.save_adapter
 
     def spy(model, output_dir, **kw):
         summary = real(model, output_dir, **kw)
         saved.append(summary.max_abs_B)
         return summary
 
-    monkeypatch.setattr(lora, "save_adapter", spy)
+    monkeypatch.setattr(adapters, "save_adapter", spy)
     result = finetune.finetune(data_dir, tmp_path / "o", model_name_or_path=model_dir, max_steps=4, save_steps=2,
                                per_device_train_batch_size=4, logging_steps=1, quiet=True)
     assert len(saved) == 3  # steps 2 and 4 (callback), and the end of training
@@ -237,7 +237,7 @@ def test_resume_after_kill_continues_the_step_count(tiny, tmp_path):
     steps = [row["step"] for row in json.loads((out / "loss_log.json").read_text())]
     assert steps == sorted(set(steps)) and steps[-1] == target  # no step logged twice, none after the end
     assert set(range(1, target + 1)) <= set(steps)  # logging_steps 1: every step is there, before and after the kill
-    lora.check_adapter(out)
+    adapters.check_adapter(out)
 
 
 def test_torchrun_two_processes(tiny, tmp_path):
@@ -254,7 +254,7 @@ def test_torchrun_two_processes(tiny, tmp_path):
     assert done.stdout.count("trainable params") == 1
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
-    assert lora.check_adapter(out).max_abs_B > 0
+    assert adapters.check_adapter(out).max_abs_B > 0
     # 2 processes x batch 4 log the loss of one batch of 8, not the sum over processes
     single = finetune.finetune(data_dir, tmp_path / "single", model_name_or_path=model_dir, max_steps=1,
                                save_steps=1, logging_steps=1, per_device_train_batch_size=8, quiet=True)
@@ -267,7 +267,7 @@ def test_8bit_base(tiny, tmp_path, capsys):
                                      model_dir, *SMALL, "--max_steps", 2, "--save_steps", 2, "--load_in_8bit"], capsys)
     assert code == 0, stderr
     assert "8-bit" in stdout
-    assert lora.check_adapter(tmp_path).max_abs_B > 0
+    assert adapters.check_adapter(tmp_path).max_abs_B > 0
 
 
 def test_glm4_model_trains_too(tiny, tokenizer, tmp_path, capsys):
@@ -288,6 +288,25 @@ def test_glm4_model_trains_too(tiny, tokenizer, tmp_path, capsys):
     assert code == 0, stderr
     chosen = "LoRA target modules: ['k_proj', 'o_proj', 'q_proj', 'v_proj'] (no peft default for model_type 'glm'"
     assert chosen in stdout
-    summary = lora.check_adapter(tmp_path / "o")
+    summary = adapters.check_adapter(tmp_path / "o")
     assert summary.tensors == 2 * 4 * 2 and summary.target_modules == ["k_proj", "o_proj", "q_proj", "v_proj"]
     assert any(".self_attn.q_proj.lora_A." in key for key in summary.shapes)
+
+
+def test_seed_makes_two_runs_give_identical_adapters(tiny, tmp_path, capsys):
+    """--seed seeds the adapter's random A matrices too, so the same command gives the same adapter."""
+    from safetensors.torch import load_file
+
+    model_dir, data_dir = tiny
+    weights = []
+    for run, seed in (("a", 42), ("b", 42), ("c", 7)):
+        out = tmp_path / run
+        code, _, stderr = run_main(["--dataset_path", data_dir, "--output_dir", out, "--model_name_or_path", model_dir,
+                                    "--max_steps", 1, "--save_steps", 1, "--lora_rank", 4, "--seed", seed], capsys)
+        assert code == 0, stderr
+        weights.append(load_file(out / "adapter_model.safetensors"))
+    same, other = weights[0], weights[2]
+    assert same.keys() == weights[1].keys()
+    for key in same:
+        assert torch.equal(same[key], weights[1][key]), f"{key} differs between two runs with --seed 42"
+    assert any(not torch.equal(same[k], other[k]) for k in same if "lora_A" in k), "--seed 7 should draw other A"

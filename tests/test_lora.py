@@ -10,9 +10,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import glmcourse
-from glmcourse import lora
-from glmcourse.modeling import ChatGLMForConditionalGeneration, chatglm_6b_config, course_config
-
+from glmcourse import adapters, loading, lora, memory
+from glmcourse.exercises import lora as checks
+from glmcourse.modeling import (
+    ChatGLMForConditionalGeneration,
+    chatglm_6b_config,
+    course_config,
+)
 
 # peft 0.21 reads a property transformers 5 deprecated; glmcourse.lora filters it, pytest re-enables it
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
@@ -55,7 +59,7 @@ def tiny_dir(tmp_path_factory, tokenizer):
 
 @pytest.fixture()
 def base(tiny_dir):
-    return lora.load_base_model(tiny_dir).eval()
+    return loading.load_base_model(tiny_dir).eval()
 
 
 def sample_ids(tokenizer, text="Instruction: Turn this sentence into JSON:\nInput: Anna, 31, lives in Oslo.\nAnswer: "):
@@ -181,7 +185,7 @@ def test_adapter_round_trip(base, tiny_dir, tokenizer, tmp_path):
     model = randomize_b(lora.add_lora(base, verbose=False)).eval()
     ids = sample_ids(tokenizer)
     want = model(input_ids=ids).logits
-    summary = lora.save_adapter(model, tmp_path / "out")
+    summary = adapters.save_adapter(model, tmp_path / "out")
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert summary.tensors == 2 * 2 and summary.r == 8 and summary.target_modules == ["query_key_value"]
@@ -190,9 +194,9 @@ def test_adapter_round_trip(base, tiny_dir, tokenizer, tmp_path):
     assert summary.shapes[a_key.replace("lora_A", "lora_B")] == (96, 8)
     assert summary.max_abs_B > 0
     assert not list((tmp_path / "out").glob(".adapter-*"))  # no temp folder left behind
-    fresh = lora.load_base_model(tiny_dir).eval()
+    fresh = loading.load_base_model(tiny_dir).eval()
     before = fresh(input_ids=ids).logits
-    loaded = lora.load_adapter(fresh, tmp_path / "out").eval()
+    loaded = adapters.load_adapter(fresh, tmp_path / "out").eval()
     got = loaded(input_ids=ids).logits
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
     assert not torch.allclose(before, want)
@@ -201,28 +205,28 @@ def test_adapter_round_trip(base, tiny_dir, tokenizer, tmp_path):
 def test_untrained_or_empty_adapter_is_rejected(base, tmp_path):
     model = lora.add_lora(base, verbose=False)
     with pytest.raises(lora.LoraError, match="every lora_B is zero"):
-        lora.save_adapter(model, tmp_path / "untrained")
+        adapters.save_adapter(model, tmp_path / "untrained")
     assert not (tmp_path / "untrained" / "adapter_model.safetensors").exists()  # nothing moved into place
-    summary = lora.save_adapter(model, tmp_path / "start", expect_trained=False)
+    summary = adapters.save_adapter(model, tmp_path / "start", expect_trained=False)
     assert summary.max_abs_B == 0
     # a weights file with no LoRA tensors in it
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "adapter_config.json").write_text((tmp_path / "start" / "adapter_config.json").read_text())
     save_file({"something.weight": torch.ones(2)}, str(tmp_path / "empty" / "adapter_model.safetensors"))
     with pytest.raises(lora.LoraError, match="saved empty"):
-        lora.check_adapter(tmp_path / "empty")
+        adapters.check_adapter(tmp_path / "empty")
     (tmp_path / "empty" / "adapter_model.safetensors").write_bytes(b"")
     with pytest.raises(lora.LoraError, match="0 bytes"):
-        lora.check_adapter(tmp_path / "empty")
+        adapters.check_adapter(tmp_path / "empty")
 
 
 def test_wrong_shapes_are_reported(base, tmp_path):
-    lora.save_adapter(randomize_b(lora.add_lora(base, verbose=False)), tmp_path)
+    adapters.save_adapter(randomize_b(lora.add_lora(base, verbose=False)), tmp_path)
     config = json.loads((tmp_path / "adapter_config.json").read_text())
     config["r"] = 4
     (tmp_path / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(lora.LoraError, match=r"expected A \[r=4, in\]"):
-        lora.check_adapter(tmp_path)
+        adapters.check_adapter(tmp_path)
 
 
 def test_bin_and_safetensors_both_load(base, tiny_dir, tokenizer, tmp_path):
@@ -232,40 +236,40 @@ def test_bin_and_safetensors_both_load(base, tiny_dir, tokenizer, tmp_path):
     model.save_pretrained(str(tmp_path / "bin"), safe_serialization=False)
     assert (tmp_path / "bin" / "adapter_model.bin").exists()
     assert not (tmp_path / "bin" / "adapter_model.safetensors").exists()
-    assert lora.check_adapter(tmp_path / "bin").weights_file == "adapter_model.bin"
-    loaded = lora.load_adapter(lora.load_base_model(tiny_dir).eval(), tmp_path / "bin", verbose=False).eval()
+    assert adapters.check_adapter(tmp_path / "bin").weights_file == "adapter_model.bin"
+    loaded = adapters.load_adapter(loading.load_base_model(tiny_dir).eval(), tmp_path / "bin", verbose=False).eval()
     torch.testing.assert_close(loaded(input_ids=ids).logits, want, atol=1e-6, rtol=0)
 
 
 def test_unusable_adapter_paths_are_explained(base, tmp_path):
-    lora.save_adapter(randomize_b(lora.add_lora(base, verbose=False)), tmp_path / "ok")
+    adapters.save_adapter(randomize_b(lora.add_lora(base, verbose=False)), tmp_path / "ok")
     with pytest.raises(lora.LoraError, match="is a file: pass the folder"):
-        lora.adapter_folder(tmp_path / "ok" / "adapter_model.safetensors")
+        adapters.adapter_folder(tmp_path / "ok" / "adapter_model.safetensors")
     with pytest.raises(lora.LoraError, match="no such adapter folder"):
-        lora.adapter_folder(tmp_path / "nowhere")
+        adapters.adapter_folder(tmp_path / "nowhere")
     (tmp_path / "ok" / "adapter_config.json").unlink()
     with pytest.raises(lora.LoraError, match="no adapter_config.json: it has adapter_model.safetensors"):
-        lora.adapter_folder(tmp_path / "ok")
+        adapters.adapter_folder(tmp_path / "ok")
     (tmp_path / "run" / "checkpoint-20").mkdir(parents=True)
     (tmp_path / "run" / "checkpoint-20" / "adapter_config.json").write_text("{}")
     with pytest.raises(lora.LoraError, match="checkpoint-20"):
-        lora.adapter_folder(tmp_path / "run")
+        adapters.adapter_folder(tmp_path / "run")
 
 
 def test_key_mismatch_is_an_error_not_a_silent_no_op(base, tiny_dir, tmp_path):
-    lora.save_adapter(randomize_b(lora.add_lora(base, verbose=False)), tmp_path)
+    adapters.save_adapter(randomize_b(lora.add_lora(base, verbose=False)), tmp_path)
     file = tmp_path / "adapter_model.safetensors"
     weights = load_file(str(file))
     renamed = {k.replace("base_model.model.", "base_model.model.model."): v for k, v in weights.items()}
     save_file(renamed, str(file))
     with pytest.raises(lora.LoraError, match=f"only 0 of {len(weights)} adapter tensors were applied"), \
             pytest.warns(UserWarning, match="missing adapter keys"):  # all peft itself does is warn
-        lora.load_adapter(lora.load_base_model(tiny_dir), tmp_path)
+        adapters.load_adapter(loading.load_base_model(tiny_dir), tmp_path)
 
 
 def test_model_key():
-    assert lora.model_key("a.b.lora_A.weight") == "a.b.lora_A.default.weight"
-    assert lora.model_key("x.lora_B.weight", "json") == "x.lora_B.json.weight"
+    assert adapters.model_key("a.b.lora_A.weight") == "a.b.lora_A.default.weight"
+    assert adapters.model_key("x.lora_B.weight", "json") == "x.lora_B.json.weight"
 
 
 # ---------------------------------------------------------------------------------- merge (#19)
@@ -273,46 +277,46 @@ def test_merge_on_fp32_base_equals_adapter(base, tokenizer):
     model = randomize_b(lora.add_lora(base, verbose=False)).eval()
     ids = sample_ids(tokenizer)
     want = model(input_ids=ids).logits
-    merged = lora.merge_lora(model)
+    merged = adapters.merge_lora(model)
     assert not lora.lora_parameters(merged)
     assert (merged(input_ids=ids).logits - want).abs().max().item() <= 1e-5
 
 
 def test_merge_on_8bit_base_takes_the_fp32_path(tiny_dir, tokenizer, capsys):
-    fp32 = randomize_b(lora.add_lora(lora.load_base_model(tiny_dir), verbose=False)).eval()
+    fp32 = randomize_b(lora.add_lora(loading.load_base_model(tiny_dir), verbose=False)).eval()
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-    q = lora.load_base_model(tiny_dir, load_in_8bit=True)
-    assert lora.is_quantized(q) == "8-bit"
+    q = loading.load_base_model(tiny_dir, load_in_8bit=True)
+    assert adapters.is_quantized(q) == "8-bit"
     q_peft = lora.add_lora(q, verbose=False).eval()
     set_peft_model_state_dict(q_peft, get_peft_model_state_dict(fp32))
     with pytest.raises(lora.LoraError, match="refusing to merge.*fp32"):
-        lora.merge_lora(q_peft, reload_fp32=False)
-    merged = lora.merge_lora(q_peft, base_path=tiny_dir)
+        adapters.merge_lora(q_peft, reload_fp32=False)
+    merged = adapters.merge_lora(q_peft, base_path=tiny_dir)
     assert "fp32 copy" in capsys.readouterr().out
-    assert lora.is_quantized(merged) is None and not lora.lora_parameters(merged)
+    assert adapters.is_quantized(merged) is None and not lora.lora_parameters(merged)
     ids = sample_ids(tokenizer)
     assert (merged(input_ids=ids).logits - fp32(input_ids=ids).logits).abs().max().item() <= 1e-5
 
 
 # ---------------------------------------------------------------------------------- bitsandbytes (#2)
 def test_missing_bitsandbytes_backend_gives_the_options(tiny_dir, monkeypatch):
-    import glmcourse.quant
+    import glmcourse.loading
 
     def broken():
         raise RuntimeError("bitsandbytes is not usable here (ImportError: no backend). Options: ...")
 
-    monkeypatch.setattr(glmcourse.quant, "import_bitsandbytes", broken)
+    monkeypatch.setattr(glmcourse.loading, "import_bitsandbytes", broken)
     with pytest.raises(lora.LoraError) as err:
-        lora.load_base_model(tiny_dir, load_in_8bit=True)
+        loading.load_base_model(tiny_dir, load_in_8bit=True)
     text = str(err.value)
     assert "no backend" in text and "leave out --load_in_8bit" in text and "GPU" in text
     with pytest.raises(lora.LoraError, match="not both"):
-        lora.load_base_model(tiny_dir, load_in_8bit=True, load_in_4bit=True)
+        loading.load_base_model(tiny_dir, load_in_8bit=True, load_in_4bit=True)
 
 
 def test_8bit_base_trains_lora(tiny_dir, tokenizer):
-    model = lora.add_lora(lora.load_base_model(tiny_dir, load_in_8bit=True), verbose=False).train()
+    model = lora.add_lora(loading.load_base_model(tiny_dir, load_in_8bit=True), verbose=False).train()
     ids = sample_ids(tokenizer)
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
@@ -322,12 +326,12 @@ def test_8bit_base_trains_lora(tiny_dir, tokenizer):
 # ---------------------------------------------------------------------------------- memory
 def test_optimizer_state_is_two_moments_per_trainable_parameter(tiny_dir):
     small = dict(steps=1, batch_size=2, seq_len=8, model_path=tiny_dir)
-    lo, full = lora.measure_training_memory("lora", **small), lora.measure_training_memory("full", **small)
+    lo, full = memory.measure_training_memory("lora", **small), memory.measure_training_memory("full", **small)
     assert lo["optimizer_state_bytes"] == 2 * 4 * lo["trainable"]
     assert full["optimizer_state_bytes"] == 2 * 4 * full["total"] and full["trainable"] == full["total"]
     assert lo["trainable"] < full["trainable"] / 10
-    with pytest.raises(lora.LoraError, match="'lora' or 'full'"):
-        lora.measure_training_memory("half", **small)
+    with pytest.raises(lora.LoraError, match="'lora', 'ptuning' or 'full'"):
+        memory.measure_training_memory("half", **small)
 
 
 # ---------------------------------------------------------------------------------- checkers
@@ -337,7 +341,7 @@ RIGHT_AND_WRONG = {
                            lambda x, W, b, A, B, al, r: x @ W.T + b + x @ A.T @ B.T),
     "check_merge_weight": (lambda W, A, B, al, r: W + B @ A * al / r, lambda W, A, B, al, r: W + B @ A),
     "check_optimizer_state_bytes": (lambda n, w=4: 2 * n * w, lambda n, w=4: n * w),
-    "check_model_key": (lora.model_key, lambda k, name: k.replace("lora_", f"{name}.lora_")),
+    "check_model_key": (adapters.model_key, lambda k, name: k.replace("lora_", f"{name}.lora_")),
     "check_adapter_bytes": (lambda L, h, r: 4 * L * r * (h + 3 * h), lambda L, h, r: 4 * L * r * 2 * h),
 }
 
@@ -358,7 +362,7 @@ RIGHT_AND_WRONG["check_parse_person"] = (_parse_person, lambda reply: json.loads
 @pytest.mark.parametrize("name", sorted(RIGHT_AND_WRONG))
 def test_checkers_accept_right_and_reject_wrong(name):
     right, wrong = RIGHT_AND_WRONG[name]
-    checker = getattr(lora, name)
+    checker = getattr(checks, name)
     checker(right)
     with pytest.raises(AssertionError):
         checker(wrong)
@@ -374,10 +378,10 @@ def test_solutions_pass_their_checkers():
         s06 = importlib.import_module("solutions.06_inference_solutions")
     finally:
         sys.path.pop(0)
-    lora.check_lora_param_count(s05.lora_param_count)
-    lora.check_lora_forward(s05.lora_forward)
-    lora.check_merge_weight(s05.merge_weight)
-    lora.check_optimizer_state_bytes(s05.optimizer_state_bytes)
-    lora.check_model_key(s06.model_key)
-    lora.check_adapter_bytes(s06.adapter_bytes)
-    lora.check_parse_person(s06.parse_person)
+    checks.check_lora_param_count(s05.lora_param_count)
+    checks.check_lora_forward(s05.lora_forward)
+    checks.check_merge_weight(s05.merge_weight)
+    checks.check_optimizer_state_bytes(s05.optimizer_state_bytes)
+    checks.check_model_key(s06.model_key)
+    checks.check_adapter_bytes(s06.adapter_bytes)
+    checks.check_parse_person(s06.parse_person)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from glmcourse import masks
+from glmcourse import masks, plots
+from glmcourse.exercises import masks as checks
 
 # Small made-up ids for the chat-time functions (the real ones come from the tokenizer).
 GMASK, MASK, SOP, EOP = 91, 90, 93, 94
@@ -343,7 +344,7 @@ def test_plot_mask_has_labels():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ax = masks.plot_mask(masks.prefix_mask(4, 2), list("abcd"), title="Prefix", part_a_len=2)
+    ax = plots.plot_mask(masks.prefix_mask(4, 2), list("abcd"), title="Prefix", part_a_len=2)
     assert ax.get_title().startswith("Prefix")
     assert ax.get_xlabel() and ax.get_ylabel()
     assert [t.get_text() for t in ax.get_xticklabels()] == list("abcd")
@@ -365,16 +366,16 @@ def _solutions():
 
 
 def test_check_prefix_mask_accepts_and_rejects(capsys):
-    masks.check_prefix_mask(_solutions().prefix_mask)
+    checks.check_prefix_mask(_solutions().prefix_mask)
     assert "Correct" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="may not attend"):
-        masks.check_prefix_mask(lambda n, p: torch.ones(n, n, dtype=torch.bool))  # sees the future
+        checks.check_prefix_mask(lambda n, p: torch.ones(n, n, dtype=torch.bool))  # sees the future
     with pytest.raises(AssertionError, match="bool"):
-        masks.check_prefix_mask(lambda n, p: masks.prefix_mask(n, p).int())
+        checks.check_prefix_mask(lambda n, p: masks.prefix_mask(n, p).int())
     with pytest.raises(AssertionError, match="raised IndexError"):
-        masks.check_prefix_mask(lambda n, p: [][0])
+        checks.check_prefix_mask(lambda n, p: [][0])
     with pytest.raises(NotImplementedError):  # so attempt() can report [TODO]
-        masks.check_prefix_mask(_not_done)
+        checks.check_prefix_mask(_not_done)
 
 
 def _not_done(*args):
@@ -382,7 +383,7 @@ def _not_done(*args):
 
 
 def test_check_blank_positions_accepts_and_rejects(capsys):
-    masks.check_blank_positions(_solutions().blank_positions)
+    checks.check_blank_positions(_solutions().blank_positions)
     assert "Correct" in capsys.readouterr().out
 
     def one_based(tokens, spans):  # the paper's 1-based numbering: off by one
@@ -390,18 +391,18 @@ def test_check_blank_positions_accepts_and_rejects(capsys):
         return (ex.position_ids + 1).tolist(), ex.block_position_ids.tolist()
 
     with pytest.raises(AssertionError, match="position_ids"):
-        masks.check_blank_positions(one_based)
+        checks.check_blank_positions(one_based)
 
     def sorted_part_b(tokens, spans):  # ignores the given Part B order
         ex = masks.blank_infilling(tokens, sorted(spans))
         return ex.position_ids.tolist(), ex.block_position_ids.tolist()
 
     with pytest.raises(AssertionError):
-        masks.check_blank_positions(sorted_part_b)
+        checks.check_blank_positions(sorted_part_b)
 
 
 def test_check_chatglm_positions_accepts_and_rejects(capsys):
-    masks.check_chatglm_positions(_solutions().chatglm_positions)
+    checks.check_chatglm_positions(_solutions().chatglm_positions)
     assert "Correct" in capsys.readouterr().out
 
     def sop_as_anchor(ids, gmask_id, sop_id):  # uses <sop>'s index instead of [gMASK]'s
@@ -410,16 +411,16 @@ def test_check_chatglm_positions_accepts_and_rejects(capsys):
         return pos
 
     with pytest.raises(AssertionError, match=r"index of \[gMASK\]"):
-        masks.check_chatglm_positions(sop_as_anchor)
+        checks.check_chatglm_positions(sop_as_anchor)
     with pytest.raises(AssertionError, match="shape"):
-        masks.check_chatglm_positions(lambda ids, g, s: torch.arange(len(ids)))
+        checks.check_chatglm_positions(lambda ids, g, s: torch.arange(len(ids)))
 
 
 def test_exercise_attempt_integration(capsys):
     from glmcourse.exercises import attempt
 
-    assert attempt(masks.check_prefix_mask, _solutions().prefix_mask)
-    assert not attempt(masks.check_prefix_mask, _not_done)
+    assert attempt(checks.check_prefix_mask, _solutions().prefix_mask)
+    assert not attempt(checks.check_prefix_mask, _not_done)
     assert "[TODO]" in capsys.readouterr().out
 
 

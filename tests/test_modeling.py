@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 import glmcourse
+from glmcourse import course_data
 from glmcourse.chat import build_prompt
 from glmcourse.modeling import (ChatGLMForConditionalGeneration, chatglm_6b_config, course_config,
                                 positions_and_mask)
@@ -175,7 +176,7 @@ def test_tokenizer_spells_a_value_the_same_wherever_it_appears(tok):
             whole = ids(context)
             assert any(whole[i:i + len(alone)] == alone for i in range(len(whole))), (value, context)
     assert all(" " not in piece or not piece.strip() for piece in lora.pre_token_pieces("Living in Sydney, Lucy"))
-    shares = lora.copyable_fields(tok, lora.lora_records("eval"))
+    shares = lora.copyable_fields(tok, course_data.lora_records("eval"))
     assert shares == {"name": 1.0, "age": 1.0, "city": 1.0}
 
 
@@ -207,3 +208,63 @@ def test_seed_snippet_runs_in_a_fresh_process_without_importing_glmcourse(tmp_pa
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["turns"] == 1 and result["response"]
+
+
+# ----------------------------------------------------------------------------- ChatGLM-6B's code, not its paper
+def test_residual_weight_is_sqrt_56_whatever_the_depth():
+    """ChatGLM-6B's GLMBlock never receives num_layers, so every depth uses its default of 28."""
+    import math
+
+    from glmcourse.modeling.modeling_chatglm import paper_residual_weight
+
+    small = ChatGLMForConditionalGeneration(course_config(vocab_size=64, hidden_size=32, num_layers=4,
+                                                          num_attention_heads=4, inner_hidden_size=64))
+    alphas = {layer.alpha for layer in small.transformer.layers}
+    assert alphas == {math.sqrt(56)}
+    assert paper_residual_weight(4) == math.sqrt(8) != math.sqrt(56)
+    assert paper_residual_weight(28) == math.sqrt(56)
+
+
+def test_rotary_frequencies_are_rounded_to_fp16_once():
+    from glmcourse.modeling.modeling_chatglm import rotary_inv_freq, rotary_tables
+
+    dim = 16  # the course model's rotary dimension: head_dim 32 / 2
+    freq = rotary_inv_freq(dim)
+    exact = 1.0 / (10000 ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    assert freq.dtype == torch.float32
+    assert torch.equal(freq, freq.half().float()), "every frequency must be an fp16 number"
+    assert torch.equal(freq, exact.half().float())
+    assert not torch.equal(freq, exact), "the exact fp32 frequencies are not what ChatGLM-6B uses"
+    # the tables follow the rounded frequencies: position p has angle p * freq, in fp32
+    positions = torch.arange(300).view(1, 1, -1).expand(1, 2, -1)
+    (cos, sin), _ = rotary_tables(positions, dim, torch.float32)
+    angles = torch.arange(300, dtype=torch.float32)[:, None] * freq
+    assert torch.equal(cos[0, 0, :, : dim // 2], angles.cos())
+    assert (cos[0, 0, :, : dim // 2] - (torch.arange(300.0)[:, None] * exact).cos()).abs().max() > 1e-3
+
+
+def test_shipped_weights_survive_chatglm_6b_fp16_layers(model):
+    """ChatGLM-6B's code builds its layers in fp16 before loading: our fp32 weights must be fp16 numbers."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point():
+            assert torch.equal(tensor, tensor.half().float()), f"{name} is not fp16-representable"
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_saving_a_quantized_model_is_refused_with_the_way_to_do_it(tmp_path, lively_model, bits):
+    import copy
+
+    quantized = copy.deepcopy(lively_model).quantize(bits)
+    with pytest.raises(ValueError, match=rf"quantize after loading: .*quantize\({bits}\)"):
+        quantized.save_pretrained(tmp_path / "q")
+    assert not (tmp_path / "q").exists(), "nothing may be written"
+    lively_model.save_pretrained(tmp_path / "float")  # the float model still saves
+    assert (tmp_path / "float" / "model.safetensors").exists()
+
+
+def test_offline_true_is_offline_in_the_model_folder_check(monkeypatch):
+    from glmcourse.modeling.modeling_chatglm import check_model_folder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "true")
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE=true, so nothing will be downloaded"):
+        check_model_folder("THUDM/chatglm-6b", ("model.safetensors",), "weights")

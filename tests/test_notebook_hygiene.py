@@ -21,7 +21,10 @@ COURSE_NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb")
 @pytest.mark.parametrize("path", COURSE_NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO)))
 def test_course_notebook_is_clean(path):
     problems = nbtools.check_paths([path])
-    assert not problems, "\n".join(problems) + "\nFix: GLMCOURSE_FAST=1 .venv/bin/python -m glmcourse.nbtools run " + str(path.relative_to(REPO))
+    english = path.parent.parent / path.name if path.parent.name == "zh" else path
+    fix = ("Fix: GLMCOURSE_FAST=1 .venv/bin/python -m glmcourse.nbtools run " + str(english.relative_to(REPO))
+           + ("; then .venv/bin/python -m glmcourse.nbtools translate" if english != path else ""))
+    assert not problems, "\n".join(problems) + "\n" + fix + "\n" + nbtools.RESTORE_HINT
 
 
 def fixture(name):
@@ -123,3 +126,32 @@ def test_course_run_times_notebooks_into_a_scratch_copy(tmp_path, capsys):
     nbtools.run_course(src, tmp_path / "out", tmp_path / "times.json", timeout=120, only=["01_demo.ipynb"])
     again = json.loads((tmp_path / "times.json").read_text())["notebooks"]
     assert [(r["notebook"], r["ok"]) for r in again] == [("01_demo.ipynb", True), ("02_broken.ipynb", False)]
+
+
+def test_what_jupyterlab_writes_on_open_and_save_passes():
+    """Opening a lesson in JupyterLab renames the kernel and fills language_info; that must stay clean."""
+    nb = fixture("clean.ipynb")
+    nb.metadata["kernelspec"]["display_name"] = "Python 3 (ipykernel)"
+    nb.metadata["language_info"] = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                                    "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                                    "pygments_lexer": "ipython3", "version": "3.11.7"}
+    assert nbtools.check_notebook(nb) == []
+    nb.metadata["language_info"]["widgets"] = {}
+    assert any("language_info" in p for p in nbtools.check_notebook(nb))
+
+
+def test_committed_kernelspec_is_what_jupyterlab_writes():
+    assert nbtools.KERNELSPEC["display_name"] == "Python 3 (ipykernel)"
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert KernelSpecManager().get_kernel_spec("python3").display_name == nbtools.KERNELSPEC["display_name"]
+
+
+def test_a_learner_run_notebook_gets_the_restore_hint(tmp_path, capsys):
+    nb = fixture("clean.ipynb")
+    nb.cells[1].execution_count = 7  # run out of order in the lab
+    path = tmp_path / "run_by_a_learner.ipynb"
+    nbtools.write_notebook(nb, path)
+    assert nbtools.main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "execution count 7" in out and "git checkout notebooks/" in out

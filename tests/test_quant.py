@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from glmcourse import quant
+from glmcourse import course_data, evaluation, loading, memory, quant
+from glmcourse.exercises import quant as checks
 
 
 # --------------------------------------------------------------------------- a tiny ChatGLM-named tree
@@ -75,7 +76,7 @@ def test_absmax_matches_the_chatglm_rule_on_a_hand_example():
     w = torch.tensor([[1.0, -0.5, 0.25, 0.0], [-2.0, 1.0, 0.5, 3.0]])
     q, scale = quant.quantize_absmax(w, bits=8)
     assert q.dtype == torch.int8 and scale.shape == (2, 1)
-    assert torch.allclose(scale.squeeze(1), torch.tensor([1.0 / 127, 3.0 / 127]))
+    assert torch.equal(scale.squeeze(1), torch.tensor([1.0 / 127, 3.0 / 127]).half().float())  # kept in fp16
     # row 0: 127 * [1, -0.5, 0.25, 0] = [127, -63.5, 31.75, 0] -> -63.5 rounds half to even: -64
     assert q[0].tolist() == [127, -64, 32, 0]
     # row 1: 127/3 * [-2, 1, 0.5, 3] = [-84.67, 42.33, 21.17, 127]
@@ -87,7 +88,7 @@ def test_int4_codes_lie_in_minus7_to_7_and_extremes_hit_the_ends():
     w = torch.randn(16, 40)
     q, scale = quant.quantize_absmax(w, bits=4)
     assert q.min() >= -7 and q.max() <= 7
-    assert torch.allclose(scale.squeeze(1), w.abs().amax(1) / 7)
+    assert torch.equal(scale.squeeze(1), (w.abs().amax(1) / 7).half().float())
     assert (q.abs().amax(1) == 7).all()  # each row's largest |w| maps to +-7
 
 
@@ -227,7 +228,7 @@ def test_error_metrics_on_known_values():
 
 # --------------------------------------------------------------------------- bitsandbytes agreement
 def test_int8_row_codes_agree_with_bitsandbytes_within_one_code():
-    bnb_functional = quant.import_bitsandbytes().functional
+    bnb_functional = loading.import_bitsandbytes().functional
     torch.manual_seed(7)
     w = torch.randn(64, 128) * torch.logspace(-2, 1, 64).unsqueeze(1)
     ours, scale = quant.quantize_absmax(w, bits=8)
@@ -332,34 +333,34 @@ def _chatglm_6b_like():
 
 
 def test_parameter_count_of_chatglm_6b():
-    counts = quant.parameter_counts(_chatglm_6b_like())
+    counts = memory.parameter_counts(_chatglm_6b_like())
     assert counts["total"] == 6_173_286_400
     assert counts["quantizable"] == 28 * (4096 * 4096 * 4 + 2 * 4096 * 16384)
 
 
 def test_kv_cache_formula():
     # 2 (k, v) * 28 layers * 2048 tokens * 4096 * 2 bytes = 0.875 GiB
-    assert quant.kv_cache_bytes(_chatglm_6b_like(), 2048) == 2 * 28 * 2048 * 4096 * 2
+    assert memory.kv_cache_bytes(_chatglm_6b_like(), 2048) == 2 * 28 * 2048 * 4096 * 2
 
 
 @pytest.mark.parametrize("mode", ["inference", "ptuning"])
 def test_memory_estimate_lands_within_10_percent_of_the_readme(mode):
-    for bits, claim in quant.README_CLAIMS_GB[mode].items():
-        est = quant.estimate_memory(_chatglm_6b_like(), bits, mode=mode)
+    for bits, claim in memory.README_CLAIMS_GB[mode].items():
+        est = memory.estimate_memory(_chatglm_6b_like(), bits, mode=mode)
         assert abs(est["total_gib"] / claim - 1) <= 0.10, (mode, bits, est["total_gib"])
 
 
 def test_memory_estimate_moves_with_its_assumptions():
     cfg = _chatglm_6b_like()
-    base = quant.estimate_memory(cfg, 8)
-    longer = quant.estimate_memory(cfg, 8, seq_len=4096)
+    base = memory.estimate_memory(cfg, 8)
+    longer = memory.estimate_memory(cfg, 8, seq_len=4096)
     assert longer["kv_cache"] == 2 * base["kv_cache"]
-    assert quant.estimate_memory(cfg, 4)["weights"] < base["weights"] < quant.estimate_memory(cfg, 16)["weights"]
-    assert quant.estimate_memory(cfg, 8, batch_size=2)["total_bytes"] > base["total_bytes"]
-    lora = quant.estimate_memory(cfg, 4, mode="lora")
+    assert memory.estimate_memory(cfg, 4)["weights"] < base["weights"] < memory.estimate_memory(cfg, 16)["weights"]
+    assert memory.estimate_memory(cfg, 8, batch_size=2)["total_bytes"] > base["total_bytes"]
+    lora = memory.estimate_memory(cfg, 4, mode="lora")
     assert lora["trainable"] == 28 * 8 * (4096 + 3 * 4096) * 16  # 3,670,016 LoRA params x 16 bytes
     with pytest.raises(ValueError, match="mode"):
-        quant.estimate_memory(cfg, 8, mode="train")
+        memory.estimate_memory(cfg, 8, mode="train")
 
 
 def test_parameter_counts_agree_with_the_real_model_tree():
@@ -368,7 +369,7 @@ def test_parameter_counts_agree_with_the_real_model_tree():
 
     for config in (chatglm_6b_config(), course_config()):
         model = sizes.meta_model(config)
-        counts = quant.parameter_counts(config)
+        counts = memory.parameter_counts(config)
         assert counts["total"] == sizes.count_parameters(model)
         linear_weights = sum(p.numel() for n, p in model.named_parameters()
                              if n.endswith(".weight") and quant._is_target(n[: -len(".weight")]))
@@ -378,15 +379,15 @@ def test_parameter_counts_agree_with_the_real_model_tree():
 def test_estimate_memory_accepts_the_real_config():
     from glmcourse.modeling import chatglm_6b_config
 
-    est = quant.estimate_memory(chatglm_6b_config(), 16)
+    est = memory.estimate_memory(chatglm_6b_config(), 16)
     assert est["weights"] == 6_173_286_400 * 2
     with pytest.raises(TypeError, match="hidden_size"):
-        quant.estimate_memory(SimpleNamespace(hidden_size=8), 16)
+        memory.estimate_memory(SimpleNamespace(hidden_size=8), 16)
 
 
 # --------------------------------------------------------------------------- NF4 and LLM.int8()
 def test_nf4_levels_match_the_bitsandbytes_table():
-    bnb = quant.import_bitsandbytes()
+    bnb = loading.import_bitsandbytes()
     levels = quant.nf4_levels()
     assert levels.shape == (16,) and levels[0] == -1 and levels[-1] == 1 and (levels == 0).sum() == 1
     assert torch.allclose(levels, bnb.functional.get_4bit_type("nf4", device="cpu"), atol=1e-6)
@@ -404,7 +405,7 @@ def test_nf4_beats_uniform_int4_on_normal_weights():
 
 
 def test_llm_int8_decomposition_finds_the_outlier_columns_and_cuts_the_error():
-    bnb = quant.import_bitsandbytes()
+    bnb = loading.import_bitsandbytes()
     x = quant.outlier_activations(tokens=32, features=64, outlier_features=(3, 40), magnitude=20.0)
     w = torch.randn(16, 64, generator=torch.Generator().manual_seed(1)) * 0.1
     assert quant.outlier_columns(x).tolist() == [3, 40]
@@ -421,7 +422,7 @@ def test_llm_int8_decomposition_finds_the_outlier_columns_and_cuts_the_error():
 
 # --------------------------------------------------------------------------- bitsandbytes loading
 def test_bnb_load_without_a_backend_explains_the_options(monkeypatch, tmp_path):
-    bnb = quant.import_bitsandbytes()
+    bnb = loading.import_bitsandbytes()
     from glmcourse.modeling import ChatGLMForConditionalGeneration, course_config
 
     torch.manual_seed(0)
@@ -429,11 +430,11 @@ def test_bnb_load_without_a_backend_explains_the_options(monkeypatch, tmp_path):
                                                   inner_hidden_size=64, vocab_size=64)).save_pretrained(tmp_path)
     monkeypatch.setattr(bnb, "supported_torch_devices", set(), raising=False)
     with pytest.raises(RuntimeError) as info:
-        quant.load_bnb_model(str(tmp_path), "int8")
+        loading.load_bnb_model(str(tmp_path), "int8")
     message = str(info.value)
     assert "int8" in message and "quantize(8)" in message and "fp32" in message and "GPU" in message
     with pytest.raises(ValueError, match="nf4"):
-        quant.load_bnb_model(str(tmp_path), "fp4")
+        loading.load_bnb_model(str(tmp_path), "fp4")
 
 
 # --------------------------------------------------------------------------- the real architecture
@@ -481,11 +482,11 @@ def _kv_without_values(config, seq_len, batch_size):
 
 
 @pytest.mark.parametrize("checker,right,wrong", [
-    (quant.check_absmax_quantize, lambda w: quant.quantize_absmax(w, 8), _truncating_absmax),
-    (quant.check_zeropoint_quantize, lambda w, b: quant.quantize_zeropoint(w, b, dim=None), _symmetric_as_zeropoint),
-    (quant.check_pack_int4, quant.pack_int4, _swap_nibbles),
-    (quant.check_pack_int4, quant.pack_int4, _no_mask),
-    (quant.check_kv_cache_bytes, lambda c, s, b: quant.kv_cache_bytes(c, s, b, 2), _kv_without_values),
+    (checks.check_absmax_quantize, lambda w: quant.quantize_symmetric(w, 8, dim=-1), _truncating_absmax),
+    (checks.check_zeropoint_quantize, lambda w, b: quant.quantize_zeropoint(w, b, dim=None), _symmetric_as_zeropoint),
+    (checks.check_pack_int4, quant.pack_int4, _swap_nibbles),
+    (checks.check_pack_int4, quant.pack_int4, _no_mask),
+    (checks.check_kv_cache_bytes, lambda c, s, b: memory.kv_cache_bytes(c, s, b, 2), _kv_without_values),
 ])
 def test_checkers_accept_right_and_reject_wrong_answers(checker, right, wrong, capsys):
     checker(right)
@@ -501,10 +502,10 @@ def test_solutions_pass_their_checkers():
     spec = importlib.util.spec_from_file_location("quant_solutions", path)
     solutions = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(solutions)
-    quant.check_absmax_quantize(solutions.absmax_quantize)
-    quant.check_zeropoint_quantize(solutions.zeropoint_quantize)
-    quant.check_pack_int4(solutions.pack_int4)
-    quant.check_kv_cache_bytes(solutions.kv_cache_bytes)
+    checks.check_absmax_quantize(solutions.absmax_quantize)
+    checks.check_zeropoint_quantize(solutions.zeropoint_quantize)
+    checks.check_pack_int4(solutions.pack_int4)
+    checks.check_kv_cache_bytes(solutions.kv_cache_bytes)
 
 
 # --------------------------------------------------------------------------- the shipped course model
@@ -513,12 +514,12 @@ def _course_model_or_skip():
 
     if not (Path(glmcourse.COURSE_MODEL) / "model.safetensors").exists():
         pytest.skip("the course model is not built yet (python -m glmcourse.build_course_model)")
-    return quant.load_course_model()
+    return loading.load_course_model()
 
 
 def test_course_model_meets_the_issue_targets():
     model, tokenizer = _course_model_or_skip()
-    table = quant.compare_quantized(model, tokenizer, quant.heldout_documents(limit=48))
+    table = evaluation.compare_quantized(model, tokenizer, course_data.heldout_documents(limit=48))
     assert table["int8 per-row"]["loss_increase"] <= 0.01
     assert table["int4 per-row"]["loss_increase"] <= 0.10
     assert min(table["int4 group 64"]["loss_increase"], table["int4 group 32"]["loss_increase"]) <= 0.05
@@ -529,9 +530,9 @@ def test_course_model_meets_the_issue_targets():
 
 def test_heldout_documents_supervise_their_second_half():
     model, tokenizer = _course_model_or_skip()
-    doc = quant.heldout_documents(limit=1)[0]
+    doc = course_data.heldout_documents(limit=1)[0]
     ids = tokenizer.encode(doc, add_special_tokens=False)
-    batch = quant.heldout_batches(tokenizer, [doc])[0]
+    batch = evaluation.heldout_batches(tokenizer, [doc])[0]
     row, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     half = len(ids) // 2
     assert row == ids[:half] + [tokenizer.gmask_token_id, tokenizer.sop_token_id] + ids[half:] + [tokenizer.eop_token_id]
@@ -541,10 +542,41 @@ def test_heldout_documents_supervise_their_second_half():
 def test_heldout_rows_supervise_only_the_answer():
     model, tokenizer = _course_model_or_skip()
     record = {"instruction": "Say hi.", "input": "", "output": "hi"}
-    batch = quant.heldout_batches(tokenizer, [record])[0]
+    batch = evaluation.heldout_batches(tokenizer, [record])[0]
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     context = tokenizer.encode("Instruction: Say hi.\nAnswer: ")
     target = tokenizer.encode("hi", add_special_tokens=False)
     assert ids == context + target + [tokenizer.eop_token_id]
     sop = len(context) - 1
     assert labels[:sop] == [-100] * sop and labels[sop:] == ids[sop:]
+
+
+def test_scales_are_fp16_numbers_on_fp32_weights_as_chatglm_6b_keeps_them():
+    torch.manual_seed(0)
+    w = torch.randn(64, 48) * 0.05
+    for bits in (4, 8):
+        q, scale = quant.quantize_absmax(w, bits)
+        assert scale.dtype == torch.float32
+        assert torch.equal(scale, scale.half().float()), "ChatGLM-6B stores its scales in fp16"
+        qmax = 2 ** (bits - 1) - 1
+        assert torch.equal(q, torch.round(w / scale).clamp(-qmax, qmax).to(torch.int8)), "codes use the fp16 scale"
+        exact = w.abs().amax(-1, keepdim=True) / qmax
+        assert not torch.equal(scale, exact)
+
+
+def test_fp16_scale_breaks_a_tie_the_other_way():
+    """0.05 is exactly half a step of the fp32 scale 0.1 (round half to even: 0) but not of fp16's 0.09998 (1)."""
+    w = torch.tensor([[0.7, 0.05, -0.35, 0.25]])
+    q, scale = quant.quantize_absmax(w, 4)
+    exact_q = torch.round(w / (w.abs().amax(-1, keepdim=True) / 7))
+    assert exact_q.tolist() == [[7.0, 0.0, -4.0, 2.0]]
+    assert q.tolist() == [[7, 1, -4, 3]]
+
+
+def test_model_quantize_matches_on_fp32_and_fp16_copies_of_fp16_numbers():
+    """With fp16-representable weights (as shipped), quantize(8) in fp32 and in fp16 agree on every scale."""
+    torch.manual_seed(1)
+    w = (torch.randn(32, 64) * 0.05).half().float()
+    _, s32 = quant.quantize_absmax(w, 8)
+    _, s16 = quant.quantize_absmax(w.half(), 8)
+    assert torch.equal(s32, s16.float())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from glmcourse import sizes
+from glmcourse.exercises import sizes as checks
 from glmcourse.modeling import chatglm_6b_config, course_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notebooks"))
@@ -34,9 +35,9 @@ def test_weight_gib_uses_binary_gigabytes():
 
 
 @pytest.mark.parametrize("checker, right", [
-    (sizes.check_params_per_layer, solutions.params_per_layer),
-    (sizes.check_total_params, solutions.total_params),
-    (sizes.check_weight_gib, solutions.weight_gib),
+    (checks.check_params_per_layer, solutions.params_per_layer),
+    (checks.check_total_params, solutions.total_params),
+    (checks.check_weight_gib, solutions.weight_gib),
 ])
 def test_checkers_accept_the_solutions(checker, right, capsys):
     checker(right)
@@ -44,11 +45,11 @@ def test_checkers_accept_the_solutions(checker, right, capsys):
 
 
 @pytest.mark.parametrize("checker, wrong, hint", [
-    (sizes.check_params_per_layer, lambda h, i: 4 * h * h + 2 * h * i, "biases"),
-    (sizes.check_total_params, lambda c: solutions.total_params(c) + c.vocab_size * c.hidden_size, "count it once"),
-    (sizes.check_total_params, lambda c: solutions.total_params(c) - 2 * c.hidden_size, "final LayerNorm"),
-    (sizes.check_weight_gib, lambda n, b: n * b / 8 / 1e9, "GiB is 2**30"),
-    (sizes.check_weight_gib, lambda n, b: n * b / 2**30, "divide by 8"),
+    (checks.check_params_per_layer, lambda h, i: 4 * h * h + 2 * h * i, "biases"),
+    (checks.check_total_params, lambda c: solutions.total_params(c) + c.vocab_size * c.hidden_size, "count it once"),
+    (checks.check_total_params, lambda c: solutions.total_params(c) - 2 * c.hidden_size, "final LayerNorm"),
+    (checks.check_weight_gib, lambda n, b: n * b / 8 / 1e9, "GiB is 2**30"),
+    (checks.check_weight_gib, lambda n, b: n * b / 2**30, "divide by 8"),
 ])
 def test_checkers_reject_wrong_answers_with_a_hint(checker, wrong, hint):
     with pytest.raises(AssertionError, match=re.escape(hint)):

@@ -148,7 +148,23 @@ def test_browser_send_stream_and_clear(web_server):
             page.get_by_role("button", name="Clear History").click()
             expect(bot).to_have_count(0, timeout=30_000)
             expect(user).to_have_count(0)
+
+            # Shift+Enter adds a line, Enter sends; a message's HTML and images are shown as text
+            box = page.locator("#user_input textarea")
+            box.click()
+            box.press_sequentially("<img src=http://example.invalid/a.png>")
+            box.press("Shift+Enter")
+            box.press_sequentially("![x](http://example.invalid/b.png)")
+            expect(box).to_have_value("<img src=http://example.invalid/a.png>\n![x](http://example.invalid/b.png)")
+            expect(user).to_have_count(0)  # Shift+Enter did not send
+            box.press("Enter")
+            expect(user).to_have_count(1, timeout=60_000)
+            expect(user.first).to_contain_text("<img src=http://example.invalid/a.png>")
+            expect(page.locator("#chatbot img[src*='example.invalid']")).to_have_count(0)
+            expect(box).to_have_value("", timeout=60_000)
+            page.wait_for_timeout(2000)
         finally:
             browser.close()
     assert local and outside == [], f"the page tried to reach the network: {outside}"
     assert re.search(r"Running on local URL:\s+http://127\.0\.0\.1:", server_log.read_text())
+    assert "share=True" not in server_log.read_text()  # no hint at public links (the lesson says why)

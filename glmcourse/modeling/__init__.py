@@ -9,6 +9,7 @@ from glmcourse.modeling.configuration_chatglm import ChatGLMConfig, chatglm_6b_c
 from glmcourse.modeling.modeling_chatglm import (
     ChatGLMForConditionalGeneration,
     ChatGLMModel,
+    PrefixEncoder,
     positions_and_mask,
 )
 from glmcourse.modeling.tokenization_chatglm import ChatGLMTokenizer, train_tokenizer
@@ -19,6 +20,6 @@ AutoModelForCausalLM.register(ChatGLMConfig, ChatGLMForConditionalGeneration, ex
 AutoTokenizer.register(ChatGLMConfig, fast_tokenizer_class=ChatGLMTokenizer, exist_ok=True)
 
 __all__ = [
-    "ChatGLMConfig", "ChatGLMForConditionalGeneration", "ChatGLMModel", "ChatGLMTokenizer",
+    "ChatGLMConfig", "ChatGLMForConditionalGeneration", "ChatGLMModel", "ChatGLMTokenizer", "PrefixEncoder",
     "chatglm_6b_config", "course_config", "positions_and_mask", "train_tokenizer",
 ]

@@ -34,12 +34,20 @@ class ChatGLMConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         use_cache: bool = True,
         tie_word_embeddings: bool = True,
+        pre_seq_len: int | None = None,
+        prefix_projection: bool = False,
         **kwargs,
     ):
+        """``pre_seq_len`` and ``prefix_projection`` switch on ChatGLM-6B's built-in P-Tuning v2: a
+        trainable prefix of ``pre_seq_len`` key/value vectors per layer (None = off), optionally
+        produced by a two-layer MLP (``prefix_projection=True``). See ``PrefixEncoder``."""
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} must be a multiple of num_attention_heads {num_attention_heads}")
         if (hidden_size // num_attention_heads) % 4:
             raise ValueError("head_dim must be a multiple of 4: 2D rotary splits each head in two rotated halves")
+        if pre_seq_len is not None and (isinstance(pre_seq_len, bool) or not isinstance(pre_seq_len, int)
+                                        or pre_seq_len < 1):
+            raise ValueError(f"pre_seq_len must be None (no prefix) or a positive int, got {pre_seq_len!r}")
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -53,6 +61,8 @@ class ChatGLMConfig(PretrainedConfig):
         self.smask_token_id = smask_token_id
         self.initializer_range = initializer_range
         self.use_cache = use_cache
+        self.pre_seq_len = pre_seq_len
+        self.prefix_projection = bool(prefix_projection)
         super().__init__(
             bos_token_id=bos_token_id,
             eos_token_id=eos_token_id,

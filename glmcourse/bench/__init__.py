@@ -81,6 +81,28 @@ def machine_figures():
     return figures
 
 
+# The seed's commands, and the course's own; those marked False never need a model for --help.
+COMMANDS = {"cover_alpaca2jsonl": False, "tokenize_dataset_rows": False, "finetune": False, "cli_demo": False,
+            "web_demo": False, "make_data": False, "nbtools": False, "bench": False, "build_course_model": True}
+HELP_GOAL_S = 1.0
+
+
+@section("command start-up (--help)")
+def help_figures():
+    """Wall time of ``python -m glmcourse.X --help``: what a learner waits before the first line of output."""
+    import subprocess
+
+    figures = []
+    for command, needs_model in COMMANDS.items():
+        def run():
+            subprocess.run([sys.executable, "-m", f"glmcourse.{command}", "--help"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = best_time(run, repeats=3, warmup=1)
+        goal = "" if needs_model else f"goal <= {HELP_GOAL_S:g} s" + ("" if seconds <= HELP_GOAL_S else ", MISSED")
+        figures.append(Figure(f"{command} --help", seconds, "s", goal))
+    return figures
+
+
 def unit_for(key: str) -> str:
     """The unit a lesson's result key carries, read off its name (``latency_s``, ``... %``, ``... dB``)."""
     k = key.lower()
@@ -130,7 +152,7 @@ def figures_from(results: dict, drop_suffix: tuple = ("%", " s", "_s", " dB")) -
 
 @section("course model (build, generation, held-out quality)")
 def course_model_figures():
-    from glmcourse.build_course_model import bench_course_model
+    from glmcourse.bench.course_model import bench_course_model
 
     r = bench_course_model()
     return [
@@ -140,6 +162,10 @@ def course_model_figures():
         Figure("chat exact match, held-out questions", r["chat_em_pct"], "%", "data/chat_eval.json, greedy"),
         Figure("blank-infilling token accuracy, held-out", r["infill_pct"], "%", "data/corpus_eval.txt"),
         Figure("LoRA skill exact match, base model", r["lora_skill_pct"], "%", "data/lora_eval.json"),
+        Figure("recall of a name in no training list", r["unseen_name_recall_pct"], "%",
+               "16 names, e.g. 我叫小明。 then 我叫什么名字？"),
+        Figure("third turn after the seed's two-turn demo", r["third_turn_pct"], "%",
+               "same reply as the question asked alone; 4 queries"),
         Figure("training throughput (build loop)", r["train_tokens_per_s"], "tokens/s", "20 steps"),
         Figure("training model FLOP rate", r["train_gflops"], "GFLOP/s"),
         Figure("fp32 matmul peak, same run", r["peak_gflops"], "GFLOP/s"),
@@ -150,23 +176,30 @@ def course_model_figures():
 
 @section("02 quantization (course model, held-out data)")
 def quantization_figures():
-    from glmcourse.quant import bench_quant
+    from glmcourse.bench.quant import bench_quant
 
     return figures_from(bench_quant())
 
 
 @section("03 chat (course model)")
 def chat_figures():
-    from glmcourse.chat import bench_chat
+    from glmcourse.bench.chat import bench_chat
 
     return figures_from(bench_chat())
 
 
 @section("05-06 LoRA (learner defaults, fp32 and 8-bit base, all 240 held-out records)")
 def lora_figures():
-    from glmcourse.lora import bench_lora
+    from glmcourse.bench.lora import bench_lora
 
     return figures_from(bench_lora())
+
+
+@section("07 P-Tuning v2 vs LoRA (learner defaults, same base and data, all 240 held-out records)")
+def ptuning_figures():
+    from glmcourse.bench.ptuning import bench_ptuning
+
+    return figures_from(bench_ptuning())
 
 
 # ---------------------------------------------------------------------------- running

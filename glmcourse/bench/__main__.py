@@ -1,0 +1,3 @@
+from glmcourse.bench import main
+
+raise SystemExit(main())

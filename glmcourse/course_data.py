@@ -1,0 +1,64 @@
+"""Reading the course's data files (``data/``, written by ``glmcourse.make_data``) for the lessons,
+the benchmarks and the model build: one place, so every lesson sees the same held-out records.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from glmcourse.make_data import evenly_thinned, read_documents
+
+
+def heldout_records(path=None, limit: int | None = None) -> list[dict]:
+    """Single-turn Alpaca records of the held-out chat set (data/chat_eval.json), evenly thinned to ``limit``."""
+    import json
+
+    import glmcourse
+
+    path = path or glmcourse.DATA_DIR / "chat_eval.json"
+    with open(path, encoding="utf-8") as handle:
+        records = [r for r in json.load(handle) if not r.get("history")]
+    return evenly_thinned(records, limit)
+
+
+def heldout_documents(path=None, limit: int | None = None) -> list[str]:
+    """Held-out documents (data/corpus_eval.txt), evenly thinned to ``limit``: the lesson's loss set."""
+    import glmcourse
+
+    return evenly_thinned(read_documents(path or glmcourse.DATA_DIR / "corpus_eval.txt"), limit)
+
+
+def lora_records(name: str, limit: int | None = None) -> list[dict]:
+    """data/lora_<name>.json ('train' or 'eval'), evenly thinned to ``limit`` records."""
+    import glmcourse
+    from glmcourse.data import load_alpaca
+
+    return evenly_thinned(load_alpaca(glmcourse.DATA_DIR / f"lora_{name}.json"), limit)
+
+
+def base_training_texts() -> list[str]:
+    """The text the course model was trained on: data/corpus.txt and data/course_chat.json's records."""
+    import glmcourse
+
+    chat = json.loads((glmcourse.DATA_DIR / "course_chat.json").read_text(encoding="utf-8"))
+    turns = [text for r in chat for text in [r["instruction"], r.get("input", ""), r["output"]]
+             + [t for pair in r.get("history", []) for t in pair] if text]
+    return read_documents(glmcourse.DATA_DIR / "corpus.txt") + turns
+
+
+def load_course_data(data_dir: Path) -> dict:
+    needed = ["course_chat.json", "chat_eval.json", "lora_eval.json", "corpus.txt", "corpus_eval.txt"]
+    missing = [n for n in needed if not (data_dir / n).exists()]
+    if missing:
+        raise SystemExit(f"{data_dir} lacks {', '.join(missing)}: run `python -m glmcourse.make_data` first.")
+    read = lambda n: (data_dir / n).read_text(encoding="utf-8")  # noqa: E731
+    return {
+        "chat": json.loads(read("course_chat.json")),
+        "chat_eval": json.loads(read("chat_eval.json")),
+        "lora_eval": json.loads(read("lora_eval.json")),
+        "lora_train": json.loads(read("lora_train.json")),
+        "corpus": read_documents(data_dir / "corpus.txt"),
+        "corpus_eval": read_documents(data_dir / "corpus_eval.txt"),
+    }
+
+

@@ -1,0 +1,83 @@
+"""Running exercises in a notebook without breaking it.
+
+Each lesson module holds ``check_*`` functions: they raise AssertionError with a hint on a wrong
+answer and return normally on a right one. A notebook's exercise cell holds the learner's function
+with ``raise NotImplementedError`` in its body; ``attempt`` then reports "not attempted yet" instead of
+failing, so the notebook still runs top to bottom (and under nbval).
+
+Every message a checker prints or raises goes through ``say(template, **values)``: the template is an
+English ``str.format`` string with named fields (``say("expected {want!r}, got {got!r}", want=1, got=2)``).
+When ``GLMCOURSE_LANG`` starts with ``zh`` (the first cell of every notebooks/zh/ lesson sets it) the
+template is looked up in ``i18n/zh_CN/exercises.po`` (msgid = the English template) and the Chinese
+one is formatted instead; an untranslated, fuzzy or broken entry falls back to the English. The
+catalog's msgids are collected from the ``say(...)`` calls of glmcourse/exercises/*.py by
+``python -m glmcourse.nbtools update-catalogs`` (see glmcourse/translation.py and i18n/README.md),
+so a template must be a string literal, never an f-string.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+CATALOG = Path(__file__).resolve().parents[2] / "i18n" / "zh_CN" / "exercises.po"
+
+
+def language() -> str:
+    """``"zh"`` when the learner's notebook asked for Chinese, else ``"en"``. Read at every call, so
+    the notebook's first cell can set ``os.environ["GLMCOURSE_LANG"]`` after this module is imported."""
+    return "zh" if os.environ.get("GLMCOURSE_LANG", "").strip().lower().startswith("zh") else "en"
+
+
+@functools.cache
+def translations(path: str | os.PathLike = CATALOG) -> dict[str, str]:
+    """English template -> Chinese template, read once from the catalog. Untranslated, fuzzy and
+    obsolete entries are left out; a missing catalog (or polib) gives an empty table."""
+    try:
+        import polib
+
+        po = polib.pofile(str(path))
+    except Exception:  # noqa: BLE001 - no catalog means English, never an error in a learner's notebook
+        return {}
+    return {e.msgid: e.msgstr for e in po if e.msgstr and not e.obsolete and "fuzzy" not in e.flags}
+
+
+def say(template: str, **values) -> str:
+    """``template.format(**values)``, in the learner's language (see the module docstring)."""
+    if language() == "zh":
+        chinese = translations(CATALOG).get(template)
+        if chinese:
+            try:
+                return chinese.format(**values)
+            except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+                pass  # a translation that lost or renamed a field: show the English rather than fail
+    return template.format(**values)
+
+
+def attempt(checker, candidate, name: str | None = None) -> bool:
+    """Run ``checker(candidate)``; print the verdict. Returns True when the answer passes."""
+    label = name or getattr(candidate, "__name__", None)
+    if label is None:
+        label = say("your answer")
+    try:
+        checker(candidate)
+    except NotImplementedError:
+        print(say("[TODO] {name}: not attempted yet. Fill in the function above and re-run this cell.", name=label))
+        return False
+    except AssertionError as err:
+        print(say("[TRY AGAIN] {name}: {hint}", name=label, hint=err))
+        return False
+    print(say("[PASS] {name}", name=label))
+    return True
+
+
+def call_learner(fn, *args):
+    """Call the learner's function for a checker: a crash becomes a hint (AssertionError) instead of a
+    traceback, while NotImplementedError passes through so ``attempt`` can say "not attempted yet"."""
+    try:
+        return fn(*args)
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any crash becomes a hint
+        raise AssertionError(say("calling it with {args!r} raised {error}: {message}",
+                                 args=args, error=type(err).__name__, message=err)) from None

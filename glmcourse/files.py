@@ -1,0 +1,120 @@
+"""The ONE safe-write helper: atomic replacement, never replacing what the course did not write, SIGTERM as Ctrl-C.
+
+* ``atomic_write(path)``: a text file written via a temp file and renamed into place;
+* ``check_replaceable(folder, overwrite, flag)``: refuse to replace a folder holding files no course command
+  wrote (a folder the course creates gets ``write_marker(folder, tool)``, the ``.glmcourse-output`` file);
+* ``is_same_or_inside(a, b)``: an output equal to or inside an input;
+* ``sigterm_as_exit()``: ``kill PID`` runs the same clean-up as Ctrl-C.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+
+@contextmanager
+def atomic_write(path, encoding: str = "utf-8"):
+    """Write a text file via a hidden temp file in the same folder, renamed into place at the end.
+
+    On any exception (Ctrl-C included) the temp file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory; give a file name for the output.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def sigterm_as_exit():
+    """While active, SIGTERM (``kill PID``) raises SystemExit, so cleanup code runs as it does on Ctrl-C."""
+
+    def _handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+
+
+# ------------------------------------------------------------------------------------------ not replacing others' work
+OUTPUT_MARKER = ".glmcourse-output"  # written into every folder the course's commands create
+
+
+class OutputError(ValueError):
+    """An output the command refuses to write (it would replace something it did not create)."""
+
+
+def is_same_or_inside(path, other) -> bool:
+    """True when ``path`` is ``other`` or lies inside it (symlinks and ``..`` resolved; neither need exist)."""
+    a, b = Path(os.path.realpath(path)), Path(os.path.realpath(other))
+    return a == b or b in a.parents
+
+
+def write_marker(folder, tool: str) -> Path:
+    """Mark ``folder`` as written by ``tool`` (a small JSON file, written atomically); returns its path."""
+    import json
+
+    marker = Path(folder) / OUTPUT_MARKER
+    with atomic_write(marker) as handle:
+        json.dump({"written_by": tool, "note": "this folder was created by a glmcourse command; it may "
+                   "replace the folder's contents when run again"}, handle)
+        handle.write("\n")
+    return marker
+
+
+def foreign_entries(folder, owned=None) -> list[str]:
+    """Names in ``folder`` that a course command did not write.
+
+    ``owned`` is a callable ``(folder) -> list of foreign names`` for outputs with their own signature
+    (a tokenized dataset: its params file); by default a folder holding the marker file counts as ours.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    if owned is not None:
+        return sorted(owned(folder))
+    names = sorted(p.name for p in folder.iterdir())
+    return [] if OUTPUT_MARKER in names else names
+
+
+def check_replaceable(path, overwrite: bool = False, flag: str = "output", overwrite_flag: str = "--overwrite_output_dir",
+                      owned=None) -> None:
+    """Raise OutputError unless writing the folder ``path`` replaces nothing but the course's own output.
+
+    Fine: ``path`` does not exist, is empty, was written by a course command (``foreign_entries`` is
+    empty), or ``overwrite`` is true (the user asked for it with ``overwrite_flag``).
+    """
+    path = Path(path)
+    if not path.exists() or overwrite:
+        return
+    if not path.is_dir():
+        raise OutputError(f"{flag} {path}: is a file, not a folder; choose another {flag}.")
+    foreign = foreign_entries(path, owned)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputError(f"{flag} {path}: already holds files this command did not write ({shown}); nothing "
+                          f"was changed. Choose another {flag}, or pass {overwrite_flag} to replace that "
+                          f"folder and everything in it.")

@@ -1,0 +1,354 @@
+"""Every loader of the course: the course model, a chat model, a base model for fine-tuning and
+the bitsandbytes 8-bit/NF4 variants. Lessons 02, 03, 05 and 06 and the seed commands load through here.
+
+Before anything is loaded, a local folder's files are checked (``check_model_files``): a missing file,
+a broken config.json or tokenizer.json, an empty, truncated or foreign ``model.safetensors`` each get
+one ``ModelFileError`` line naming the file and the fix, never a library traceback. The folder's own
+Python code (``auto_map``) runs only when the caller passes ``trust_remote_code=True`` (the demos'
+``--trust_remote_code``): ``import glmcourse`` registers the course model with transformers' Auto*
+classes, so the course model needs none.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import warnings
+from pathlib import Path
+
+_BNB_OPTIONS = (
+    "Options: (1) stay on the course's own path, model.quantize(8) or model.quantize(4), which runs "
+    "anywhere; (2) use the fp32 model; (3) on a machine with a CUDA GPU, `pip install -U bitsandbytes`."
+)
+
+
+def import_bitsandbytes():
+    """Import bitsandbytes quietly, or raise a RuntimeError that lists the options (never a bare traceback).
+
+    On CPUs without the optional ``kernels`` package, bitsandbytes logs a warning at import about a
+    missing fused 4-bit kernel; it then uses its own CPU kernels, so the course silences that one logger.
+    """
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():  # its torch.compile import trips a torch-internal deprecation
+            warnings.filterwarnings("ignore", message=".*torch.jit.script_method", category=DeprecationWarning)
+            import bitsandbytes
+            import bitsandbytes.functional  # noqa: F401
+    except Exception as err:  # ImportError, or a backend that fails to load its library
+        raise RuntimeError(f"bitsandbytes is not usable here ({type(err).__name__}: {err}). {_BNB_OPTIONS}") from None
+    return bitsandbytes
+
+
+def _bnb_config(kind: str):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if kind == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if kind == "nf4":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_compute_dtype=torch.float32)
+    raise ValueError(f"kind={kind!r}: choose 'int8' (LLM.int8()) or 'nf4' (QLoRA's 4-bit NormalFloat).")
+
+
+def load_bnb_model(path: str | None = None, kind: str = "int8"):
+    """``AutoModel.from_pretrained(path, quantization_config=...)`` with bitsandbytes, on any device.
+
+    ``kind`` is ``"int8"`` (``BitsAndBytesConfig(load_in_8bit=True)``) or ``"nf4"`` (4-bit NormalFloat,
+    fp32 compute). Without a usable bitsandbytes backend this raises a RuntimeError listing the
+    options (known-failures #2) instead of bitsandbytes' own traceback.
+    """
+    from transformers import AutoModel
+
+    import glmcourse
+
+    config = _bnb_config(kind)
+    import_bitsandbytes()
+    # LLM.int8() multiplies in fp16 by design; on the CPU it says so at every call. Known, not a problem.
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    path = path or glmcourse.COURSE_MODEL
+    check_model_files(path)
+    try:
+        model = AutoModel.from_pretrained(path, quantization_config=config, trust_remote_code=False)
+    except (RuntimeError, ImportError) as err:
+        raise RuntimeError(
+            f"bitsandbytes could not load {kind} weights here: {type(err).__name__}: {err}. {_BNB_OPTIONS}"
+        ) from None
+    return model.eval()
+
+
+class ModelFileError(FileNotFoundError):
+    """A model folder lacks a file, or holds a damaged one: the message names the file and the fix.
+
+    A FileNotFoundError (an OSError), so callers that already explain a missing folder explain this too.
+    """
+
+
+REBUILD = ("copy the complete model folder again (or, for the course model, restore it with "
+           "`git checkout glmcourse/course_model` or rebuild it with `python -m glmcourse.build_course_model`)")
+_SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                       "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _where(flag) -> str:
+    return f"{flag} " if flag else ""
+
+
+def check_json_file(path, what: str = "file") -> object:
+    """Parse a JSON file of a model folder, or raise ModelFileError naming it, the line and the fix."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ModelFileError(f"{path}: cannot be read ({err.strerror or err}); {REBUILD}.") from None
+    if not raw.strip():
+        raise ModelFileError(f"{path}: the {what} is empty; {REBUILD}.")
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{path}: the {what} is not UTF-8 text (a binary or damaged file); {REBUILD}.") from None
+    except json.JSONDecodeError as err:
+        raise ModelFileError(f"{path}: the {what} is damaged, not valid JSON (line {err.lineno}, column "
+                             f"{err.colno}: {err.msg}); {REBUILD}.") from None
+
+
+def check_safetensors(path) -> None:
+    """Check a .safetensors file's header and length without loading it (empty, truncated, foreign: a ModelFileError)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelFileError(f"{path}: the weights file is empty (0 bytes); {REBUILD}.")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            raise ModelFileError(f"{path}: only {size} bytes, too short for a safetensors file (truncated); {REBUILD}.")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > min(size - 8, 100_000_000):
+            raise ModelFileError(f"{path}: not a safetensors file, or truncated (its first 8 bytes announce a "
+                                 f"{header_len}-byte header in a {size}-byte file); {REBUILD}.")
+        try:
+            header = json.loads(handle.read(header_len).decode("utf-8"))
+            ends = [info["data_offsets"][1] for name, info in header.items() if name != "__metadata__"]
+        except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise ModelFileError(f"{path}: not a safetensors file (its header is not safetensors JSON); {REBUILD}.") from None
+    needed = 8 + header_len + max(ends, default=0)
+    if size < needed:
+        raise ModelFileError(f"{path}: truncated: {size} bytes where its header needs {needed} (an interrupted "
+                             f"download or copy); {REBUILD}.")
+
+
+def check_tokenizer_files(path, flag=None) -> None:
+    """A local tokenizer folder: at least one tokenizer file, and every JSON one parses."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return  # a hub id, or no folder: the loaders say which
+    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+    present = [n for n in names[:2] if (folder / n).is_file()] + [n for n in ("tokenizer.model", "ice_text.model")
+                                                                   if (folder / n).is_file()]
+    if not present:
+        raise ModelFileError(f"{_where(flag)}{folder}: no tokenizer (tokenizer.json or tokenizer_config.json); "
+                             f"{REBUILD}.")
+    for name in names:
+        if (folder / name).is_file():
+            check_json_file(folder / name, "tokenizer file" if name != "tokenizer_config.json" else "tokenizer config")
+
+
+def check_model_files(path, flag=None, tokenizer: bool = False) -> None:
+    """Everything a local model folder needs, checked cheaply before loading: config.json (valid JSON
+    object), the weights (safetensors header and length, a shard index and its shards), and with
+    ``tokenizer=True`` the tokenizer files. A hub id (not a folder) is left to the loader."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    missing = missing_model_files(folder) if tokenizer else [
+        m for m in missing_model_files(folder) if not m.startswith("tokenizer")]
+    if missing:
+        raise ModelFileError(f"model folder {folder} is missing: {', '.join(missing)}. Point {flag or 'the path'} "
+                             "at a folder written by save_pretrained (or the course model).")
+    config = check_json_file(folder / "config.json", "model config")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{folder / 'config.json'}: the model config must be a JSON object; {REBUILD}.")
+    if (folder / "generation_config.json").is_file():
+        check_json_file(folder / "generation_config.json", "generation config")
+    if (folder / "model.safetensors").is_file():
+        check_safetensors(folder / "model.safetensors")
+    elif (folder / "model.safetensors.index.json").is_file():
+        index = check_json_file(folder / "model.safetensors.index.json", "weights index")
+        shards = sorted(set((index or {}).get("weight_map", {}).values())) if isinstance(index, dict) else []
+        for shard in shards:
+            if not (folder / shard).is_file():
+                raise ModelFileError(f"{folder / shard}: missing, but model.safetensors.index.json lists it; {REBUILD}.")
+            check_safetensors(folder / shard)
+    elif (folder / "pytorch_model.bin").is_file() and (folder / "pytorch_model.bin").stat().st_size == 0:
+        raise ModelFileError(f"{folder / 'pytorch_model.bin'}: the weights file is empty (0 bytes); {REBUILD}.")
+    if tokenizer:
+        check_tokenizer_files(folder, flag)
+
+
+def _custom_code_hint(path, flag) -> str:
+    py = sorted(p.name for p in Path(path).glob("*.py")) if Path(path).is_dir() else []
+    shown = f" ({', '.join(py)})" if py else ""
+    option = "--trust_remote_code" if flag else "trust_remote_code=True"
+    return (f"{path} asks to run the Python code in its folder{shown}, which would run with your permissions; "
+            f"it was not run. Read that code, and if you trust it pass {option}.")
+
+
+def _explain(err: Exception, path, what: str, flag) -> ModelFileError:
+    """Turn a library's exception while loading ``what`` from ``path`` into a one-line ModelFileError."""
+    text = str(err)
+    if "trust_remote_code" in text and "custom code" in text:
+        return ModelFileError(_custom_code_hint(path, flag))
+    if isinstance(err, ModelFileError):
+        return err
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return ModelFileError(f"could not load the {what} from {_where(flag)}{path} ({type(err).__name__}: {first[:300]}); "
+                          f"{REBUILD}.")
+
+
+def load_tokenizer(path, trust_remote_code: bool = False, flag=None):
+    """``AutoTokenizer.from_pretrained(path)``, the folder's own code only with ``trust_remote_code=True``."""
+    from transformers import AutoTokenizer
+
+    import glmcourse  # noqa: F401  (registers the course tokenizer with AutoTokenizer)
+
+    check_tokenizer_files(path, flag)
+    try:
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=bool(trust_remote_code))
+    except Exception as err:  # tokenizers raises a bare Exception on a damaged tokenizer.json
+        raise _explain(err, path, "tokenizer", flag) from None
+
+
+def _load_model(factory, path, what: str, flag, trust_remote_code: bool, **kwargs):
+    try:
+        return factory.from_pretrained(str(path), trust_remote_code=bool(trust_remote_code), **kwargs)
+    except Exception as err:  # safetensors, torch and json errors all become one line naming the folder
+        raise _explain(err, path, what, flag) from None
+
+
+def load_course_model(path: str | None = None, trust_remote_code: bool = False):
+    """The shipped course model (fp32, eval mode) and its tokenizer, with a clear error if a file is missing or damaged."""
+    from transformers import AutoModel
+
+    import glmcourse
+
+    path = path or glmcourse.COURSE_MODEL
+    if not (Path(path) / "model.safetensors").exists():
+        raise ModelFileError(
+            f"{path} has no model.safetensors: build the course model with "
+            "`python -m glmcourse.build_course_model` (or restore it with git)."
+        )
+    check_model_files(path, tokenizer=True)
+    model = _load_model(AutoModel, path, "model", None, trust_remote_code)
+    return model.eval(), load_tokenizer(path, trust_remote_code=trust_remote_code)
+
+
+def bnb_options(path) -> str:
+    return (
+        "Options: (1) leave out --load_in_8bit/--load_in_4bit: LoRA on the fp32 base is what the course model "
+        "needs anyway (its fp32 weights are 17 MB); (2) use a smaller model in fp32; (3) on a machine with a "
+        f"CUDA GPU, `pip install -U bitsandbytes` and load {path} there."
+    )
+
+
+def load_base_model(path=None, load_in_8bit: bool = False, load_in_4bit: bool = False, trust_remote_code: bool = False):
+    """The base model for LoRA: fp32, or bitsandbytes 8-bit (LLM.int8()) / 4-bit (NF4), on any device.
+
+    ``load_in_8bit=True`` is the seed's ``AutoModel.from_pretrained(..., load_in_8bit=True)``, spelled
+    the transformers 5 way (``quantization_config=BitsAndBytesConfig(load_in_8bit=True)``). On a CPU,
+    bitsandbytes' CPU backend runs it. Without a usable backend: a LoraError with the options. A
+    missing or damaged file: a ModelFileError naming it.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import glmcourse
+    from glmcourse.lora import LoraError
+
+    path = str(path or glmcourse.COURSE_MODEL)
+    if load_in_8bit and load_in_4bit:
+        raise LoraError("choose one of load_in_8bit and load_in_4bit, not both.")
+    check_model_files(path)
+    if not (load_in_8bit or load_in_4bit):
+        return _load_model(AutoModelForCausalLM, path, "model", None, trust_remote_code, dtype=torch.float32)
+    from transformers import BitsAndBytesConfig
+
+    kind = "8-bit" if load_in_8bit else "4-bit"
+    try:
+        import_bitsandbytes()
+    except RuntimeError as err:
+        reason = str(err).split(". Options:")[0]
+        raise LoraError(f"loading {path} in {kind} needs bitsandbytes with a working backend: {reason}. "
+                        f"{bnb_options(path)}") from None
+    # LLM.int8() multiplies in fp16 by design and says so at every call on the CPU: known, not a problem.
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    config = (BitsAndBytesConfig(load_in_8bit=True) if load_in_8bit else
+              BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32))
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=torch.float32,
+                                                    trust_remote_code=bool(trust_remote_code))
+    except (RuntimeError, ImportError, AttributeError) as err:
+        raise LoraError(f"bitsandbytes could not load {path} in {kind} here ({type(err).__name__}: {err}). "
+                        f"{bnb_options(path)}") from None
+
+
+def missing_model_files(path) -> list[str]:
+    """What a local model folder lacks for from_pretrained (empty when it looks complete)."""
+    folder = Path(path)
+    needs = {
+        "config.json": ["config.json"],
+        "weights (model.safetensors or pytorch_model.bin, or a sharded index)": [
+            "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+            "pytorch_model.bin.index.json"],
+        "tokenizer (tokenizer.json or tokenizer_config.json)": ["tokenizer.json", "tokenizer_config.json"],
+    }
+    return [what for what, names in needs.items() if not any((folder / n).exists() for n in names)]
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an invalid repo id, say
+        return False
+
+
+def check_model_path(path, flag=None) -> str:
+    """A local model folder with every file intact, or a hub id that is cached when offline (else a ModelFileError)."""
+    from glmcourse.cli import is_offline, offline_variable
+
+    path = str(path)
+    where = flag or "the model path"
+    if Path(path).is_dir():
+        missing = missing_model_files(path)
+        if missing:
+            raise ModelFileError(f"model folder {path} is missing: {', '.join(missing)}. Point {flag or '--model'} "
+                                 "at a folder written by save_pretrained (or the course model).")
+        check_model_files(path, flag, tokenizer=True)
+    elif Path(path).exists() or path.startswith((".", "/", "~")):
+        raise ModelFileError(f"no model folder at {path}. Pass {where} as the folder that holds config.json, the "
+                             "weights and the tokenizer.")
+    elif is_offline() and not _in_hub_cache(path):
+        raise ModelFileError(f"{path} is neither a local folder nor in the Hugging Face cache, and "
+                             f"{offline_variable()} forbids downloading it (HF_HUB_OFFLINE=1 mode). Download it once "
+                             "online, or pass a local folder.")
+    return path
+
+
+def load_chat_model(path: str | None = None, device: str | None = None, trust_remote_code: bool = False, flag=None):
+    """``(tokenizer, model)`` ready to chat: the seed's AutoTokenizer / AutoModel calls, in eval mode.
+
+    The device defaults to the best available one, in fp16 on a GPU and fp32 on the CPU. A local
+    folder is checked first, so a missing or damaged file is named instead of becoming a download
+    attempt or a traceback. The folder's Python code runs only with ``trust_remote_code=True``.
+    """
+    from transformers import AutoModel
+
+    import glmcourse
+    from glmcourse.settings import pick_device, pick_dtype
+
+    path = check_model_path(str(path or glmcourse.COURSE_MODEL), flag)
+    device = pick_device(device)
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code, flag=flag)
+    model = _load_model(AutoModel, path, "model", flag, trust_remote_code, dtype=pick_dtype(device))
+    return tokenizer, model.to(device).eval()

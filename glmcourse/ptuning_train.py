@@ -1,0 +1,569 @@
+"""``python -m glmcourse.ptuning``: P-Tuning v2 training on the HF Trainer, with ChatGLM-6B's ptuning/train.sh flags.
+
+The lesson's settings are the defaults (``glmcourse.ptuning.LEARNER_DEFAULTS``): two paths are enough::
+
+    python -m glmcourse.ptuning convert --data_path data/lora_train.json --save_path runs/ptuning_data/train.json
+    python -m glmcourse.ptuning --do_train --train_file runs/ptuning_data/train.json --output_dir runs/07_ptuning
+
+train.sh works as written (its AdvertiseGen columns are content/summary)::
+
+    python -m glmcourse.ptuning --do_train --train_file AdvertiseGen/train.json --validation_file AdvertiseGen/dev.json \\
+        --prompt_column content --response_column summary --overwrite_cache --model_name_or_path PATH \\
+        --output_dir output/adgen-pt-128-2e-2 --overwrite_output_dir --max_source_length 64 --max_target_length 64 \\
+        --per_device_train_batch_size 1 --per_device_eval_batch_size 1 --gradient_accumulation_steps 16 \\
+        --predict_with_generate --max_steps 3000 --logging_steps 10 --save_steps 1000 --learning_rate 2e-2 \\
+        --pre_seq_len 128 --quantization_bit 4
+
+Also: --history_column, --prefix_projection, --seed (42), --resume_from_checkpoint [PATH] (no PATH: the last
+complete checkpoint in --output_dir), --save_total_limit. What it adds to main.py: every flag and data row
+checked before the model loads; pre-flight checks (trainable parameters > 0 and all in the prefix encoder, a
+non-zero prefix gradient at step 1); a guard that stops on a NaN/inf loss or a loss stuck at 0; only the prefix
+saved (safetensors + ptuning_config.json), atomically, at every save step and at the end; checkpoints that hold
+the prefix, not the 6B base; greedy held-out exact match with --predict_with_generate; and an --output_dir
+that is never emptied unless --overwrite_output_dir says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from glmcourse import ptuning
+from glmcourse.ptuning import LEARNER_DEFAULTS, PREFIX_WEIGHTS, PTUNING_CONFIG, PTuningError
+
+ZERO_LOSS_PATIENCE = 5
+LOSS_LOG = "loss_log.json"
+PREDICTIONS = "generated_predictions.jsonl"
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+OURS = (PREFIX_WEIGHTS, PTUNING_CONFIG, LOSS_LOG, PREDICTIONS, "eval_results.json")
+
+
+class TrainingStopped(RuntimeError):
+    """The guard stopped training; the message is the diagnosis."""
+
+
+def _say(*args):
+    print(*args, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    import glmcourse
+    from glmcourse.data import str2bool
+
+    d = LEARNER_DEFAULTS
+    p = argparse.ArgumentParser(prog="python -m glmcourse.ptuning", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--do_train", action="store_true", help="accepted for train.sh; this command always trains")
+    p.add_argument("--train_file", required=True, help="JSON lines, one object per line (prompt/response columns)")
+    p.add_argument("--validation_file", default=None, help="held-out JSON lines, scored with --predict_with_generate")
+    p.add_argument("--prompt_column", default="prompt")
+    p.add_argument("--response_column", default="response")
+    p.add_argument("--history_column", default=None, help="a column of [[query, response], ...] past turns")
+    p.add_argument("--overwrite_cache", action="store_true", help="accepted for train.sh; rows are tokenized afresh "
+                   "every run, so there is no cache to go stale")
+    p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, help="the base (default: the course model)")
+    p.add_argument("--output_dir", required=True, help="prefix, loss log, checkpoints and predictions go here")
+    p.add_argument("--overwrite_output_dir", action="store_true",
+                   help="start over in an --output_dir that holds an earlier run (deletes that run's files only)")
+    p.add_argument("--max_source_length", type=int, default=d["max_source_length"], help="prompt tokens + 1")
+    p.add_argument("--max_target_length", type=int, default=d["max_target_length"], help="answer tokens + 2")
+    p.add_argument("--per_device_train_batch_size", type=int, default=d["per_device_train_batch_size"])
+    p.add_argument("--per_device_eval_batch_size", type=int, default=32, help="prompts per generate() call")
+    p.add_argument("--gradient_accumulation_steps", type=int, default=d["gradient_accumulation_steps"])
+    p.add_argument("--predict_with_generate", action="store_true",
+                   help="after training, greedy answers for --validation_file and their exact match")
+    p.add_argument("--max_steps", type=int, default=d["max_steps"], help="optimizer steps")
+    p.add_argument("--logging_steps", type=int, default=d["logging_steps"])
+    p.add_argument("--save_steps", type=int, default=d["save_steps"], help="checkpoint + prefix every N steps")
+    p.add_argument("--save_total_limit", type=int, default=d["save_total_limit"], help="checkpoints kept")
+    p.add_argument("--learning_rate", type=float, default=d["learning_rate"])
+    p.add_argument("--pre_seq_len", type=int, default=d["pre_seq_len"], help="prefix positions per layer")
+    p.add_argument("--prefix_projection", type=str2bool, nargs="?", const=True, default=d["prefix_projection"],
+                   help="produce the prefix through a 2-layer MLP (--prefix_projection, or true/false)")
+    p.add_argument("--quantization_bit", type=int, default=None, help="4 or 8: model.quantize(bits) on the base; "
+                   "the prefix stays floating point")
+    p.add_argument("--resume_from_checkpoint", nargs="?", const="last", default=None,
+                   help="continue from a checkpoint folder; no value: the last complete one in --output_dir")
+    p.add_argument("--seed", type=int, default=42, help="seeds the prefix's initial values, dropout and data order")
+    return p
+
+
+def convert_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m glmcourse.ptuning convert",
+                                description="Alpaca JSON (instruction/input/output) -> P-Tuning JSON lines "
+                                            "(prompt/response, and history when a record has one).")
+    p.add_argument("--data_path", required=True, help="an Alpaca JSON array, e.g. data/lora_train.json")
+    p.add_argument("--save_path", required=True, help="the JSON-lines file to write (e.g. runs/ptuning_data/train.json)")
+    p.add_argument("--style", choices=["instruction", "chat"], default="instruction",
+                   help="instruction: the LoRA lesson's 'Instruction: ... Answer: ' prompt; chat: the bare chat query")
+    return p
+
+
+def convert(data_path, save_path, style: str = "instruction") -> int:
+    """Alpaca JSON -> P-Tuning JSON lines (ensure_ascii=False, one object per line), written atomically."""
+    from glmcourse.data import load_alpaca
+    from glmcourse.files import atomic_write
+
+    records = load_alpaca(data_path)
+    with atomic_write(save_path) as out:
+        for record in records:
+            out.write(json.dumps(ptuning.alpaca_to_ptuning(record, style), ensure_ascii=False) + "\n")
+    return len(records)
+
+
+def check_settings(s: dict) -> None:
+    """Every numeric flag, before anything slow (known-failures #8)."""
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                "max_steps", "save_steps", "logging_steps", "pre_seq_len"):
+        if s.get(key) is not None and int(s[key]) < 1:
+            raise PTuningError(f"--{key} {s[key]}: must be at least 1.")
+    if s.get("save_total_limit") is not None and int(s["save_total_limit"]) < 1:
+        raise PTuningError(f"--save_total_limit {s['save_total_limit']}: must be at least 1 (checkpoints kept).")
+    if not (s["learning_rate"] > 0 and math.isfinite(s["learning_rate"])):
+        raise PTuningError(f"--learning_rate {s['learning_rate']}: must be a positive number (train.sh uses 2e-2).")
+    if s.get("quantization_bit") is not None and s["quantization_bit"] not in (4, 8):
+        raise PTuningError(f"--quantization_bit {s['quantization_bit']}: ChatGLM-6B's quantize(bits) supports 4 or 8 "
+                           f"only; leave the flag out for a floating-point base.")
+    ptuning.check_lengths(int(s["max_source_length"]), int(s["max_target_length"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+def read_rows(path, prompt_column: str, response_column: str, history_column: str | None) -> list[dict]:
+    """JSON lines -> [{"query", "response", "history"}]; every bad line is reported by number, before training."""
+    from glmcourse.data import DataError, read_text
+
+    try:
+        text = read_text(path)
+    except DataError as err:
+        raise PTuningError(str(err)) from None
+    flag = "--train_file/--validation_file"
+    if text.lstrip().startswith("["):
+        raise PTuningError(
+            f"{path}: this is a JSON array, but {flag} takes JSON lines (one object per line). For Alpaca records "
+            f"(instruction/input/output), convert it: python -m glmcourse.ptuning convert --data_path {path} "
+            f"--save_path OUT.json")
+    rows, problems = [], []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"line {lineno}: not valid JSON at column {err.colno}: {err.msg}")
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"line {lineno}: must be a JSON object, got {type(row).__name__}")
+            continue
+        missing = [c for c in (prompt_column, response_column) if c not in row]
+        if missing:
+            hint = " (an Alpaca record: convert the file with python -m glmcourse.ptuning convert)" \
+                if "instruction" in row else ""
+            problems.append(f"line {lineno}: no {' / '.join(repr(m) for m in missing)} column (its keys: "
+                            f"{', '.join(sorted(row)) or 'none'}){hint}")
+            continue
+        query, response = row[prompt_column], row[response_column]
+        if not isinstance(query, (str, type(None))) or not isinstance(response, (str, type(None))):
+            problems.append(f"line {lineno}: {prompt_column!r} and {response_column!r} must be strings")
+            continue
+        history = row.get(history_column) if history_column else None
+        if history_column and history is not None:
+            ok = isinstance(history, list) and all(isinstance(t, (list, tuple)) and len(t) == 2
+                                                   and all(isinstance(x, str) for x in t) for t in history)
+            if not ok:
+                problems.append(f"line {lineno}: {history_column!r} must be a list of [query, response] string pairs")
+                continue
+        rows.append({"query": query or "", "response": response or "", "history": history or []})
+    if problems:
+        listed = "\n".join(f"  {p}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise PTuningError(f"{path}: {len(problems)} bad lines (numbered from 1); columns asked for: "
+                           f"--prompt_column {prompt_column} --response_column {response_column}"
+                           f"{f' --history_column {history_column}' if history_column else ''}\n{listed}{more}")
+    return rows
+
+
+def tokenize_rows(tokenizer, rows, max_source_length: int, max_target_length: int, history_column: bool,
+                  source="the data") -> tuple[list[dict], dict]:
+    """main.py's rule: rows with an empty prompt or response are skipped; the others become build_example rows."""
+    ids = ptuning.special_ids(tokenizer)
+    out, counts = [], {"rows": len(rows), "empty": 0, "cut_source": 0, "cut_target": 0}
+    for row in rows:
+        if not row["query"] or not row["response"]:
+            counts["empty"] += 1
+            continue
+        ex = ptuning.build_example(tokenizer, row["query"], row["response"], max_source_length, max_target_length,
+                                   row["history"], history_column, ids)
+        counts["cut_source"] += ex["cut_source"]
+        counts["cut_target"] += ex["cut_target"]
+        out.append({"input_ids": ex["input_ids"], "labels": ex["labels"]})
+    counts["kept"] = len(out)
+    if not out:
+        raise PTuningError(f"{source}: 0 training samples after filtering ({counts['empty']} of {counts['rows']} rows "
+                           f"have an empty prompt or response); check --prompt_column/--response_column.")
+    return out, counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Output folder and checkpoints
+# ----------------------------------------------------------------------------------------------
+def checkpoints(output_dir) -> list[Path]:
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and CHECKPOINT.match(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT.match(p.name).group(1)))
+
+
+def is_complete_checkpoint(path) -> bool:
+    """The Trainer writes trainer_state.json last, so its presence marks a finished save."""
+    return all((Path(path) / n).exists() for n in ("trainer_state.json", PREFIX_WEIGHTS, PTUNING_CONFIG))
+
+
+def resolve_resume(resume, output_dir, pre_seq_len: int, prefix_projection: bool) -> str | None:
+    if resume is None or str(resume).lower() in {"false", "no", "0"}:
+        return None
+    if str(resume).lower() in {"last", "true", "yes", "1"}:
+        found = checkpoints(output_dir)
+        complete = [c for c in found if is_complete_checkpoint(c)]
+        for broken in sorted(set(found) - set(complete)):
+            _say(f"note: {broken.name} is incomplete (interrupted while saving); skipped.")
+        if not complete:
+            raise PTuningError(f"--resume_from_checkpoint: no complete checkpoint-N folder in {output_dir}; start "
+                               f"without it (the first save happens after --save_steps steps).")
+        path = complete[-1]
+    else:
+        path = Path(resume)
+        if not is_complete_checkpoint(path):
+            raise PTuningError(f"--resume_from_checkpoint {resume}: not a complete P-Tuning checkpoint (needs "
+                               f"trainer_state.json, {PREFIX_WEIGHTS}, {PTUNING_CONFIG}); pass a checkpoint-N folder, "
+                               f"or no value for the last one in --output_dir.")
+    config = json.loads((path / PTUNING_CONFIG).read_text(encoding="utf-8"))
+    if (config["pre_seq_len"], config["prefix_projection"]) != (pre_seq_len, bool(prefix_projection)):
+        raise PTuningError(f"{path} was trained with --pre_seq_len {config['pre_seq_len']}"
+                           f"{' --prefix_projection' if config['prefix_projection'] else ''}: resume with the same "
+                           f"values (and the same other settings).")
+    return str(path)
+
+
+def prepare_output_dir(output_dir: Path, overwrite: bool, resume: str | None) -> None:
+    """Refuse to replace an earlier run's files unless --overwrite_output_dir; then delete only those files."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PTuningError(f"--output_dir {output_dir} is a file; give a folder.")
+    if resume:
+        return
+    earlier = checkpoints(output_dir) + [output_dir / n for n in OURS if (output_dir / n).exists()]
+    if not earlier:
+        return
+    if not overwrite:
+        raise PTuningError(f"{output_dir} holds an earlier run ({', '.join(sorted(p.name for p in earlier)[:4])}). "
+                           f"Continue it with --resume_from_checkpoint, or start over with --overwrite_output_dir "
+                           f"(deletes those files; nothing else in the folder is touched).")
+    for path in earlier:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+# ----------------------------------------------------------------------------------------------
+# Callbacks and the Trainer
+# ----------------------------------------------------------------------------------------------
+def prefix_parameters(model) -> dict:
+    return {n: p for n, p in model.named_parameters() if ".prefix_encoder." in f".{n}"}
+
+
+def check_only_prefix_trains(model) -> int:
+    """Pre-flight (known-failures #14): some parameters train, and all of them are the prefix encoder's."""
+    trainable, total = ptuning.trainable_parameters(model)
+    if trainable == 0:
+        raise PTuningError(f"the model has 0 trainable parameters (of {total:,}): nothing would learn. Build it with "
+                           f"from_pretrained(path, pre_seq_len=N): the prefix encoder is created trainable.")
+    other = [n for n, p in model.named_parameters() if p.requires_grad and n not in prefix_parameters(model)]
+    if other:
+        raise PTuningError(f"{len(other)} base parameters would train too ({other[:3]}...): P-Tuning v2 freezes the "
+                           f"base; call model.freeze_for_prefix_tuning().")
+    return trainable
+
+
+def check_prefix_grads(model) -> float:
+    """After the first backward: some prefix gradient is non-zero (#14). Returns the largest |grad|."""
+    grads = [p.grad.detach().abs().max().item() for p in prefix_parameters(model).values() if p.grad is not None]
+    if any(not math.isfinite(g) for g in grads):
+        return float("nan")  # gradients flow but the loss is broken: the guard reports that
+    if max(grads, default=0.0) == 0.0:
+        raise PTuningError("after one training step no gradient reached the prefix encoder: the labels may be all "
+                           "-100 (check --max_target_length), or the prefix is not used as past keys/values.")
+    return max(grads)
+
+
+def _callbacks():
+    from transformers import TrainerCallback
+
+    class Preflight(TrainerCallback):
+        def __init__(self):
+            self.first_step, self.largest_grad = None, None
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            check_only_prefix_trains(model)
+            self.first_step = state.global_step
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            if state.global_step == self.first_step and self.largest_grad is None:
+                self.largest_grad = check_prefix_grads(model)
+
+    class Guard(TrainerCallback):
+        """Stops on a NaN/inf loss, or a loss of exactly 0 for several steps, with a diagnosis (#15)."""
+
+        def __init__(self, patience: int = ZERO_LOSS_PATIENCE):
+            self.patience, self.zero_streak, self.bad, self.diagnosis = patience, 0, None, None
+
+        def observe(self, loss: float):
+            if not math.isfinite(loss):
+                self.bad = self.bad or loss
+            self.zero_streak = self.zero_streak + 1 if loss == 0.0 else 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bad is not None:
+                self.diagnosis = (f"training stopped at step {state.global_step}: the loss is {self.bad}. Usual causes: "
+                                  f"a learning rate too high (now {args.learning_rate:g}; try 10x lower) or a corrupt "
+                                  f"base. The prefix in --output_dir is the last good save.")
+            elif self.zero_streak >= self.patience:
+                self.diagnosis = (f"training stopped at step {state.global_step}: the loss has been exactly 0 for "
+                                  f"{self.zero_streak} steps, so nothing is learned. Usual cause: the labels supervise "
+                                  f"nothing (check the response column and --max_target_length).")
+            if self.diagnosis:
+                control.should_training_stop = True
+                control.should_save = False
+
+    class PrefixSaver(TrainerCallback):
+        """At every save step: the prefix into --output_dir as well, atomically and re-read (#16)."""
+
+        def __init__(self, output_dir, guard):
+            self.output_dir, self.guard = output_dir, guard
+
+        def on_save(self, args, state, control, model=None, **kwargs):
+            if state.is_world_process_zero and self.guard.diagnosis is None:
+                ptuning.save_prefix(model, self.output_dir)
+
+    return Preflight, Guard, PrefixSaver
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class PrefixTrainer(Trainer):
+        """Checkpoints hold the prefix only (as ChatGLM-6B's ptuning trainer), not a copy of the frozen base."""
+
+        guard = None
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.model_accepts_loss_kwargs = False  # ChatGLM returns a mean loss: let the Trainer average
+
+        def _save(self, output_dir=None, state_dict=None):
+            if self.args.should_save:
+                ptuning.save_prefix(self.model, output_dir or self.args.output_dir)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            ptuning.load_prefix(model or self.model, resume_from_checkpoint, verbose=False)
+
+        def training_step(self, model, *a, **kw):
+            loss = super().training_step(model, *a, **kw)
+            if self.guard is not None:
+                self.guard.observe(float(loss.detach()))
+            return loss
+
+    return PrefixTrainer
+
+
+def load_base(model_path: str, pre_seq_len: int, prefix_projection: bool, quantization_bit: int | None):
+    """The base with a fresh, trainable prefix encoder; quantized with model.quantize(bits) if asked (prefix fp32)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, pre_seq_len=pre_seq_len,
+                                                 prefix_projection=prefix_projection, dtype=torch.float32)
+    if not hasattr(getattr(model, "transformer", None), "prefix_encoder"):
+        raise PTuningError(f"{model_path} ({type(model).__name__}, model_type {model.config.model_type!r}) has no "
+                           f"P-Tuning v2 prefix encoder: pre_seq_len is ChatGLM-6B's built-in; for other models use "
+                           f"LoRA (python -m glmcourse.finetune).")
+    if quantization_bit is not None:
+        model.quantize(quantization_bit)
+        model.freeze_for_prefix_tuning()
+        model.transformer.prefix_encoder.float()
+    return model
+
+
+def train(train_file, output_dir, *, validation_file=None, prompt_column="prompt", response_column="response",
+          history_column=None, model_name_or_path=None, overwrite_output_dir=False, predict_with_generate=False,
+          quantization_bit=None, resume_from_checkpoint=None, seed=42, callbacks=(), quiet=None,
+          do_train=True, overwrite_cache=False, per_device_eval_batch_size=32, **settings_given) -> dict:
+    """Train a P-Tuning v2 prefix; returns {"output_dir", "global_step", "train_seconds", "final_loss", "log",
+    "trainable", "prefix", "exact_match", ...}. Unset settings take LEARNER_DEFAULTS."""
+    import torch
+    from transformers import AutoTokenizer, PrinterCallback, ProgressCallback, TrainingArguments, set_seed
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    import glmcourse
+    from glmcourse import finetune, settings
+
+    unknown = set(settings_given) - set(LEARNER_DEFAULTS)
+    if unknown:
+        raise TypeError(f"train() got unknown settings {sorted(unknown)}")
+    s = dict(LEARNER_DEFAULTS)
+    s.update({k: v for k, v in settings_given.items() if v is not None})
+    s["quantization_bit"], s["per_device_eval_batch_size"] = quantization_bit, per_device_eval_batch_size
+    check_settings(s)
+    quiet = settings.QUIET if quiet is None else quiet
+    output_dir, model_path = Path(output_dir), str(model_name_or_path or glmcourse.COURSE_MODEL)
+    if predict_with_generate and not validation_file:
+        raise PTuningError("--predict_with_generate needs --validation_file (the held-out rows to answer).")
+    # every data row is read and checked before the model loads
+    train_rows = read_rows(train_file, prompt_column, response_column, history_column)
+    eval_rows = read_rows(validation_file, prompt_column, response_column, history_column) if validation_file else None
+    resume = resolve_resume(resume_from_checkpoint, output_dir, int(s["pre_seq_len"]), bool(s["prefix_projection"]))
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    dataset, counts = tokenize_rows(tokenizer, train_rows, s["max_source_length"], s["max_target_length"],
+                                    bool(history_column), source=str(train_file))
+    prepare_output_dir(output_dir, overwrite_output_dir, resume)
+
+    set_seed(seed)  # before the prefix encoder exists: its initial values are random
+    model = load_base(model_path, int(s["pre_seq_len"]), bool(s["prefix_projection"]), quantization_bit)
+    model.config.use_cache = False
+    trainable, total = ptuning.trainable_parameters(model)
+    _say(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
+
+    Preflight, Guard, PrefixSaver = _callbacks()
+    _, _, _, LossLog = finetune._callbacks()
+    preflight, guard, loss_log = Preflight(), Guard(), LossLog(output_dir)
+    cpu = not torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=int(s["per_device_train_batch_size"]),
+        gradient_accumulation_steps=int(s["gradient_accumulation_steps"]), max_steps=int(s["max_steps"]),
+        save_strategy="steps", save_steps=int(s["save_steps"]), save_total_limit=int(s["save_total_limit"]),
+        learning_rate=float(s["learning_rate"]), remove_unused_columns=False, logging_steps=int(s["logging_steps"]),
+        logging_first_step=True, report_to="none", seed=seed, data_seed=seed, disable_tqdm=quiet, use_cpu=cpu,
+        dataloader_pin_memory=not cpu, label_names=["labels"], weight_decay=0.0, warmup_steps=0)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=dataset,
+                               data_collator=ptuning.PrefixCollator(ptuning.special_ids(tokenizer)["pad"]),
+                               callbacks=[preflight, guard, PrefixSaver(output_dir, guard), loss_log, *callbacks])
+    trainer.guard = guard
+    for noisy in (PrinterCallback, NotebookProgressCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+    if not quiet:
+        trainer.add_callback(finetune._progress_class())
+    kind = f"int{quantization_bit} (model.quantize)" if quantization_bit else "fp32"
+    _say(f"base {Path(model_path).name} in {kind}, prefix fp32; {counts['kept']} rows ({counts['empty']} empty "
+         f"skipped, {counts['cut_source']} prompts / {counts['cut_target']} answers cut), batch "
+         f"{s['per_device_train_batch_size']} x {s['gradient_accumulation_steps']} accumulation, {s['max_steps']} steps, "
+         f"lr {s['learning_rate']:g}, pre_seq_len {s['pre_seq_len']}, projection {bool(s['prefix_projection'])}")
+    if resume:
+        step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
+        _say(f"resuming from {Path(resume).name} (step {step})")
+    start, cpu_start = time.perf_counter(), time.process_time()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    if guard.diagnosis:
+        raise TrainingStopped(guard.diagnosis)
+    loss_log.write()
+    saved = ptuning.save_prefix(model, output_dir)
+    out = {"output_dir": str(output_dir), "global_step": trainer.state.global_step, "train_seconds": round(seconds, 1),
+           "train_cpu_seconds": round(cpu_seconds, 1), "final_loss": loss_log.rows[-1]["loss"] if loss_log.rows else None,
+           "log": loss_log.rows, "trainable": trainable, "counts": counts, "first_step_max_prefix_grad":
+           preflight.largest_grad, "prefix_bytes": saved["file_bytes"], "exact_match": None}
+    _say(f"done: {out['global_step']} steps in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time), last logged loss "
+         f"{out['final_loss'] if out['final_loss'] is None else round(out['final_loss'], 4)}; prefix: {PREFIX_WEIGHTS} "
+         f"{saved['file_bytes'] / 1024:.1f} KiB, {saved['config']['parameters']:,} parameters")
+    if predict_with_generate:
+        em, replies = predict(model, tokenizer, eval_rows, s["max_source_length"], s["max_target_length"],
+                              bool(history_column), per_device_eval_batch_size)
+        out["exact_match"] = em
+        write_predictions(output_dir, eval_rows, replies, em)
+        _say(f"held-out exact match: {100 * em:.1f}% of {len(eval_rows)} rows ({Path(validation_file).name}, greedy); "
+             f"answers in {PREDICTIONS}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Held-out answers
+# ----------------------------------------------------------------------------------------------
+def predict(model, tokenizer, rows, max_source_length: int, max_target_length: int, history_column: bool,
+            batch_size: int = 32) -> tuple[float, list[str]]:
+    """Greedy answers (at most max_target_length new tokens) and the exact-match share (stripped text)."""
+    from glmcourse.evaluation import greedy_replies
+
+    rows = [r for r in rows if r["query"] and r["response"]]
+    prompts = [ptuning.build_prompt(r["query"], r["history"], history_column) for r in rows]
+    prompts = [tokenizer.decode(tokenizer.encode(p, add_special_tokens=False)[: max_source_length - 1]) for p in prompts]
+    replies = greedy_replies(model.eval(), tokenizer, prompts, max_new_tokens=max_target_length, batch_size=batch_size)
+    hits = [reply.strip() == r["response"].strip() for reply, r in zip(replies, rows)]
+    return sum(hits) / max(len(hits), 1), replies
+
+
+def write_predictions(output_dir, rows, replies, em) -> None:
+    from glmcourse.files import atomic_write
+
+    with atomic_write(Path(output_dir) / PREDICTIONS) as out:
+        for row, reply in zip([r for r in rows if r["query"] and r["response"]], replies):
+            out.write(json.dumps({"prompt": row["query"], "labels": row["response"], "predict": reply},
+                                 ensure_ascii=False) + "\n")
+    with atomic_write(Path(output_dir) / "eval_results.json") as out:
+        out.write(json.dumps({"exact_match": em, "rows": len(replies)}, indent=1) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# The notebook's run (lesson 07): the LoRA lesson's data as JSON lines, fast vs learner settings
+# ----------------------------------------------------------------------------------------------
+FAST_SETTINGS = dict(max_steps=80, save_steps=40, logging_steps=10)  # fast mode: fewer steps and rows, same code
+FAST_TRAIN_ROWS = 320
+
+
+def lesson_data(folder=None, limit: int | None = None) -> dict:
+    """data/lora_{train,eval}.json -> prompt/response JSON lines in ``folder`` (``limit`` training rows,
+    evenly thinned); returns {"train": path, "eval": path}. Rewritten each time (it takes milliseconds)."""
+    import glmcourse
+    from glmcourse.course_data import lora_records
+    from glmcourse.files import atomic_write
+
+    folder = Path(folder or glmcourse.RUNS_DIR / "ptuning_data")
+    paths = {"train": folder / "train.json", "eval": folder / "dev.json"}
+    for name, path in paths.items():
+        with atomic_write(path) as out:
+            for record in lora_records(name, limit if name == "train" else None):
+                out.write(json.dumps(ptuning.alpaca_to_ptuning(record), ensure_ascii=False) + "\n")
+    return paths
+
+
+def main(argv=None) -> int:
+    from glmcourse.data import DataError
+    from glmcourse.files import sigterm_as_exit
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with sigterm_as_exit():
+            if argv[:1] == ["convert"]:
+                args = convert_parser().parse_args(argv[1:])
+                n = convert(args.data_path, args.save_path, args.style)
+                print(f"{n} records -> {args.save_path} (prompt/response JSON lines, style {args.style})")
+                return 0
+            train(**vars(build_parser().parse_args(argv)))
+    except (PTuningError, DataError, TrainingStopped, FileNotFoundError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the last saved prefix and checkpoint are intact; continue with --resume_from_checkpoint.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
