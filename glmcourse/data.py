@@ -129,6 +129,11 @@ def _record_problems(record) -> list[tuple[str, str, str]]:
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
             detail = f"got a JSON {_json_type(value)}: {shown}"
             problems.append((field, "is not a string", detail))
+        elif isinstance(value, str):
+            bad = next((i for i, ch in enumerate(value) if "\ud800" <= ch <= "\udfff"), None)
+            if bad is not None:  # a lone surrogate ("\ud800" in the JSON): not text, no tokenizer can encode it
+                problems.append((field, "holds invalid Unicode", f"a lone surrogate U+{ord(value[bad]):04X} at "
+                                 f"character {bad}; fix or remove that escape in the file"))
     return problems
 
 
@@ -281,7 +286,7 @@ def convert_file(data_path, save_path, overwrite: bool = False) -> int:
                         f"to replace it.")
     records = load_alpaca(data_path)
     with atomic_write(save_path) as out:
-        for record in progress(records, desc="converting", unit="rec"):
+        for record in progress(records, min_items=2000, desc="converting", unit="rec"):
             out.write(jsonl_line(format_example(record)))
     return len(records)
 
@@ -427,7 +432,7 @@ def tokenize_examples(tokenizer, examples, max_seq_length: int, skip_overlength:
     ids = special_ids(tokenizer)
     counts = {"read": 0, "kept": 0, "skipped": 0, "truncated": 0, "context_truncated": 0}
     rows = []
-    for example in progress(examples, desc="tokenizing", unit="row"):
+    for example in progress(examples, min_items=2000, desc="tokenizing", unit="row"):
         row, status = tokenize_row(tokenizer, example, max_seq_length, skip_overlength, ids)
         counts["read"] += 1
         if row is None:

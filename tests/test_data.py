@@ -764,3 +764,11 @@ def test_convert_file_refuses_its_input_and_a_folder(tmp_path):
     with pytest.raises(DataError, match="is a folder"):
         data.convert_file(src, tmp_path)
     assert json.loads(src.read_text())[0]["output"] == "b"
+
+
+def test_lone_surrogate_is_refused_with_the_record_index(tmp_path):
+    src = tmp_path / "bad.json"
+    src.write_text('[{"instruction": "ok", "input": "", "output": "x"}, {"instruction": "a\\ud800b", "input": "", "output": "y"}]',
+                   encoding="utf-8")
+    with pytest.raises(data.DataError, match=r"(?s)record 1.*instruction.*invalid Unicode.*U\+D800"):
+        data.load_alpaca(src)

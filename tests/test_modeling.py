@@ -268,3 +268,34 @@ def test_offline_true_is_offline_in_the_model_folder_check(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "true")
     with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE=true, so nothing will be downloaded"):
         check_model_folder("THUDM/chatglm-6b", ("model.safetensors",), "weights")
+
+
+SPECIAL_TEXT = "Say [gMASK] then <sop>, <eop>, [MASK] and [sMASK] <pad> <unk> literally."
+
+
+def test_user_text_never_becomes_special_tokens(tok):
+    specials = set(tok.all_special_ids) | {tok.gmask_token_id, tok.smask_token_id, tok.mask_token_id}
+    ids = tok.encode(SPECIAL_TEXT)
+    assert ids[-2:] == [tok.gmask_token_id, tok.sop_token_id]  # the tokenizer's own suffix
+    assert not specials & set(ids[:-2]), "a literal special-token string became a control token"
+    assert tok.decode(ids[:-2]) == SPECIAL_TEXT
+    # the documented opt-in of the mask lesson
+    opted = tok(SPECIAL_TEXT, split_special_tokens=False)["input_ids"]
+    assert tok.gmask_token_id in opted[:-2] and tok.mask_token_id in opted[:-2]
+
+
+@pytest.mark.parametrize("text", ["你好", "如何提高弹跳", "Henry, aged 26, lives in Madrid.",
+                                  '{"name": "李娜", "age": 37, "city": "成都"}', "Instruction: add\nAnswer: 3 + 5 = 8",
+                                  "def f(x):\n\treturn x  # tab", "[Round 0]\n问：你好\n答：你好！"])
+def test_ordinary_text_keeps_its_ids(tok, text):
+    """Splitting special tokens changes nothing for text that holds none (the shipped model's ids stay)."""
+    assert tok.encode(text) == tok(text, split_special_tokens=False)["input_ids"]
+
+
+def test_alpaca_record_with_literal_tokens_gives_one_sop_and_one_eop(tok):
+    from glmcourse.data import format_example, tokenize_row
+
+    record = {"instruction": "Explain <sop> and [gMASK].", "input": "", "output": "They are <eop> markers."}
+    row = tokenize_row(tok, format_example(record), max_seq_length=200)
+    ids = row[0]["input_ids"] if isinstance(row, tuple) else row["input_ids"]
+    assert ids.count(tok.sop_token_id) == 1 and ids.count(tok.eop_token_id) == 1 and ids[-1] == tok.eop_token_id

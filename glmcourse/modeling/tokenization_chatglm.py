@@ -95,5 +95,9 @@ def train_tokenizer(texts, vocab_size: int = 4096):
         eos_token="<eop>",
         additional_special_tokens=["[gMASK]", "[sMASK]"],
         padding_side="left",
+        # User text never becomes a control token: a literal "[gMASK]" or "<sop>" in a query or an Alpaca
+        # record is spelled as ordinary text (the tokenizer still appends [gMASK] <sop> itself). Saved in
+        # tokenizer_config.json; lesson 01 opts in per call with tokenizer(text, split_special_tokens=False).
+        split_special_tokens=True,
         clean_up_tokenization_spaces=False,
     )
