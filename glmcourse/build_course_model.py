@@ -45,11 +45,6 @@ from glmcourse.modeling import (
 )
 
 MAX_DOC_TOKENS = 160
-SHIMS = {  # thin auto_map shims: the seed's trust_remote_code=True path imports the real code from glmcourse
-    "configuration_chatglm.py": "from glmcourse.modeling.configuration_chatglm import ChatGLMConfig  # noqa: F401\n",
-    "modeling_chatglm.py": "from glmcourse.modeling.modeling_chatglm import ChatGLMForConditionalGeneration  # noqa: F401\n",
-    "tokenization_chatglm.py": "from glmcourse.modeling.tokenization_chatglm import ChatGLMTokenizer  # noqa: F401\n",
-}
 
 
 def tokenizer_texts(data: dict) -> list[str]:
@@ -189,19 +184,8 @@ def save_atomically(model, tokenizer, out: Path, log: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".course_model.", dir=out.parent))
     tmp.chmod(0o755)
-    model.config.auto_map = {
-        "AutoConfig": "configuration_chatglm.ChatGLMConfig",
-        "AutoModel": "modeling_chatglm.ChatGLMForConditionalGeneration",
-        "AutoModelForCausalLM": "modeling_chatglm.ChatGLMForConditionalGeneration",
-    }
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True)  # with the auto_map shims (glmcourse.modeling.shims)
     tokenizer.save_pretrained(tmp)
-    cfg_path = tmp / "tokenizer_config.json"
-    tok_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    tok_cfg["auto_map"] = {"AutoTokenizer": [None, "tokenization_chatglm.ChatGLMTokenizer"]}
-    cfg_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    for name, text in SHIMS.items():
-        (tmp / name).write_text(text, encoding="utf-8")
     (tmp / "training_log.json").write_text(json.dumps(log, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for file in tmp.iterdir():
         file.chmod(0o644)  # readable by everyone, like any checked-out file

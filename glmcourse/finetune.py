@@ -67,6 +67,7 @@ def is_main_process() -> bool:
 # ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     import glmcourse
+    from glmcourse.cli import float_arg, int_arg, seed_arg
     from glmcourse.data import str2bool
 
     d = LEARNER_DEFAULTS
@@ -75,18 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset_path", required=True,
                    help="tokenized rows from python -m glmcourse.tokenize_dataset_rows")
     p.add_argument("--output_dir", required=True, help="adapter, loss log and checkpoints go here")
-    p.add_argument("--lora_rank", type=int, default=d["lora_rank"], help="LoRA rank r (alpha stays 32, dropout 0.1)")
-    p.add_argument("--per_device_train_batch_size", type=int, default=d["per_device_train_batch_size"])
-    p.add_argument("--gradient_accumulation_steps", type=int, default=d["gradient_accumulation_steps"])
-    p.add_argument("--max_steps", type=int, default=d["max_steps"], help="optimizer steps")
-    p.add_argument("--save_steps", type=int, default=d["save_steps"], help="checkpoint + adapter every N steps")
-    p.add_argument("--save_total_limit", type=int, default=d["save_total_limit"], help="checkpoints kept")
-    p.add_argument("--learning_rate", type=float, default=d["learning_rate"])
+    p.add_argument("--lora_rank", type=int_arg("--lora_rank", 1), default=d["lora_rank"], help="LoRA rank r (alpha stays 32, dropout 0.1)")
+    p.add_argument("--per_device_train_batch_size", type=int_arg("--per_device_train_batch_size", 1), default=d["per_device_train_batch_size"])
+    p.add_argument("--gradient_accumulation_steps", type=int_arg("--gradient_accumulation_steps", 1), default=d["gradient_accumulation_steps"])
+    p.add_argument("--max_steps", type=int_arg("--max_steps", 1), default=d["max_steps"], help="optimizer steps")
+    p.add_argument("--save_steps", type=int_arg("--save_steps", 1), default=d["save_steps"], help="checkpoint + adapter every N steps")
+    p.add_argument("--save_total_limit", type=int_arg("--save_total_limit", 1), default=d["save_total_limit"], help="checkpoints kept")
+    p.add_argument("--learning_rate", type=float_arg("--learning_rate", 0, 1, lo_open=True), default=d["learning_rate"])
     p.add_argument("--fp16", type=str2bool, nargs="?", const=True, default=False,
                    help="fp16 mixed precision (CUDA only; on a CPU it falls back to fp32 and says so)")
     p.add_argument("--remove_unused_columns", type=str2bool, nargs="?", const=True, default=False,
                    help="must stay false: the collator needs the seq_len column")
-    p.add_argument("--logging_steps", type=int, default=d["logging_steps"])
+    p.add_argument("--logging_steps", type=int_arg("--logging_steps", 1), default=d["logging_steps"])
     p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL,
                    help="the base model (default: the course model)")
     p.add_argument("--load_in_8bit", action="store_true",
@@ -95,13 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume_from_checkpoint", nargs="?", const="last", default=None,
                    help="continue from a checkpoint folder; no value: the last complete one in --output_dir")
     p.add_argument("--overwrite_output_dir", action="store_true",
-                   help="start over in an --output_dir that holds checkpoints of an earlier run (deletes them)")
+                   help="start over in an --output_dir that holds an earlier run (its adapter, loss log and checkpoints are deleted)")
     p.add_argument("--target_modules", nargs="+", default=None,
                    help="LoRA targets (default: peft's mapping for the model type; chatglm: query_key_value)")
     p.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for activation memory")
     p.add_argument("--deepspeed", default=None, metavar="CONFIG.json",
                    help="DeepSpeed config for multi-GPU runs of the real model (needs the deepspeed package)")
-    p.add_argument("--seed", type=int, default=42,
+    p.add_argument("--seed", type=seed_arg(), default=42,
                    help="seeds the adapter's initial weights, dropout and data order (42, as the HF Trainer)")
     return p
 
@@ -353,6 +354,9 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
             raise LoraError(f"--{key} {s[key]}: must be at least 1.")
     if not s["learning_rate"] > 0:
         raise LoraError(f"--learning_rate {s['learning_rate']}: must be positive.")
+    if s["save_total_limit"] is not None and int(s["save_total_limit"]) < 1:
+        raise LoraError(f"--save_total_limit {s['save_total_limit']}: must be at least 1 (it counts the checkpoints "
+                        f"kept); leave it out to keep them all.")
     quiet = settings.QUIET if quiet is None else quiet
     output_dir = Path(output_dir)
     model_path = str(model_name_or_path or glmcourse.COURSE_MODEL)
@@ -371,13 +375,29 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
                             f"--deepspeed out (torchrun --nproc_per_node N also runs several processes).")
         if not Path(deepspeed).is_file():
             raise LoraError(f"--deepspeed {deepspeed}: no such config file.")
+    from glmcourse.cli import check_output_dir
+
+    # never the dataset or the base model's folder, never a file or a path under a file
+    local_model = model_path if Path(model_path).exists() else None  # a hub id is no folder of ours
+    check_output_dir(output_dir, "--output_dir", inputs=[("--dataset_path", dataset_path),
+                                                         ("--model_name_or_path", local_model)], overwrite=True)
     resume = resolve_resume(resume_from_checkpoint, output_dir, int(s["lora_rank"]))
+    if resume:
+        resumed_at = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+        if resumed_at >= int(s["max_steps"]):
+            raise LoraError(f"--resume_from_checkpoint: {Path(resume).name} is already at step {resumed_at}, and "
+                            f"--max_steps is {s['max_steps']}: pass a --max_steps above {resumed_at} to train on. "
+                            f"Nothing was trained or deleted.")
     old = checkpoints(output_dir)
-    if old and resume is None:
+    earlier = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
+    if earlier and resume is None:
         if not (overwrite_output_dir or overwrite):
+            shown = ", ".join(earlier[:5]) + (", ..." if len(earlier) > 5 else "")
             raise LoraError(
-                f"{output_dir} holds checkpoints of an earlier run (up to {old[-1].name}). Continue it with "
-                f"--resume_from_checkpoint, or start over with --overwrite_output_dir (deletes them)."
+                f"--output_dir {output_dir} already holds an earlier run ({shown}). Continue it with "
+                f"--resume_from_checkpoint" + (f" (last checkpoint: {old[-1].name})" if old else "") + ", choose "
+                f"another --output_dir, or start over with --overwrite_output_dir (deletes its adapter, loss log "
+                f"and checkpoints)."
             )
         if main:
             for folder in old:
@@ -391,6 +411,11 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
     use_fp16 = _precision(fp16)
 
     model = load_base_model(model_path, load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit)
+    context = getattr(model.config, "max_sequence_length", None)
+    longest = max(len(ids) for ids in dataset["input_ids"])
+    if context and longest > context:
+        raise DataError(f"{dataset_path}: its longest row has {longest} tokens, more than the model's context of "
+                        f"{context} (max_sequence_length). Tokenize again with --max_seq_length {context} or less.")
     model.config.use_cache = False  # no KV cache while training (as the seed)
     if gradient_checkpointing:
         # transformers also makes the embeddings' output require grad here: without that, no gradient
@@ -458,6 +483,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
         step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
         _say(f"resuming from {Path(resume).name} (step {step})")
 
+    first_step = resumed_at if resume else 0
     start, cpu_start = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -476,7 +502,9 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
         "first_step_max_lora_grad": preflight.largest_grad,
     }
     if main:
-        _say(f"done: {out['global_step']} steps in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time), last logged loss "
+        ran = out["global_step"] - first_step
+        steps = f"{ran} steps (step {first_step} -> {out['global_step']})" if first_step else f"{ran} steps"
+        _say(f"done: {steps} in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time), last logged loss "
              f"{out['final_loss'] if out['final_loss'] is None else round(out['final_loss'], 4)}; adapter: "
              f"{summary.line() if summary else '-'}")
     return out
@@ -491,12 +519,14 @@ def save_final(model, output_dir, loss_log):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)  # before the heavy imports, so --help is instant
+    from glmcourse.cli import UsageError
     from glmcourse.data import DataError
+    from glmcourse.files import OutputError
     from glmcourse.lora import LoraError
 
     try:
         finetune(**vars(args))
-    except (LoraError, DataError, TrainingStopped, FileNotFoundError) as err:
+    except (LoraError, DataError, UsageError, OutputError, TrainingStopped, FileNotFoundError, NotADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import shutil
 from pathlib import Path
 
 import pytest
@@ -157,8 +158,9 @@ def test_bad_inputs_are_explained(tiny, tmp_path, capsys):
     assert code == 1 and "q_proj" in err and "attention.query_key_value" in err
     code, _, err = run_main(["--dataset_path", data_dir, *common, "--resume_from_checkpoint"], capsys)
     assert code == 1 and "no complete checkpoint" in err
-    code, _, err = run_main(["--dataset_path", data_dir, *common, "--learning_rate", "0"], capsys)
-    assert code == 1 and "--learning_rate" in err
+    with pytest.raises(SystemExit) as stop:  # refused by argparse, before anything loads
+        run_main(["--dataset_path", data_dir, *common, "--learning_rate", "0"], capsys)
+    assert stop.value.code == 2 and "--learning_rate" in capsys.readouterr().err
     import importlib.util
 
     if importlib.util.find_spec("deepspeed") is None:
@@ -310,3 +312,61 @@ def test_seed_makes_two_runs_give_identical_adapters(tiny, tmp_path, capsys):
     for key in same:
         assert torch.equal(same[key], weights[1][key]), f"{key} differs between two runs with --seed 42"
     assert any(not torch.equal(same[k], other[k]) for k in same if "lora_A" in k), "--seed 7 should draw other A"
+
+
+# ---------------------------------------------------------------- nothing lost without --overwrite_output_dir
+def _train(data_dir, model_dir, out, capsys, *extra):
+    return run_main(["--dataset_path", data_dir, "--output_dir", out, "--model_name_or_path", model_dir,
+                     "--max_steps", 2, "--save_steps", 2, "--lora_rank", 4, *extra], capsys)
+
+
+def test_output_dir_equal_to_the_dataset_is_refused(tiny, capsys):
+    model_dir, data_dir = tiny
+    before = sorted(p.name for p in Path(data_dir).iterdir())
+    code, _, err = _train(data_dir, model_dir, data_dir, capsys)
+    assert code == 1 and "--output_dir" in err and "--dataset_path" in err
+    assert sorted(p.name for p in Path(data_dir).iterdir()) == before
+
+
+def test_an_earlier_adapter_is_not_replaced_without_overwrite(tiny, tmp_path, capsys):
+    model_dir, data_dir = tiny
+    out = tmp_path / "run"
+    assert _train(data_dir, model_dir, out, capsys)[0] == 0
+    for folder in out.glob("checkpoint-*"):  # an earlier run whose checkpoints were cleaned up
+        shutil.rmtree(folder)
+    adapter = (out / "adapter_model.safetensors").read_bytes()
+    code, _, err = _train(data_dir, model_dir, out, capsys, "--seed", 7)
+    assert code == 1 and "already holds an earlier run" in err and "--overwrite_output_dir" in err
+    assert (out / "adapter_model.safetensors").read_bytes() == adapter
+    assert _train(data_dir, model_dir, out, capsys, "--seed", 7, "--overwrite_output_dir")[0] == 0
+
+
+def test_resume_past_max_steps_is_refused_and_keeps_the_checkpoint(tiny, tmp_path, capsys):
+    model_dir, data_dir = tiny
+    out = tmp_path / "run"
+    assert run_main(["--dataset_path", data_dir, "--output_dir", out, "--model_name_or_path", model_dir,
+                     "--max_steps", 4, "--save_steps", 4, "--lora_rank", 4], capsys)[0] == 0
+    code, _, err = run_main(["--dataset_path", data_dir, "--output_dir", out, "--model_name_or_path", model_dir,
+                             "--max_steps", 2, "--save_steps", 2, "--lora_rank", 4, "--resume_from_checkpoint"], capsys)
+    assert code == 1 and "already at step 4" in err and "--max_steps" in err
+    assert (out / "checkpoint-4" / "trainer_state.json").exists()
+    code, stdout, _ = run_main(["--dataset_path", data_dir, "--output_dir", out, "--model_name_or_path", model_dir,
+                                "--max_steps", 6, "--save_steps", 2, "--lora_rank", 4, "--resume_from_checkpoint"], capsys)
+    assert code == 0 and "done: 2 steps (step 4 -> 6)" in stdout
+
+
+@pytest.mark.parametrize("flag,value", [("--save_total_limit", 0), ("--seed", -1), ("--max_steps", 0),
+                                        ("--learning_rate", "nan")])
+def test_out_of_range_flags_are_refused_at_parse_time(flag, value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        finetune.build_parser().parse_args(["--dataset_path", "d", "--output_dir", "o", flag, str(value)])
+    assert stop.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_output_dir_that_is_a_file_is_a_clear_error(tiny, tmp_path, capsys):
+    model_dir, data_dir = tiny
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for out in (blocker, blocker / "under"):
+        code, _, err = _train(data_dir, model_dir, out, capsys)
+        assert code == 1 and "is a file" in err and "Traceback" not in err

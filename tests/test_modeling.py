@@ -299,3 +299,29 @@ def test_alpaca_record_with_literal_tokens_gives_one_sop_and_one_eop(tok):
     row = tokenize_row(tok, format_example(record), max_seq_length=200)
     ids = row[0]["input_ids"] if isinstance(row, tuple) else row["input_ids"]
     assert ids.count(tok.sop_token_id) == 1 and ids.count(tok.eop_token_id) == 1 and ids[-1] == tok.eop_token_id
+
+
+def test_a_merged_lora_model_saved_again_loads_everywhere(tmp_path, tok, model):
+    """merge_lora + save_pretrained: the folder loads in the course's loaders and through the seed's call."""
+    from glmcourse import adapters, loading, lora
+
+    peft_model = lora.add_lora(AutoModel.from_pretrained(glmcourse.COURSE_MODEL), r=4, verbose=False)
+    merged = adapters.merge_lora(peft_model, base_path=glmcourse.COURSE_MODEL, verbose=False)
+    folder = tmp_path / "merged"
+    merged.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    for shim in ("configuration_chatglm.py", "modeling_chatglm.py", "tokenization_chatglm.py"):
+        assert (folder / shim).is_file(), f"{shim} is named by auto_map but was not written"
+    chat_tok, chat_model = loading.load_chat_model(str(folder))
+    assert isinstance(chat_model.chat(chat_tok, "你好", history=[], do_sample=False)[0], str)
+    script = textwrap.dedent(f"""
+        from transformers import AutoTokenizer, AutoModel
+        tokenizer = AutoTokenizer.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
+        print("REPLY", model.chat(tokenizer, "你好", history=[], do_sample=False)[0])
+    """)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "REPLY" in out.stdout

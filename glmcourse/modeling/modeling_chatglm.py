@@ -444,4 +444,9 @@ class ChatGLMForConditionalGeneration(ChatGLMPreTrainedModel, GenerationMixin):
                 f"that load back as float weights (the model would answer noise). Save the float model instead and "
                 f"quantize after loading: AutoModel.from_pretrained(path).quantize({self.quantized_bits})."
             )
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        from glmcourse.modeling.shims import MODEL_AUTO_MAP, write_shims
+
+        self.config.auto_map = MODEL_AUTO_MAP  # so the seed's trust_remote_code=True call finds the shims
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        write_shims(save_directory)
+        return result

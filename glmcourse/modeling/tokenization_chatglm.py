@@ -31,6 +31,15 @@ class ChatGLMTokenizer(PreTrainedTokenizerFast):
                            required=("tokenizer_config.json",))
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As transformers', plus the auto_map shim, so the saved folder loads with trust_remote_code=True."""
+        from glmcourse.modeling.shims import add_tokenizer_auto_map, write_shims
+
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        add_tokenizer_auto_map(save_directory)
+        write_shims(save_directory)
+        return result
+
     # ids are read from the vocabulary, never hard-coded (old ChatGLM checkpoints shifted them by 20000)
     @property
     def gmask_token_id(self) -> int:
