@@ -122,12 +122,35 @@ def checkpoints(output_dir) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT.match(p.name).group(1)))
 
 
-def is_complete_checkpoint(path) -> bool:
-    """The Trainer writes trainer_state.json last, so its presence marks a finished save."""
+def checkpoint_problem(path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from (None when it can): a file missing (the Trainer
+    writes trainer_state.json last, so an interrupted save lacks it), or a file that does not parse."""
     from glmcourse.adapters import ADAPTER_CONFIG, ADAPTER_SAFETENSORS
+    from glmcourse.loading import ModelFileError, check_safetensors
 
     path = Path(path)
-    return all((path / name).exists() for name in ("trainer_state.json", ADAPTER_CONFIG, ADAPTER_SAFETENSORS))
+    for name in ("trainer_state.json", ADAPTER_CONFIG, ADAPTER_SAFETENSORS):
+        if not (path / name).exists():
+            return f"{name} is missing (interrupted while saving)"
+    for name in ("trainer_state.json", ADAPTER_CONFIG):
+        try:
+            state = json.loads((path / name).read_text(encoding="utf-8"))
+            if name == "trainer_state.json":
+                int(state["global_step"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return f"{name} is damaged (not the JSON the Trainer writes)"
+    try:
+        check_safetensors(path / ADAPTER_SAFETENSORS)
+    except ModelFileError:
+        return f"{ADAPTER_SAFETENSORS} is damaged (truncated or not safetensors)"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if (path / name).exists() and (path / name).stat().st_size < 64:
+            return f"{name} is damaged (truncated)"
+    return None
+
+
+def is_complete_checkpoint(path) -> bool:
+    return checkpoint_problem(path) is None
 
 
 def resolve_resume(resume, output_dir, lora_rank: int) -> str | None:
@@ -138,9 +161,12 @@ def resolve_resume(resume, output_dir, lora_rank: int) -> str | None:
         return None
     if str(resume).lower() in {"last", "true", "yes", "1"}:
         found = checkpoints(output_dir)
-        complete = [c for c in found if is_complete_checkpoint(c)]
-        for broken in sorted(set(found) - set(complete)):
-            _say(f"note: {broken.name} is incomplete (interrupted while saving); skipped.")
+        problems = {c: checkpoint_problem(c) for c in found}
+        complete = [c for c in found if problems[c] is None]
+        for broken in found:
+            if problems[broken] and (not complete or int(CHECKPOINT.match(broken.name).group(1)) >
+                                     int(CHECKPOINT.match(complete[-1].name).group(1))):
+                _say(f"note: {broken.name} cannot be resumed from: {problems[broken]}; skipped.")
         if not complete:
             raise LoraError(f"--resume_from_checkpoint: no complete checkpoint-N folder in {output_dir}; "
                             f"start without it (the first save happens after --save_steps steps).")
@@ -150,6 +176,10 @@ def resolve_resume(resume, output_dir, lora_rank: int) -> str | None:
         if not path.is_dir() or not (path / "trainer_state.json").exists():
             raise LoraError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (needs trainer_state.json); "
                             f"pass a checkpoint-N folder, or no value for the last one in --output_dir.")
+        problem = checkpoint_problem(path)
+        if problem:
+            raise LoraError(f"--resume_from_checkpoint {resume}: {problem}; pass an earlier checkpoint-N, or no value "
+                            f"for the newest one in --output_dir that loads.")
     config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")) if \
         (path / "adapter_config.json").exists() else {}
     if config and int(config.get("r", lora_rank)) != lora_rank:
@@ -236,14 +266,19 @@ def _callbacks():
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.global_step and self.path.exists():  # resuming: keep the log up to the checkpoint
-                rows = json.loads(self.path.read_text(encoding="utf-8"))
-                self.rows = [r for r in rows if r["step"] <= state.global_step]
+                try:
+                    rows = json.loads(self.path.read_text(encoding="utf-8"))
+                    self.rows = [r for r in rows if r["step"] <= state.global_step]
+                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                    _say(f"note: {self.path.name} was damaged; the loss log starts again at step {state.global_step}.")
+                    self.rows = []
             self.offset = self.rows[-1]["elapsed_s"] if self.rows else 0.0
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs or "loss" not in logs:
                 return
-            self.rows.append({"step": state.global_step, "loss": float(logs["loss"]),
+            loss = float(logs["loss"])
+            self.rows.append({"step": state.global_step, "loss": loss if math.isfinite(loss) else None,  # NaN: null
                               "learning_rate": float(logs.get("learning_rate", float("nan"))),
                               "epoch": round(float(state.epoch or 0), 4),
                               "elapsed_s": round(self.offset + time.perf_counter() - self.start, 2)})
@@ -251,7 +286,7 @@ def _callbacks():
 
         def write(self):
             tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text(json.dumps(self.rows, indent=1), encoding="utf-8")
+            tmp.write_text(json.dumps(self.rows, indent=1, allow_nan=False), encoding="utf-8")
             os.replace(tmp, self.path)
 
     return PreflightCheck, LossGuard, AdapterSaver, LossLog
@@ -441,6 +476,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
         logging_steps=int(s["logging_steps"]), logging_first_step=True, report_to="none", seed=seed, data_seed=seed,
         disable_tqdm=quiet, use_cpu=cpu, dataloader_pin_memory=not cpu, label_names=["labels"],
         ddp_find_unused_parameters=False, weight_decay=0.0, warmup_steps=0, deepspeed=deepspeed,
+        logging_nan_inf_filter=False,  # log a NaN loss as what it is (the guard then stops the run)
     )
 
     class LoraTrainer(Trainer):

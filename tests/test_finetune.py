@@ -199,15 +199,19 @@ def test_loss_guard_on_zero_and_infinite_losses():
 
 
 def test_incomplete_checkpoint_is_skipped_on_resume(tmp_path, capsys):
+    from safetensors.torch import save_file
+
     for step in (2, 4):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
-        for name in ("trainer_state.json", "adapter_config.json", "adapter_model.safetensors"):
-            (folder / name).write_text("{}")
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (folder / "adapter_config.json").write_text(json.dumps({"r": 8}))
+        save_file({"w": torch.zeros(2)}, str(folder / "adapter_model.safetensors"))
     (tmp_path / "checkpoint-6").mkdir()  # killed while saving: no trainer_state.json
     (tmp_path / "checkpoint-6" / "adapter_model.safetensors").write_text("")
     assert finetune.resolve_resume("last", tmp_path, 8) == str(tmp_path / "checkpoint-4")
-    assert "checkpoint-6 is incomplete" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "checkpoint-6 cannot be resumed from" in out and "interrupted while saving" in out
     with pytest.raises(lora.LoraError, match="not a checkpoint folder"):
         finetune.resolve_resume(str(tmp_path / "checkpoint-6"), tmp_path, 8)
 
@@ -370,3 +374,37 @@ def test_output_dir_that_is_a_file_is_a_clear_error(tiny, tmp_path, capsys):
     for out in (blocker, blocker / "under"):
         code, _, err = _train(data_dir, model_dir, out, capsys)
         assert code == 1 and "is a file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["adapter_model.safetensors", "trainer_state.json", "adapter_config.json",
+                                    "optimizer.pt"])
+def test_resume_skips_a_damaged_checkpoint_and_says_why(tmp_path, capsys, damage):
+    from safetensors.torch import save_file
+
+    for step in (2, 4):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (folder / "adapter_config.json").write_text(json.dumps({"r": 8}))
+        save_file({"w": torch.zeros(2)}, str(folder / "adapter_model.safetensors"))
+        (folder / "optimizer.pt").write_bytes(b"x" * 256)
+    broken = tmp_path / "checkpoint-4" / damage
+    broken.write_bytes(broken.read_bytes()[:3])  # truncated, as by an interrupted copy
+    assert finetune.resolve_resume("last", tmp_path, 8) == str(tmp_path / "checkpoint-2")
+    out = capsys.readouterr().out
+    assert "checkpoint-4 cannot be resumed from" in out and damage in out
+    with pytest.raises(lora.LoraError, match=damage):
+        finetune.resolve_resume(str(tmp_path / "checkpoint-4"), tmp_path, 8)
+
+
+def test_a_damaged_loss_log_does_not_stop_a_resume(tiny, tmp_path, capsys):
+    model_dir, data_dir = tiny
+    out = tmp_path / "run"
+    args = ["--dataset_path", data_dir, "--output_dir", out, "--model_name_or_path", model_dir, "--save_steps", 2,
+            "--lora_rank", 4, "--logging_steps", 1]
+    assert run_main(args + ["--max_steps", 2], capsys)[0] == 0
+    (out / "loss_log.json").write_text('[{"step": 1, "lo')
+    code, stdout, err = run_main(args + ["--max_steps", 4, "--resume_from_checkpoint"], capsys)
+    assert code == 0, err
+    assert "loss_log.json was damaged" in stdout
+    assert [row["step"] for row in json.loads((out / "loss_log.json").read_text())][-1] == 4
