@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from glmcourse import COURSE_MODEL, DATA_DIR, settings
 from glmcourse.chat import build_prompt
+from glmcourse.cli import UsageError, check_output_dir, float_arg, int_arg, seed_arg
 from glmcourse.course_data import load_course_data
 from glmcourse.data import DataCollator, format_example
 from glmcourse.evaluation import (
@@ -223,17 +224,31 @@ def evaluate(model, tokenizer, data) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Rebuild the course model from scratch (deterministic).")
+    parser = argparse.ArgumentParser(prog="python -m glmcourse.build_course_model",
+                                     description="Rebuild the course model from scratch (deterministic).")
     parser.add_argument("--out", default=COURSE_MODEL, help="output folder (default: the shipped course model)")
     parser.add_argument("--data_dir", default=str(DATA_DIR))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pretrain_steps", type=int, default=settings.fast_or(4, 600))
-    parser.add_argument("--sft_steps", type=int, default=settings.fast_or(4, 1500))
-    parser.add_argument("--infill_mix", type=float, default=0.2, help="share of blank-infilling steps in chat tuning")
-    parser.add_argument("--tokens_per_batch", type=int, default=4096)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (fixed, for repeatable results)")
+    parser.add_argument("--seed", type=seed_arg(), default=0)
+    parser.add_argument("--pretrain_steps", type=int_arg("--pretrain_steps", 0), default=settings.fast_or(4, 600))
+    parser.add_argument("--sft_steps", type=int_arg("--sft_steps", 0), default=settings.fast_or(4, 1500))
+    parser.add_argument("--infill_mix", type=float_arg("--infill_mix", 0, 1), default=0.2,
+                        help="share of blank-infilling steps in chat tuning")
+    parser.add_argument("--tokens_per_batch", type=int_arg("--tokens_per_batch", 256), default=4096)
+    parser.add_argument("--lr", type=float_arg("--lr", 0, 1, lo_open=True), default=2e-3)
+    parser.add_argument("--threads", type=int_arg("--threads", 1, os.cpu_count() or 1), default=min(2, os.cpu_count() or 1),
+                        help="torch threads (fixed, for repeatable results)")
     args = parser.parse_args(argv)
+    if args.pretrain_steps + args.sft_steps < 1:
+        parser.error("--pretrain_steps + --sft_steps must be at least 1")
+    try:  # before half an hour of training, not after it
+        check_output_dir(args.out, "--out", inputs=[("--data_dir", args.data_dir)], overwrite=True)
+        probe = Path(args.out).parent
+        probe.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(dir=probe).cleanup()
+    except UsageError as err:
+        parser.error(str(err))
+    except OSError as err:
+        parser.error(f"--out {args.out}: cannot be written ({err.strerror or err}); choose another folder.")
 
     torch.set_num_threads(args.threads)
     settings.seed_everything(args.seed)

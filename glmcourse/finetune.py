@@ -48,6 +48,9 @@ LEARNER_DEFAULTS = dict(
 )
 LOSS_LOG = "loss_log.json"
 ZERO_LOSS_PATIENCE = 5  # consecutive steps at exactly 0 before the guard stops training
+LORA_NAN_CAUSES = "fp16 overflow (drop --fp16), or a corrupt row"
+LORA_ZERO_CAUSES = ("the labels supervise nothing or only padding (check seq_len and --max_seq_length when "
+                    "tokenizing), or fp16 underflow on a quantized base (drop --fp16)")
 
 
 class TrainingStopped(RuntimeError):
@@ -214,10 +217,14 @@ def _callbacks():
                 self.largest_grad = check_lora_grads(model)
 
     class LossGuard(TrainerCallback):
-        """Stops on a NaN/inf loss, or a loss of exactly 0 for several steps, and says why (#15)."""
+        """Stops on a NaN/inf loss, or a loss of exactly 0 for several steps, and says why (#15).
 
-        def __init__(self, patience: int = ZERO_LOSS_PATIENCE):
-            self.patience = patience
+        The usual causes and what stays saved differ by method; the defaults are LoRA's (P-Tuning passes its own).
+        """
+
+        def __init__(self, patience: int = ZERO_LOSS_PATIENCE, nan_causes: str = LORA_NAN_CAUSES,
+                     zero_causes: str = LORA_ZERO_CAUSES, saved: str = "adapter"):
+            self.patience, self.nan_causes, self.zero_causes, self.saved = patience, nan_causes, zero_causes, saved
             self.zero_streak = 0
             self.bad = None
             self.diagnosis = None
@@ -231,18 +238,17 @@ def _callbacks():
             if self.bad is not None:
                 self.diagnosis = (
                     f"training stopped at step {state.global_step}: the loss is {self.bad}. Usual causes: a learning "
-                    f"rate too high for this model (now {args.learning_rate:g}; try 10x lower), fp16 overflow "
-                    f"(drop --fp16), or a corrupt row. The adapter in --output_dir is the last good save."
+                    f"rate too high for this model (now {args.learning_rate:g}; try 10x lower), {self.nan_causes}. "
+                    f"The {self.saved} in --output_dir is the last good save."
                 )
             elif self.zero_streak >= self.patience:
                 self.diagnosis = (
                     f"training stopped at step {state.global_step}: the loss has been exactly 0 for "
-                    f"{self.zero_streak} steps, so nothing is learned. Usual causes: the labels supervise nothing "
-                    f"or only padding (check seq_len and --max_seq_length when tokenizing), or fp16 underflow on a "
-                    f"quantized base (drop --fp16)."
+                    f"{self.zero_streak} steps, so nothing is learned. Usual causes: {self.zero_causes}."
                 )
             if self.diagnosis:
                 control.should_training_stop = True
+                control.should_save = False  # a broken state is never saved over the last good one
                 control.should_save = False  # never checkpoint a broken state
 
     class AdapterSaver(TrainerCallback):
@@ -431,8 +437,8 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
             raise LoraError(
                 f"--output_dir {output_dir} already holds an earlier run ({shown}). Continue it with "
                 f"--resume_from_checkpoint" + (f" (last checkpoint: {old[-1].name})" if old else "") + ", choose "
-                f"another --output_dir, or start over with --overwrite_output_dir (deletes its adapter, loss log "
-                f"and checkpoints)."
+                "another --output_dir, or start over with --overwrite_output_dir (deletes its adapter, loss log "
+                "and checkpoints)."
             )
         if main:
             for folder in old:

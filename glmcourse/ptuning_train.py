@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import shutil
 import sys
@@ -37,7 +36,6 @@ from pathlib import Path
 from glmcourse import ptuning
 from glmcourse.ptuning import LEARNER_DEFAULTS, PREFIX_WEIGHTS, PTUNING_CONFIG, PTuningError
 
-ZERO_LOSS_PATIENCE = 5
 LOSS_LOG = "loss_log.json"
 PREDICTIONS = "generated_predictions.jsonl"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -319,30 +317,6 @@ def _callbacks():
             if state.global_step == self.first_step and self.largest_grad is None:
                 self.largest_grad = check_prefix_grads(model)
 
-    class Guard(TrainerCallback):
-        """Stops on a NaN/inf loss, or a loss of exactly 0 for several steps, with a diagnosis (#15)."""
-
-        def __init__(self, patience: int = ZERO_LOSS_PATIENCE):
-            self.patience, self.zero_streak, self.bad, self.diagnosis = patience, 0, None, None
-
-        def observe(self, loss: float):
-            if not math.isfinite(loss):
-                self.bad = self.bad or loss
-            self.zero_streak = self.zero_streak + 1 if loss == 0.0 else 0
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.bad is not None:
-                self.diagnosis = (f"training stopped at step {state.global_step}: the loss is {self.bad}. Usual causes: "
-                                  f"a learning rate too high (now {args.learning_rate:g}; try 10x lower) or a corrupt "
-                                  f"base. The prefix in --output_dir is the last good save.")
-            elif self.zero_streak >= self.patience:
-                self.diagnosis = (f"training stopped at step {state.global_step}: the loss has been exactly 0 for "
-                                  f"{self.zero_streak} steps, so nothing is learned. Usual cause: the labels supervise "
-                                  f"nothing (check the response column and --max_target_length).")
-            if self.diagnosis:
-                control.should_training_stop = True
-                control.should_save = False
-
     class PrefixSaver(TrainerCallback):
         """At every save step: the prefix into --output_dir as well, atomically and re-read (#16)."""
 
@@ -353,7 +327,7 @@ def _callbacks():
             if state.is_world_process_zero and self.guard.diagnosis is None:
                 ptuning.save_prefix(model, self.output_dir)
 
-    return Preflight, Guard, PrefixSaver
+    return Preflight, PrefixSaver
 
 
 def _trainer_class():
@@ -441,9 +415,11 @@ def train(train_file, output_dir, *, validation_file=None, prompt_column="prompt
     trainable, total = ptuning.trainable_parameters(model)
     _say(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
 
-    Preflight, Guard, PrefixSaver = _callbacks()
-    _, _, _, LossLog = finetune._callbacks()
-    preflight, guard, loss_log = Preflight(), Guard(), LossLog(output_dir)
+    Preflight, PrefixSaver = _callbacks()
+    _, LossGuard, _, LossLog = finetune._callbacks()
+    guard = LossGuard(nan_causes="or a corrupt base", saved="prefix",
+                      zero_causes="the labels supervise nothing (check the response column and --max_target_length)")
+    preflight, loss_log = Preflight(), LossLog(output_dir)
     cpu = not torch.cuda.is_available()
     args = TrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=int(s["per_device_train_batch_size"]),

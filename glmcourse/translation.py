@@ -29,9 +29,7 @@ from __future__ import annotations
 import copy
 import difflib
 import io
-import os
 import re
-import tempfile
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,24 +369,11 @@ def _po_text(po) -> str:
 
 
 def atomic_write(path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` through a temp file renamed into place (glmcourse.files.atomic_write)."""
+    from glmcourse.files import atomic_write as atomic
+
+    with atomic(path) as handle:
+        handle.write(text)
 
 
 def update_catalog(notebook, po_path=None) -> UpdateResult:

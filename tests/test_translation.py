@@ -202,7 +202,9 @@ def test_catalog_writes_are_atomic(lesson, monkeypatch):
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(translation.os, "replace", crash)
+    import glmcourse.files
+
+    monkeypatch.setattr(glmcourse.files.os, "replace", crash)
     with pytest.raises(OSError):
         translation.update_catalog(nb_path, po_path)
     assert po_path.read_bytes() == before
