@@ -221,6 +221,18 @@ def load_adapter(model: nn.Module, adapter_dir, adapter_name: str = "default", i
     except ValueError as err:  # e.g. the config's target modules do not exist in this model
         raise LoraError(f"{path}: peft could not apply this adapter to {type(model).__name__}: {err}. Its Linear "
                         f"layers are: {', '.join(linear_names(model))}.") from None
+    except RuntimeError as err:  # "size mismatch for ...": trained on a base of other sizes
+        if "size mismatch" not in str(err):
+            raise
+        first = str(err).split("size mismatch for", 1)[1].split(".", 1)[0].strip() if "size mismatch for" in str(err) else ""
+        raise LoraError(f"{path}: this adapter was trained on another base model: its tensors do not fit this "
+                        f"model's layers (first mismatch: {first or 'a LoRA weight'}). Load it into the base it was "
+                        f"trained on (its adapter_config.json names base_model_name_or_path), or train a new one.") from None
+    if summary.max_abs_B == 0:
+        import warnings
+
+        warnings.warn(f"{path}: every LoRA B matrix is zero, so this adapter changes nothing (it was saved before "
+                      f"any training step); train it, or load the adapter of a finished run.", stacklevel=2)
     report = matched_keys(peft_model, weights, adapter_name)
     total = len(weights)
     if report["not_in_model"] or report["different"] or report["not_in_file"]:

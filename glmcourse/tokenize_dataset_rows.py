@@ -13,6 +13,7 @@ unless --overwrite_output_dir is given; the tokenizer folder's own Python code r
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from glmcourse.cli import check_input_file, check_output_dir, one_line, run_cli
 from glmcourse.data import (
@@ -53,7 +54,8 @@ def load_tokenizer(path, trust_remote_code: bool = False):
     The folder's own Python code (``auto_map``) runs only with ``trust_remote_code=True``: the course
     tokenizer is registered with AutoTokenizer by ``import glmcourse`` and needs none.
     """
-    from glmcourse.loading import ModelFileError, check_tokenizer_files, load_tokenizer as _load
+    from glmcourse.loading import ModelFileError, check_tokenizer_files
+    from glmcourse.loading import load_tokenizer as _load
 
     try:
         check_tokenizer_files(path)
@@ -62,6 +64,21 @@ def load_tokenizer(path, trust_remote_code: bool = False):
         raise DataError(f"could not load a tokenizer from {str(path)!r} ({one_line(err)}). Pass --model_name_or_path "
                         f"with a folder holding the tokenizer files (the default is the course model, "
                         f"glmcourse/course_model/).") from None
+
+
+def model_context(path) -> int | None:
+    """The model's context length from its config.json (None for a hub id or a folder without one)."""
+    import json
+
+    config = Path(path) / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for key in ("max_sequence_length", "seq_length", "max_position_embeddings"):
+        if isinstance(data.get(key), int):
+            return data[key]
+    return None
 
 
 def main(argv=None) -> int:
@@ -74,6 +91,11 @@ def main(argv=None) -> int:
                          overwrite=args.overwrite_output_dir, owned=foreign_dataset_entries)
         examples = load_jsonl(args.jsonl_path)
         tokenizer = load_tokenizer(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+        context = model_context(args.model_name_or_path)
+        if context and args.max_seq_length > context:
+            raise DataError(f"--max_seq_length {args.max_seq_length}: longer than the model's context of {context} "
+                            f"tokens (max_sequence_length in {args.model_name_or_path}/config.json); rows that long "
+                            f"could not be trained on. Pass --max_seq_length {context} or less.")
         rows, counts = tokenize_examples(tokenizer, examples, args.max_seq_length, args.skip_overlength)
         params = build_params(tokenizer, args.jsonl_path, args.max_seq_length, args.skip_overlength)
         params["counts"] = counts

@@ -772,3 +772,14 @@ def test_lone_surrogate_is_refused_with_the_record_index(tmp_path):
                    encoding="utf-8")
     with pytest.raises(data.DataError, match=r"(?s)record 1.*instruction.*invalid Unicode.*U\+D800"):
         data.load_alpaca(src)
+
+
+def test_max_seq_length_beyond_the_models_context_is_refused(tmp_path, capsys):
+    from glmcourse import tokenize_dataset_rows
+
+    src = tmp_path / "rows.jsonl"
+    src.write_text('{"context": "Instruction: hi\\nAnswer: ", "target": "hello"}\n', encoding="utf-8")
+    code = tokenize_dataset_rows.main(["--jsonl_path", str(src), "--save_path", str(tmp_path / "tok"),
+                                       "--max_seq_length", "100000"])
+    err = capsys.readouterr().err
+    assert code == 1 and "context of 512" in err and not (tmp_path / "tok").exists()

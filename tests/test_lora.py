@@ -385,3 +385,32 @@ def test_solutions_pass_their_checkers():
     checks.check_model_key(s06.model_key)
     checks.check_adapter_bytes(s06.adapter_bytes)
     checks.check_parse_person(s06.parse_person)
+
+
+# ---------------------------------------------------------------------------------- wrong base, no training
+def test_add_lora_on_a_quantize8_model_names_the_real_cause(base):
+    base.quantize(8)
+    with pytest.raises(lora.LoraError, match=r"quantize\(8\).*load_in_8bit"):
+        lora.add_lora(base, verbose=False)
+
+
+def test_adapter_from_another_base_is_a_clear_error(tmp_path, base, tokenizer):
+    from glmcourse.modeling import ChatGLMForConditionalGeneration, course_config
+
+    torch.manual_seed(1)
+    other = ChatGLMForConditionalGeneration(course_config(  # same names, other sizes
+        vocab_size=len(tokenizer), hidden_size=64, num_layers=2, num_attention_heads=4, inner_hidden_size=128))
+    trained = lora.add_lora(other, r=4, verbose=False)
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.01)
+    trained.save_pretrained(tmp_path / "other")
+    with pytest.raises(lora.LoraError, match="trained on another base"):
+        adapters.load_adapter(base, tmp_path / "other", verbose=False)
+
+
+def test_an_untrained_adapter_loads_with_a_warning(tmp_path, tiny_dir):
+    lora.add_lora(loading.load_base_model(tiny_dir), r=4, verbose=False).save_pretrained(tmp_path / "fresh")
+    with pytest.warns(UserWarning, match="every LoRA B matrix is zero"):
+        adapters.load_adapter(loading.load_base_model(tiny_dir), tmp_path / "fresh", verbose=False)
