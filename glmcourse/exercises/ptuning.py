@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from glmcourse.exercises import call_learner
+from glmcourse.exercises import call_learner, say
 from glmcourse.modeling import course_config
 from glmcourse.ptuning import IGNORE_INDEX, build_prompt, meta_trainable, prefix_mask
 
@@ -16,10 +16,11 @@ def check_prefix_params(fn) -> None:
                                             inner_hidden_size=4 * hidden), p)[0]
         got = call_learner(fn, layers, hidden, p)
         if got == want // 2:
-            raise AssertionError(f"fn({layers}, {hidden}, {p}) = {got:,}: every prefix position has a key AND a value "
-                                 f"vector in every layer")
-        assert got == want, (f"fn({layers}, {hidden}, {p}) = {got}, expected {want:,}: pre_seq_len x num_layers x 2 "
-                             f"(key, value) x hidden_size; the frozen base does not count")
+            raise AssertionError(say("fn({layers}, {hidden}, {p}) = {got:,}: every prefix position has a key AND a "
+                                     "value vector in every layer", layers=layers, hidden=hidden, p=p, got=got))
+        assert got == want, say("fn({layers}, {hidden}, {p}) = {got}, expected {want:,}: pre_seq_len x num_layers x 2 "
+                                "(key, value) x hidden_size; the frozen base does not count",
+                                layers=layers, hidden=hidden, p=p, got=got, want=want)
 
 
 def check_ptuning_prompt(fn) -> None:
@@ -28,13 +29,15 @@ def check_ptuning_prompt(fn) -> None:
     for query, history in cases:
         want = build_prompt(query, history, history_column=True)
         got = call_learner(fn, query, [tuple(t) for t in history])
-        assert isinstance(got, str), f"return a string, got {type(got).__name__}"
+        assert isinstance(got, str), say("return a string, got {type}", type=type(got).__name__)
         if got.replace("：", ":") == want.replace("：", ":") and got != want:
-            raise AssertionError("the colons after 问 and 答 are full-width (：, U+FF1A), not ASCII ':'")
+            raise AssertionError(say("the colons after 问 and 答 are full-width (：, U+FF1A), not ASCII ':'"))
         if not history and got == query:
-            raise AssertionError("with a history column, an empty history still gives '[Round 0]\\n问：{query}\\n答：' "
-                                 "(main.py's rule; model.chat would send the bare query)")
-        assert got == want, f"fn({query!r}, {history!r}) = {got!r}, expected {want!r}"
+            raise AssertionError(say("with a history column, an empty history still gives "
+                                     "'[Round 0]\\n问：{{query}}\\n答：' (main.py's rule; model.chat would send the "
+                                     "bare query)"))
+        assert got == want, say("fn({query!r}, {history!r}) = {got!r}, expected {want!r}",
+                                query=query, history=history, got=got, want=want)
 
 
 def check_ptuning_labels(fn) -> None:
@@ -46,12 +49,14 @@ def check_ptuning_labels(fn) -> None:
         labels = [IGNORE_INDEX] * context + ids[context:] + [pad] * (length - len(ids))
         want = [IGNORE_INDEX if t == pad else t for t in labels]
         got = call_learner(fn, list(ids), sop, pad, length)
-        assert isinstance(got, list) and len(got) == length, f"return a list of {length} labels (padded to length)"
+        assert isinstance(got, list) and len(got) == length, say("return a list of {length} labels (padded to length)",
+                                                                 length=length)
         if got[context] == IGNORE_INDEX:
-            raise AssertionError("<sop> itself is supervised: the labels start at input_ids.index(sop), not after it")
+            raise AssertionError(say("<sop> itself is supervised: the labels start at input_ids.index(sop), "
+                                     "not after it"))
         if pad in got:
-            raise AssertionError("with ignore_pad_token_for_loss every pad id in the labels becomes -100")
-        assert got == want, f"fn({ids}, ...) = {got}, expected {want}"
+            raise AssertionError(say("with ignore_pad_token_for_loss every pad id in the labels becomes -100"))
+        assert got == want, say("fn({ids}, ...) = {got}, expected {want}", ids=ids, got=got, want=want)
 
 
 def check_with_prefix_columns(fn) -> None:
@@ -61,9 +66,12 @@ def check_with_prefix_columns(fn) -> None:
         attend = torch.rand(*shape, generator=gen) > 0.5
         got = call_learner(fn, attend.clone(), p)
         want = prefix_mask(attend, p)
-        assert torch.is_tensor(got), f"return a tensor, got {type(got).__name__}"
-        assert tuple(got.shape) == tuple(want.shape), (f"expected shape {tuple(want.shape)} (one column per prefix "
-                                                       f"position in front of the keys), got {tuple(got.shape)}")
+        assert torch.is_tensor(got), say("return a tensor, got {type}", type=type(got).__name__)
+        assert tuple(got.shape) == tuple(want.shape), say(
+            "expected shape {want} (one column per prefix position in front of the keys), got {got}",
+            want=tuple(want.shape), got=tuple(got.shape))
         if torch.equal(got.bool()[..., -p:], torch.ones_like(want[..., -p:])) and not torch.equal(got.bool(), want):
-            raise AssertionError("the prefix goes in FRONT of the token keys (torch.cat((prefix, attend), dim=-1))")
-        assert torch.equal(got.bool(), want), "every query may attend to every prefix position; the rest is unchanged"
+            raise AssertionError(say("the prefix goes in FRONT of the token keys "
+                                     "(torch.cat((prefix, attend), dim=-1))"))
+        assert torch.equal(got.bool(), want), say("every query may attend to every prefix position; "
+                                                  "the rest is unchanged")
