@@ -1,11 +1,12 @@
 # glmcourse: two commands from a fresh clone to a running course.
 #
 #   make lab      set up .venv (once), then serve JupyterLab on http://127.0.0.1:$(LAB_PORT)
+#   make lab-zh   the same for the Chinese edition: notebooks/zh/, with the JupyterLab interface in 中文
 #   make test     set up .venv (once), then unit tests + every notebook under nbval (fast mode)
 #   make course   run every notebook in learner mode; table of wall time and peak RSS
 #   make bench    performance figures, each with its unit
 #   make doctor   check the environment ([OK]/[FAIL] lines with the fix for each FAIL)
-#   make check-lab  start `make lab`'s server on a free port, wait until it answers, stop it
+#   make check-lab  start `make lab`'s and `make lab-zh`'s servers on free ports, check they answer, stop them
 #   make e2e      lesson 03's web demo in headless Chromium (installs Debian's chromium if missing)
 
 SHELL := /bin/bash
@@ -22,8 +23,12 @@ LAB_PORT ?= 8888
 LAB_ARGS ?=
 # Jupyter refuses to run as root unless told (containers, CI); ordinary users never need it.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The folder served and any extra JupyterLab options; `lab-zh` sets both for itself (see below).
+LAB_ROOT_DIR = notebooks
+LAB_APP_ARGS =
 LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
-	--ServerApp.port_retries=0 --ServerApp.root_dir=notebooks --ServerApp.open_browser=False $(ALLOW_ROOT) $(LAB_ARGS)
+	--ServerApp.port_retries=0 --ServerApp.root_dir=$(LAB_ROOT_DIR) --ServerApp.open_browser=False $(ALLOW_ROOT) \
+	$(LAB_APP_ARGS) $(LAB_ARGS)
 
 # Tests: fast mode, nothing may touch the network.
 TEST_ENV := GLMCOURSE_FAST=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
@@ -32,10 +37,10 @@ NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
 	--nbval-sanitize-with $(NBVAL_SANITIZE) --ignore=notebooks/solutions -p no:cacheprovider
 
-.PHONY: help setup lab test unit nbval course bench doctor check-lab e2e clean-runs
+.PHONY: help setup lab lab-zh test unit nbval course bench doctor check-lab e2e clean-runs
 
 help:
-	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +54,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 setup: $(STAMP)
 
 lab: $(STAMP)
+	$(LAB_CMD)
+
+# The Chinese edition. The interface language comes from lab-zh/settings/overrides.json (locale zh_CN,
+# the jupyterlab-language-pack-zh-cn dependency), a new default for the translation plugin: this server
+# reads it as its application settings directory; `make lab` keeps the installed one. A language the
+# learner picks in Settings > Language is a user setting and still wins, as in any JupyterLab.
+lab-zh: LAB_ROOT_DIR = notebooks/zh
+lab-zh: LAB_APP_ARGS = --LabApp.app_settings_dir='$(CURDIR)/lab-zh/settings'
+lab-zh: $(STAMP)
 	$(LAB_CMD)
 
 # Unit tests, then nbval over every notebook; both always run, either failing fails the target.
