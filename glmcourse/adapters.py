@@ -105,7 +105,13 @@ def check_adapter(path, expect_trained: bool = True, model: nn.Module | None = N
     ``model``, the pair count must equal the number of the model's layers the config targets.
     """
     path = adapter_folder(path)
-    config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    try:
+        config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as err:  # truncated or overwritten, e.g. by an interrupted copy
+        raise LoraError(f"{path / ADAPTER_CONFIG}: damaged, not the JSON peft writes ({err}); copy the adapter folder "
+                        f"again, or save it again with model.save_pretrained(folder) from the PeftModel.") from None
     weights, name = read_adapter_weights(path)
     r = int(config.get("r", 0))
     a_keys = sorted(k for k in weights if ".lora_A." in k)

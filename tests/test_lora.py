@@ -414,3 +414,10 @@ def test_an_untrained_adapter_loads_with_a_warning(tmp_path, tiny_dir):
     lora.add_lora(loading.load_base_model(tiny_dir), r=4, verbose=False).save_pretrained(tmp_path / "fresh")
     with pytest.warns(UserWarning, match="every LoRA B matrix is zero"):
         adapters.load_adapter(loading.load_base_model(tiny_dir), tmp_path / "fresh", verbose=False)
+
+
+def test_a_damaged_adapter_config_is_named(tmp_path, tiny_dir):
+    lora.add_lora(loading.load_base_model(tiny_dir), r=4, verbose=False).save_pretrained(tmp_path / "a")
+    (tmp_path / "a" / "adapter_config.json").write_text('{"r": 4, ')
+    with pytest.raises(lora.LoraError, match=r"adapter_config.json: damaged"):
+        adapters.load_adapter(loading.load_base_model(tiny_dir), tmp_path / "a", verbose=False)
