@@ -147,8 +147,13 @@ def checkpoint_problem(path) -> str | None:
     except ModelFileError:
         return f"{ADAPTER_SAFETENSORS} is damaged (truncated or not safetensors)"
     for name in ("optimizer.pt", "scheduler.pt"):
-        if (path / name).exists() and (path / name).stat().st_size < 64:
-            return f"{name} is damaged (truncated)"
+        if (path / name).exists():
+            import torch
+
+            try:  # small for an adapter or a prefix: the optimizer holds only the trainable parameters' moments
+                torch.load(path / name, map_location="cpu", weights_only=True)
+            except Exception:  # noqa: BLE001 - any failure to read it means the Trainer would fail too
+                return f"{name} is damaged (truncated or unreadable)"
     return None
 
 

@@ -387,9 +387,10 @@ def test_resume_skips_a_damaged_checkpoint_and_says_why(tmp_path, capsys, damage
         (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
         (folder / "adapter_config.json").write_text(json.dumps({"r": 8}))
         save_file({"w": torch.zeros(2)}, str(folder / "adapter_model.safetensors"))
-        (folder / "optimizer.pt").write_bytes(b"x" * 256)
+        torch.save({"state": {0: {"exp_avg": torch.zeros(64)}}}, folder / "optimizer.pt")
     broken = tmp_path / "checkpoint-4" / damage
-    broken.write_bytes(broken.read_bytes()[:3])  # truncated, as by an interrupted copy
+    cut = 3 if damage != "optimizer.pt" else broken.stat().st_size // 2
+    broken.write_bytes(broken.read_bytes()[:cut])  # truncated, as by an interrupted copy
     assert finetune.resolve_resume("last", tmp_path, 8) == str(tmp_path / "checkpoint-2")
     out = capsys.readouterr().out
     assert "checkpoint-4 cannot be resumed from" in out and damage in out
