@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "glmcourse"
-LESSON_MODULES = ["masks", "quant", "chat", "data", "lora"]
+LESSON_MODULES = ["masks", "quant", "chat", "data", "lora", "ptuning"]
 # What a lesson module may import from the package: shared basics below every lesson.
 LESSON_MAY_IMPORT = {"glmcourse", "glmcourse.settings", "glmcourse.files", "glmcourse.sizes", "glmcourse.modeling",
                      "glmcourse.modeling.tokenization_chatglm", "glmcourse.modeling.configuration_chatglm",
