@@ -291,23 +291,32 @@ def convert_file(data_path, save_path, overwrite: bool = False) -> int:
     return len(records)
 
 
-def load_jsonl(path) -> list[dict]:
-    """Read context/target JSONL (the converter's output); every bad line is reported by number."""
+def json_lines(path, array_hint: str) -> tuple[list[tuple[int, object]], list[tuple[int, str]]]:
+    """A JSON Lines file -> ([(line number, value)], [(line number, problem)]) for its non-blank lines.
+
+    A file that is one JSON array instead is refused with ``array_hint`` (the command that converts it).
+    Shared by the seed's tokenizer step and the P-Tuning command, which check the values themselves.
+    """
     text = read_text(path)
     if text.lstrip().startswith("["):
-        raise DataError(
-            f"{path}: this is a JSON array, not JSON Lines. If it holds Alpaca records, convert it first: "
-            f"python -m glmcourse.cover_alpaca2jsonl --data_path {path} --save_path OUT.jsonl"
-        )
-    examples, problems = [], []
+        raise DataError(f"{path}: this is a JSON array, not JSON Lines (one object per line). {array_hint}")
+    values, problems = [], []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            values.append((lineno, json.loads(line)))
         except json.JSONDecodeError as err:
             problems.append((lineno, f"not valid JSON at column {err.colno}: {err.msg}"))
-            continue
+    return values, problems
+
+
+def load_jsonl(path) -> list[dict]:
+    """Read context/target JSONL (the converter's output); every bad line is reported by number."""
+    values, problems = json_lines(path, "If it holds Alpaca records, convert it first: python -m "
+                                        f"glmcourse.cover_alpaca2jsonl --data_path {path} --save_path OUT.jsonl")
+    examples = []
+    for lineno, row in values:
         if isinstance(row, dict) and "instruction" in row and "context" not in row:
             problems.append((lineno, "is an Alpaca record (instruction/output): convert it with cover_alpaca2jsonl"))
             continue
@@ -319,6 +328,7 @@ def load_jsonl(path) -> list[dict]:
             problems.append((lineno, " and ".join(f"'{f}'" for f in bad) + " missing or not a string"))
             continue
         examples.append({"context": row["context"], "target": row["target"]})
+    problems.sort()  # in line order, whatever the check that found them
     alpaca_lines = [n for n, what in problems if "Alpaca record" in what]
     if alpaca_lines and not examples and len(alpaca_lines) == len(problems):
         raise DataError(

@@ -203,23 +203,26 @@ def _callbacks():
     from transformers import TrainerCallback
 
     class PreflightCheck(TrainerCallback):
-        """Trainable parameters > 0 before step 1; a non-zero LoRA gradient at step 1 (known-failures #14)."""
+        """Trainable parameters > 0 before step 1; a non-zero gradient at step 1 (known-failures #14).
 
-        def __init__(self):
+        The checks default to LoRA's (glmcourse.lora); P-Tuning passes its prefix checks.
+        """
+
+        def __init__(self, check_trainable=None, check_grads=None):
+            from glmcourse.lora import check_lora_grads, check_trainable as check_lora_trainable
+
+            self.check_trainable = check_trainable or check_lora_trainable
+            self.check_grads = check_grads or check_lora_grads
             self.first_step = None
             self.largest_grad = None
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            from glmcourse.lora import check_trainable
-
-            check_trainable(model)
+            self.check_trainable(model)
             self.first_step = state.global_step
 
         def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-            from glmcourse.lora import check_lora_grads
-
             if state.global_step == self.first_step and self.largest_grad is None:
-                self.largest_grad = check_lora_grads(model)
+                self.largest_grad = self.check_grads(model)
 
     class LossGuard(TrainerCallback):
         """Stops on a NaN/inf loss, or a loss of exactly 0 for several steps, and says why (#15).

@@ -139,27 +139,15 @@ def check_settings(s: dict) -> None:
 # ----------------------------------------------------------------------------------------------
 def read_rows(path, prompt_column: str, response_column: str, history_column: str | None) -> list[dict]:
     """JSON lines -> [{"query", "response", "history"}]; every bad line is reported by number, before training."""
-    from glmcourse.data import DataError, read_text
+    from glmcourse.data import DataError, json_lines
 
     try:
-        text = read_text(path)
+        values, bad_json = json_lines(path, "For Alpaca records (instruction/input/output), convert it: python -m "
+                                            f"glmcourse.ptuning convert --data_path {path} --save_path OUT.json")
     except DataError as err:
         raise PTuningError(str(err)) from None
-    flag = "--train_file/--validation_file"
-    if text.lstrip().startswith("["):
-        raise PTuningError(
-            f"{path}: this is a JSON array, but {flag} takes JSON lines (one object per line). For Alpaca records "
-            f"(instruction/input/output), convert it: python -m glmcourse.ptuning convert --data_path {path} "
-            f"--save_path OUT.json")
-    rows, problems = [], []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"line {lineno}: not valid JSON at column {err.colno}: {err.msg}")
-            continue
+    rows, problems = [], [f"line {lineno}: {what}" for lineno, what in bad_json]
+    for lineno, row in values:
         if not isinstance(row, dict):
             problems.append(f"line {lineno}: must be a JSON object, got {type(row).__name__}")
             continue
@@ -182,6 +170,7 @@ def read_rows(path, prompt_column: str, response_column: str, history_column: st
                 problems.append(f"line {lineno}: {history_column!r} must be a list of [query, response] string pairs")
                 continue
         rows.append({"query": query or "", "response": response or "", "history": history or []})
+    problems.sort(key=lambda problem: int(problem.split(":", 1)[0].split()[1]))  # in line order
     if problems:
         listed = "\n".join(f"  {p}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -305,18 +294,6 @@ def check_prefix_grads(model) -> float:
 def _callbacks():
     from transformers import TrainerCallback
 
-    class Preflight(TrainerCallback):
-        def __init__(self):
-            self.first_step, self.largest_grad = None, None
-
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            check_only_prefix_trains(model)
-            self.first_step = state.global_step
-
-        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-            if state.global_step == self.first_step and self.largest_grad is None:
-                self.largest_grad = check_prefix_grads(model)
-
     class PrefixSaver(TrainerCallback):
         """At every save step: the prefix into --output_dir as well, atomically and re-read (#16)."""
 
@@ -327,7 +304,7 @@ def _callbacks():
             if state.is_world_process_zero and self.guard.diagnosis is None:
                 ptuning.save_prefix(model, self.output_dir)
 
-    return Preflight, PrefixSaver
+    return PrefixSaver
 
 
 def _trainer_class():
@@ -415,11 +392,11 @@ def train(train_file, output_dir, *, validation_file=None, prompt_column="prompt
     trainable, total = ptuning.trainable_parameters(model)
     _say(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
 
-    Preflight, PrefixSaver = _callbacks()
-    _, LossGuard, _, LossLog = finetune._callbacks()
+    PrefixSaver = _callbacks()
+    Preflight, LossGuard, _, LossLog = finetune._callbacks()
     guard = LossGuard(nan_causes="or a corrupt base", saved="prefix",
                       zero_causes="the labels supervise nothing (check the response column and --max_target_length)")
-    preflight, loss_log = Preflight(), LossLog(output_dir)
+    preflight, loss_log = Preflight(check_only_prefix_trains, check_prefix_grads), LossLog(output_dir)
     cpu = not torch.cuda.is_available()
     args = TrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=int(s["per_device_train_batch_size"]),
