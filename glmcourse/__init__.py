@@ -3,7 +3,8 @@
 ``import glmcourse`` registers the course model's classes with transformers' Auto* factories, so
 ``AutoModel.from_pretrained(glmcourse.COURSE_MODEL)`` works without remote code. The registration
 waits until transformers itself is imported, so that commands which never load a model (a
-converter's ``--help``, say) start in a fraction of a second.
+converter's ``--help``, say) start in a fraction of a second. In the same way, the first
+``import matplotlib`` gets a CJK fallback font (``settings.use_cjk_font``), so figures draw 中文.
 """
 from __future__ import annotations
 
@@ -30,11 +31,18 @@ def register_course_model() -> None:
     settings.quiet()
 
 
-class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
-    """Runs ``register_course_model`` right after the first ``import transformers`` finishes."""
+# What to do once a library has been imported, whoever imports it first.
+AFTER_IMPORT = {"transformers": register_course_model, "matplotlib": settings.use_cjk_font}
+
+
+class _RunAfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``AFTER_IMPORT[name]`` right after the first ``import name`` finishes."""
+
+    def __init__(self, name: str):
+        self.name = name
 
     def find_spec(self, name, path=None, target=None):
-        if name != "transformers":
+        if name != self.name:
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -44,13 +52,14 @@ class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             run_module(module)
-            register_course_model()
+            AFTER_IMPORT[name]()
 
         spec.loader.exec_module = exec_module
         return spec
 
 
-if "transformers" in sys.modules:
-    register_course_model()
-elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterAfterTransformers())
+for _name, _then in AFTER_IMPORT.items():
+    if _name in sys.modules:
+        _then()
+    elif not any(isinstance(f, _RunAfterImport) and f.name == _name for f in sys.meta_path):
+        sys.meta_path.insert(0, _RunAfterImport(_name))

@@ -27,6 +27,7 @@ SUPPORTED = {
     "ipywidgets": ("8.1", "9", "01-03 interactive cells"),
     "jupyterlab_widgets": ("3.0", "4", "widgets in JupyterLab; must match ipywidgets"),
     "matplotlib": ("3.7", "4", "plots in every lesson"),
+    "mplfonts": ("0.0.11", "1", "中文 in figures (it bundles the Noto Sans CJK SC font)"),
     "nbval": ("0.11", "1", "make test (notebooks as tests)"),
     "gradio": ("4.0", "7", "03 web demo"),
 }
@@ -240,6 +241,7 @@ def run_checks() -> list[Check]:
         check_bitsandbytes(),
         check_widgets(),
         check_package("matplotlib"),
+        check_package("mplfonts"),
         check_package("nbval"),
         check_package("gradio"),
         check_ram(),

@@ -323,7 +323,7 @@ def _progress_class():
 class LiveLossPlot:
     """A TrainerCallback for notebooks: redraws the loss curve at every log (pass it in ``callbacks``)."""
 
-    def __new__(cls, title: str = "LoRA training loss"):
+    def __new__(cls, title: str | None = None):
         from transformers import TrainerCallback
 
         class _Live(TrainerCallback):

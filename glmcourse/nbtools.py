@@ -392,11 +392,13 @@ def _update_catalogs(names) -> int:
         state = "updated" if res.changed else "unchanged"
         print(f"[OK] {translation._shown(po_path)}: {state} ({res.new} new, {res.fuzzy} fuzzy, "
               f"{res.obsolete} newly obsolete, {res.kept} translations kept)")
-    if not names:  # the exercise checkers' messages (glmcourse/exercises/*.py) have a catalog too
-        res = translation.update_exercise_catalog()
-        state = "updated" if res.changed else "unchanged"
-        print(f"[OK] {translation._shown(translation.EXERCISE_CATALOG)}: {state} ({res.new} new, {res.fuzzy} fuzzy, "
-              f"{res.obsolete} newly obsolete, {res.kept} translations kept)")
+    if not names:  # the checkers' messages and the figures' labels have a catalog each too
+        for update, po_path in ((translation.update_exercise_catalog, translation.EXERCISE_CATALOG),
+                                (translation.update_figure_catalog, translation.FIGURE_CATALOG)):
+            res = update(po_path)
+            state = "updated" if res.changed else "unchanged"
+            print(f"[OK] {translation._shown(po_path)}: {state} ({res.new} new, {res.fuzzy} fuzzy, "
+                  f"{res.obsolete} newly obsolete, {res.kept} translations kept)")
     return 0
 
 

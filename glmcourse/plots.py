@@ -1,13 +1,17 @@
-"""One helper per picture kind, each with a title, axis labels and units (lessons 01, 02, 05, 07)."""
+"""One helper per picture kind, each with a title, axis labels and units (lessons 01, 02, 05, 07).
+
+Titles and axis labels are in English and 中文 (``bilingual``): the Chinese edition shows these figures too.
+"""
 from __future__ import annotations
 
 import torch
 
+from glmcourse.bilingual import bilingual
 from glmcourse.masks import _as_list
 from glmcourse.quant import mse, sqnr_db
 
 
-def plot_mask(mask, tokens=None, title: str = "Attention mask", ax=None, part_a_len: int | None = None):
+def plot_mask(mask, tokens=None, title: str | None = None, ax=None, part_a_len: int | None = None):
     """Draw a mask as a heatmap (dark = may attend) with token labels; returns the matplotlib axes.
 
     ``part_a_len`` draws lines between Part A and Part B. Call ``plt.show()`` after it.
@@ -27,13 +31,13 @@ def plot_mask(mask, tokens=None, title: str = "Attention mask", ax=None, part_a_
     if part_a_len is not None:
         for edge in (ax.axhline, ax.axvline):
             edge(part_a_len - 0.5, color="tab:red", linewidth=1.5)
-    ax.set_title(f"{title}\n(dark = may attend)")
-    ax.set_xlabel("key token: attended to")
-    ax.set_ylabel("query token: attending")
+    ax.set_title(title or bilingual("Attention mask"))
+    ax.set_xlabel(bilingual("key token: attended to (dark = may attend)"))
+    ax.set_ylabel(bilingual("query token: attending"))
     return ax
 
 
-def plot_error_histogram(w: torch.Tensor, w_hat: torch.Tensor, title: str = "quantization error", ax=None,
+def plot_error_histogram(w: torch.Tensor, w_hat: torch.Tensor, title: str | None = None, ax=None,
                          bins: int = 80, error_range: float | None = None):
     """Histogram of ``w_hat - w``, with the MSE and SQNR in the legend.
 
@@ -52,7 +56,8 @@ def plot_error_histogram(w: torch.Tensor, w_hat: torch.Tensor, title: str = "qua
         ax.set_xlim(*span)
     ax.xaxis.set_major_locator(MaxNLocator(5))  # few ticks: labels never overlap
     ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
-    ax.set(title=title, xlabel="dequantized - original weight (weight units)", ylabel="number of weights")
+    ax.set(title=title or bilingual("Quantization error"),
+           xlabel=bilingual("dequantized - original weight (weight units)"), ylabel=bilingual("number of weights"))
     ax.legend(loc="upper right", fontsize=8)
     return ax
 
@@ -65,8 +70,8 @@ def plot_sqnr_vs_bits(curves: dict, ax=None):
     for label, points in curves.items():
         bits = sorted(points)
         ax.plot(bits, [points[b] for b in bits], marker="o", label=label)
-    ax.set(title="Quantization error against bit width", xlabel="bits per weight",
-           ylabel="SQNR (dB, higher is better)")
+    ax.set(title=bilingual("Quantization error against bit width"), xlabel=bilingual("bits per weight"),
+           ylabel=bilingual("SQNR (dB, higher is better)"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
@@ -83,13 +88,13 @@ def plot_levels(w: torch.Tensor, levels: dict, ax=None):
     for i, (name, values) in enumerate(levels.items()):
         y = top * (1.05 + 0.1 * i)
         ax.plot(values.numpy(), [y] * len(values), "|", markersize=14, mew=2, label=f"{name} levels")
-    ax.set(title="4-bit grids over normally distributed weights", xlabel="value / max|w| (unitless)",
-           ylabel="density")
+    ax.set(title=bilingual("4-bit grids over normally distributed weights"),
+           xlabel=bilingual("value / max|w| (unitless)"), ylabel=bilingual("density"))
     ax.legend(fontsize=8, loc="upper left")
     return ax
 
 
-def plot_loss(log, ax=None, title: str = "LoRA training loss"):
+def plot_loss(log, ax=None, title: str | None = None):
     """Training loss (nats/token) against the optimizer step, from finetune's loss log."""
     import matplotlib.pyplot as plt
 
@@ -98,9 +103,9 @@ def plot_loss(log, ax=None, title: str = "LoRA training loss"):
     if points:
         steps, losses = zip(*points)
         ax.plot(steps, losses, marker="o", markersize=3)
-    ax.set_title(title)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (nats/token)")
+    ax.set_title(title or bilingual("LoRA training loss"))
+    ax.set_xlabel(bilingual("optimizer step"))
+    ax.set_ylabel(bilingual("training loss (nats/token)"))
     ax.grid(alpha=0.3)
     return ax
 

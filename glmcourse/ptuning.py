@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from glmcourse.bilingual import bilingual
+
 # The lesson's settings on the course model and data/lora_train.json (notebook 07 and `make bench`
 # print what they reach). train.sh's own values (pre_seq_len 128, lr 2e-2, batch 1 x 16, 3000 steps)
 # are for the 6B model on a GPU; here a larger batch and a few hundred steps fit in minutes on 2 cores.
@@ -82,8 +84,7 @@ def prefix_mask(attend: torch.Tensor, pre_seq_len: int) -> torch.Tensor:
     return torch.cat((attend.new_ones(*attend.shape[:-1], pre_seq_len), attend), dim=-1)
 
 
-def plot_prefix_mask(mask, tokens, pre_seq_len: int, title: str = "ChatGLM's mask with a P-Tuning v2 prefix",
-                     ax=None):
+def plot_prefix_mask(mask, tokens, pre_seq_len: int, title: str | None = None, ax=None):
     """Draw a [L, P + L] may-attend mask (dark = may attend), prefix columns labelled p0..p{P-1}."""
     import matplotlib.pyplot as plt
 
@@ -96,9 +97,10 @@ def plot_prefix_mask(mask, tokens, pre_seq_len: int, title: str = "ChatGLM's mas
     ax.set_xticks(range(cols), [f"p{i}" for i in range(pre_seq_len)] + labels, rotation=90)
     ax.set_yticks(range(rows), labels)
     ax.axvline(pre_seq_len - 0.5, color="tab:red", linewidth=1.5)
-    ax.set_title(f"{title}\n(dark = may attend; left of the red line: the {pre_seq_len} prefix positions)")
-    ax.set_xlabel("key position: prefix p0.., then the tokens")
-    ax.set_ylabel("query token: attending")
+    ax.set_title(title or bilingual("ChatGLM's mask with a P-Tuning v2 prefix of {n} positions (left of the red line)",
+                                    n=pre_seq_len))
+    ax.set_xlabel(bilingual("key position: prefix p0.., then the tokens (dark = may attend)"))
+    ax.set_ylabel(bilingual("query token: attending"))
     return ax
 
 

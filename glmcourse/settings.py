@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 FAST = os.environ.get("GLMCOURSE_FAST", "0").lower() in {"1", "true", "yes"}
 QUIET = FAST or os.environ.get("GLMCOURSE_QUIET", "0").lower() in {"1", "true", "yes"}
@@ -84,6 +85,34 @@ def quiet() -> None:
         datasets.disable_progress_bars()
         if QUIET:
             datasets.logging.set_verbosity_error()
+
+
+CJK_FONT_FILE = "NotoSansCJKsc-Regular.otf"  # Noto Sans CJK SC, bundled by the mplfonts package
+
+
+def use_cjk_font() -> str | None:
+    """Let matplotlib draw Chinese: DejaVu Sans (its default) first, Noto Sans CJK SC for every glyph
+    DejaVu lacks. The font file comes with the ``mplfonts`` package, so nothing is downloaded.
+    Returns the CJK family's name, or None when mplfonts is missing (``python -m glmcourse doctor``
+    says so); figures then warn about missing glyphs instead."""
+    import importlib.util
+
+    import matplotlib
+    from matplotlib import font_manager
+
+    spec = importlib.util.find_spec("mplfonts")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "fonts" / CJK_FONT_FILE
+    if not path.is_file():
+        return None
+    font_manager.fontManager.addfont(str(path))
+    family = font_manager.FontProperties(fname=str(path)).get_name()
+    families = [f for f in matplotlib.rcParams["font.family"] if f != family]
+    if families == ["sans-serif"]:  # matplotlib's default: name the first font so the fallback is explicit
+        families = ["DejaVu Sans"]
+    matplotlib.rcParams["font.family"] = [*families, family]
+    return family
 
 
 def progress(iterable=None, min_items: int = 0, **kwargs):

@@ -674,57 +674,81 @@ def template_fields(template: str) -> list[tuple[str, str, str]]:
                   if name is not None)
 
 
-def exercise_templates(folder=None) -> list[Template]:
-    """Every ``say(...)`` template of ``folder``'s ``*.py`` files, in file and line order.
-
-    Raises ValueError (naming file and line) for a ``say`` call whose first argument is not a plain
-    string literal: an f-string or a variable cannot be looked up in the catalog.
-    """
+def _calls_in(source: str, shown: str, func_name: str, problems: list[str], place: str | None = None):
+    """``(template, enclosing function or place, line)`` of every ``func_name("...")`` call in ``source``."""
     import ast
 
+    tree = ast.parse(source, filename=shown)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    for node in ast.walk(tree):
+        func = getattr(node, "func", None)
+        if not isinstance(node, ast.Call) or (getattr(func, "id", None) or getattr(func, "attr", None)) != func_name:
+            continue
+        if isinstance(func, ast.Attribute) and func.value.__class__ is not ast.Name:
+            continue
+        first = node.args[0] if node.args else None
+        if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+            problems.append(f"{shown}:{node.lineno}: {func_name}() needs a string literal template")
+            continue
+        outer = parents.get(node)
+        while outer is not None and not isinstance(outer, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            outer = parents.get(outer)
+        yield first.value, place or (outer.name if outer else "<module>"), node.lineno
+
+
+def call_templates(func_name: str, files=(), notebooks=()) -> list[Template]:
+    """Every ``func_name(...)`` template of the ``*.py`` ``files`` and the notebooks' code cells, in
+    file and line order. Raises ValueError (naming file and line) for a call whose first argument is
+    not a plain string literal: an f-string or a variable cannot be looked up in a catalog."""
     found, problems = [], []
-    for path in sorted(Path(folder or EXERCISES_DIR).glob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-        for node in ast.walk(tree):
-            func = getattr(node, "func", None)
-            if not isinstance(node, ast.Call) or (getattr(func, "id", None) or getattr(func, "attr", None)) != "say":
-                continue
-            if isinstance(func, ast.Attribute) and func.value.__class__ is not ast.Name:
-                continue
-            first = node.args[0] if node.args else None
-            if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
-                problems.append(f"{_shown(path)}:{node.lineno}: say() needs a string literal template")
-                continue
-            outer = parents.get(node)
-            while outer is not None and not isinstance(outer, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                outer = parents.get(outer)
-            found.append(Template(first.value, _shown(path), outer.name if outer else "<module>", node.lineno))
+    for path in sorted(files):
+        shown = _shown(path)
+        for text, where, line in _calls_in(Path(path).read_text(encoding="utf-8"), shown, func_name, problems):
+            found.append(Template(text, shown, where, line))
+    for path in sorted(notebooks):
+        import nbformat
+
+        shown = _shown(path)
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            if cell.cell_type == "code" and func_name in cell.source:
+                for text, where, line in _calls_in(cell.source, f"{shown} cell {cell.id}", func_name, problems,
+                                                   place=cell.id):
+                    found.append(Template(text, shown, where, line))
     if problems:
         raise ValueError("\n".join(problems))
-    return sorted(found, key=lambda t: (t.path, t.line))
+    return found
+
+
+def exercise_templates(folder=None) -> list[Template]:
+    """Every ``say(...)`` template of ``folder``'s ``*.py`` files (the checkers), in file and line order."""
+    return sorted(call_templates("say", Path(folder or EXERCISES_DIR).glob("*.py")), key=lambda t: (t.path, t.line))
 
 
 def build_exercise_catalog(po_path=None, folder=None) -> UpdateResult:
-    """The catalog ``update-catalogs`` writes for the checkers, merged with the one at ``po_path``:
-    translations of unchanged templates kept, a changed one fuzzy (old text as ``#| msgid``) when it
-    resembles an old template of the same function, templates no longer in the code obsolete."""
+    """The catalog ``update-catalogs`` writes for the checkers (see ``build_template_catalog``)."""
+    return build_template_catalog(exercise_templates(folder), Path(po_path or EXERCISE_CATALOG), EXERCISE_HEADER)
+
+
+def build_template_catalog(templates, po_path, header) -> UpdateResult:
+    """The catalog of ``templates``, merged with the one at ``po_path``: translations of unchanged
+    templates kept, a changed one fuzzy (old text as ``#| msgid``) when it resembles an old template
+    of the same function or cell, templates no longer in the code obsolete."""
     import polib
 
-    po_path = Path(po_path or EXERCISE_CATALOG)
+    po_path = Path(po_path)
     old = load_catalog(po_path) if po_path.exists() else None
     old_active = {e.msgid: e for e in old if not e.obsolete} if old is not None else {}
     old_obsolete = {e.msgid: e for e in old.obsolete_entries()} if old is not None else {}
 
     grouped: dict[str, dict] = {}
-    for t in exercise_templates(folder):
+    for t in templates:
         info = grouped.setdefault(t.text, {"refs": [], "cells": set()})
         if (t.reference, "") not in info["refs"]:
             info["refs"].append((t.reference, ""))
         info["cells"].add(t.function)  # _fuzzy_source matches on the last part of a reference
 
     po = polib.POFile(wrapwidth=WRAP)
-    po.header = EXERCISE_HEADER
+    po.header = header
     po.metadata = dict(old.metadata) if old is not None else {}
     po.metadata.update(METADATA)
     result, consumed = UpdateResult(text=""), set()
@@ -766,6 +790,36 @@ def build_exercise_catalog(po_path=None, folder=None) -> UpdateResult:
 def update_exercise_catalog(po_path=None, folder=None) -> UpdateResult:
     po_path = Path(po_path or EXERCISE_CATALOG)
     result = build_exercise_catalog(po_path, folder)
+    if result.changed:
+        atomic_write(po_path, result.text)
+    return result
+
+
+# ---------------------------------------------------------------------------- figure titles and labels
+# ``bilingual("English {field} template", field=...)`` (glmcourse/bilingual.py) draws a figure's text
+# in both languages; its templates come from the package and the English notebooks' code cells.
+FIGURE_CATALOG = CATALOG_DIR / "figures.po"
+FIGURE_HEADER = """\
+Simplified Chinese (zh_CN) catalog of the figures' titles and axis labels (bilingual(...) calls in
+glmcourse/*.py and the notebooks' code cells). Figures show the English line, then this one.
+Written by `python -m glmcourse.nbtools update-catalogs`; translators edit msgstr only.
+Each msgid is a str.format template: keep every {field} (and its !r / :spec) as it is.
+Rules, workflow and glossary: i18n/README.md, i18n/glossary.tsv."""
+
+
+def figure_templates(package=None, notebooks=None) -> list[Template]:
+    package = Path(package or REPO_ROOT / "glmcourse")
+    files = [p for p in package.rglob("*.py") if p.name != "bilingual.py"]
+    return call_templates("bilingual", files, lesson_notebooks() if notebooks is None else notebooks)
+
+
+def build_figure_catalog(po_path=None, package=None, notebooks=None) -> UpdateResult:
+    return build_template_catalog(figure_templates(package, notebooks), Path(po_path or FIGURE_CATALOG), FIGURE_HEADER)
+
+
+def update_figure_catalog(po_path=None) -> UpdateResult:
+    po_path = Path(po_path or FIGURE_CATALOG)
+    result = build_figure_catalog(po_path)
     if result.changed:
         atomic_write(po_path, result.text)
     return result

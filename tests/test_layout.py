@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "glmcourse"
 LESSON_MODULES = ["masks", "quant", "chat", "data", "lora", "ptuning"]
 # What a lesson module may import from the package: shared basics below every lesson.
-LESSON_MAY_IMPORT = {"glmcourse", "glmcourse.settings", "glmcourse.files", "glmcourse.sizes", "glmcourse.modeling",
+LESSON_MAY_IMPORT = {"glmcourse", "glmcourse.settings", "glmcourse.files", "glmcourse.sizes", "glmcourse.bilingual",
+                     "glmcourse.modeling",
                      "glmcourse.modeling.tokenization_chatglm", "glmcourse.modeling.configuration_chatglm",
                      "glmcourse.modeling.modeling_chatglm"}
 SEED_COMMANDS = ["cover_alpaca2jsonl", "tokenize_dataset_rows", "finetune", "cli_demo", "web_demo"]

@@ -16,11 +16,11 @@ so a template must be a string literal, never an f-string.
 """
 from __future__ import annotations
 
-import functools
 import os
-from pathlib import Path
 
-CATALOG = Path(__file__).resolve().parents[2] / "i18n" / "zh_CN" / "exercises.po"
+from glmcourse.bilingual import CATALOG_DIR, chinese, translations  # noqa: F401  (translations: tests)
+
+CATALOG = CATALOG_DIR / "exercises.po"
 
 
 def language() -> str:
@@ -29,28 +29,12 @@ def language() -> str:
     return "zh" if os.environ.get("GLMCOURSE_LANG", "").strip().lower().startswith("zh") else "en"
 
 
-@functools.cache
-def translations(path: str | os.PathLike = CATALOG) -> dict[str, str]:
-    """English template -> Chinese template, read once from the catalog. Untranslated, fuzzy and
-    obsolete entries are left out; a missing catalog (or polib) gives an empty table."""
-    try:
-        import polib
-
-        po = polib.pofile(str(path))
-    except Exception:  # noqa: BLE001 - no catalog means English, never an error in a learner's notebook
-        return {}
-    return {e.msgid: e.msgstr for e in po if e.msgstr and not e.obsolete and "fuzzy" not in e.flags}
-
-
 def say(template: str, **values) -> str:
     """``template.format(**values)``, in the learner's language (see the module docstring)."""
     if language() == "zh":
-        chinese = translations(CATALOG).get(template)
-        if chinese:
-            try:
-                return chinese.format(**values)
-            except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-                pass  # a translation that lost or renamed a field: show the English rather than fail
+        text = chinese(template, CATALOG, **values)
+        if text:
+            return text
     return template.format(**values)
 
 
