@@ -36,6 +36,14 @@ def lora_records(name: str, limit: int | None = None) -> list[dict]:
     return evenly_thinned(load_alpaca(glmcourse.DATA_DIR / f"lora_{name}.json"), limit)
 
 
+def alpaca_style_records() -> list[dict]:
+    """data/alpaca_style_sample.json: 60 hand-written records in the style of real Alpaca data."""
+    import glmcourse
+    from glmcourse.data import load_alpaca
+
+    return load_alpaca(glmcourse.DATA_DIR / "alpaca_style_sample.json")
+
+
 def base_training_texts() -> list[str]:
     """The text the course model was trained on: data/corpus.txt and data/course_chat.json's records."""
     import glmcourse
