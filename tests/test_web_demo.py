@@ -1,8 +1,9 @@
 """Lesson 03: the browser chat (glmcourse/web_demo.py).
 
 The answer logic is tested directly with the stand-ins. The page itself is tested in headless
-Chromium (Debian's ``chromium``, driven by Playwright) by ``make e2e``, which installs both and sets
-GLMCOURSE_E2E=1; it is skipped otherwise because starting a browser takes a minute on a laptop CPU.
+Chromium (Debian's ``chromium``, driven by Playwright; see tests/browser.py) as part of `make test`,
+which installs chromium when it runs as root; without it the browser test is skipped and says how
+to get it. `make e2e` runs the browser tests alone.
 """
 import os
 import re
@@ -10,15 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-from urllib.parse import urlparse
 
 import pytest
 
+from browser import chromium_page, needs_chromium
 from chat_fakes import ByteTokenizer, ScriptedModel, save_tiny_chat_model
 from glmcourse import REPO_ROOT, web_demo
 
 TOK = ByteTokenizer()
-CHROMIUM = "/usr/bin/chromium"
 
 
 def test_respond_streams_into_the_chat_box_and_the_history():
@@ -64,7 +64,6 @@ def test_the_page_has_the_seed_controls_and_binds_localhost_by_default():
 
 
 # ------------------------------------------------------------------ headless Chromium (make e2e)
-e2e = pytest.mark.skipif(os.environ.get("GLMCOURSE_E2E") != "1", reason="browser test: run `make e2e`")
 
 
 def _free_port():
@@ -94,77 +93,57 @@ def web_server(tmp_path):
     log.close()
 
 
-@e2e
+@needs_chromium
 def test_browser_send_stream_and_clear(web_server):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, server_log = web_server
-    assert os.path.exists(CHROMIUM), "make e2e installs Debian's chromium"
-    outside, local = [], []  # requests that would leave this machine / that stay on it
+    with chromium_page("web_demo") as (page, outside):
+        page.goto(url, wait_until="load", timeout=90_000)
+        expect(page.get_by_role("button", name="Submit")).to_be_visible(timeout=60_000)
+        for label in ("Maximum length", "Top P", "Temperature"):
+            expect(page.get_by_text(label, exact=True).first).to_be_visible()
 
-    def only_local(route):
-        host = urlparse(route.request.url).hostname
-        if route.request.url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
-            local.append(route.request.url)
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
+        page.locator("#user_input textarea").fill("你好")
+        page.get_by_role("button", name="Submit").click()
+        user = page.locator("#chatbot .user-row")
+        bot = page.locator("#chatbot .bot-row")
+        expect(user).to_have_count(1, timeout=60_000)
+        expect(user.first).to_contain_text("你好")
+        seen, last_change, last = set(), time.time(), None
+        deadline = time.time() + 120
+        while time.time() < deadline:  # watch the answer grow until it stays the same for 3 s
+            text = bot.first.inner_text().strip() if bot.count() else ""
+            if text != last:
+                seen.add(text)
+                last, last_change = text, time.time()
+            elif text and time.time() - last_change > 3:
+                break
+            time.sleep(0.05)
+        final = bot.first.inner_text().strip()
+        assert final, f"no answer shown; server log:\n{server_log.read_text()}"
+        assert "\ufffd" not in final
+        assert len({s for s in seen if s.strip()}) >= 2, "the answer appeared in one piece, not streamed"
+        expect(page.locator("#user_input textarea")).to_have_value("")
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        try:
-            page = browser.new_page()
-            page.route("**/*", only_local)
-            page.goto(url, wait_until="load", timeout=90_000)
-            expect(page.get_by_role("button", name="Submit")).to_be_visible(timeout=60_000)
-            for label in ("Maximum length", "Top P", "Temperature"):
-                expect(page.get_by_text(label, exact=True).first).to_be_visible()
+        page.get_by_role("button", name="Clear History").click()
+        expect(bot).to_have_count(0, timeout=30_000)
+        expect(user).to_have_count(0)
 
-            page.locator("#user_input textarea").fill("你好")
-            page.get_by_role("button", name="Submit").click()
-            user = page.locator("#chatbot .user-row")
-            bot = page.locator("#chatbot .bot-row")
-            expect(user).to_have_count(1, timeout=60_000)
-            expect(user.first).to_contain_text("你好")
-            seen, last_change, last = set(), time.time(), None
-            deadline = time.time() + 120
-            while time.time() < deadline:  # watch the answer grow until it stays the same for 3 s
-                text = bot.first.inner_text().strip() if bot.count() else ""
-                if text != last:
-                    seen.add(text)
-                    last, last_change = text, time.time()
-                elif text and time.time() - last_change > 3:
-                    break
-                time.sleep(0.05)
-            final = bot.first.inner_text().strip()
-            assert final, f"no answer shown; server log:\n{server_log.read_text()}"
-            assert "\ufffd" not in final
-            assert len({s for s in seen if s.strip()}) >= 2, "the answer appeared in one piece, not streamed"
-            expect(page.locator("#user_input textarea")).to_have_value("")
-
-            page.get_by_role("button", name="Clear History").click()
-            expect(bot).to_have_count(0, timeout=30_000)
-            expect(user).to_have_count(0)
-
-            # Shift+Enter adds a line, Enter sends; a message's HTML and images are shown as text
-            box = page.locator("#user_input textarea")
-            box.click()
-            box.press_sequentially("<img src=http://example.invalid/a.png>")
-            box.press("Shift+Enter")
-            box.press_sequentially("![x](http://example.invalid/b.png)")
-            expect(box).to_have_value("<img src=http://example.invalid/a.png>\n![x](http://example.invalid/b.png)")
-            expect(user).to_have_count(0)  # Shift+Enter did not send
-            box.press("Enter")
-            expect(user).to_have_count(1, timeout=60_000)
-            expect(user.first).to_contain_text("<img src=http://example.invalid/a.png>")
-            expect(page.locator("#chatbot img[src*='example.invalid']")).to_have_count(0)
-            expect(box).to_have_value("", timeout=60_000)
-            page.wait_for_timeout(2000)
-        finally:
-            browser.close()
-    assert local and outside == [], f"the page tried to reach the network: {outside}"
+        # Shift+Enter adds a line, Enter sends; a message's HTML and images are shown as text
+        box = page.locator("#user_input textarea")
+        box.click()
+        box.press_sequentially("<img src=http://example.invalid/a.png>")
+        box.press("Shift+Enter")
+        box.press_sequentially("![x](http://example.invalid/b.png)")
+        expect(box).to_have_value("<img src=http://example.invalid/a.png>\n![x](http://example.invalid/b.png)")
+        expect(user).to_have_count(0)  # Shift+Enter did not send
+        box.press("Enter")
+        expect(user).to_have_count(1, timeout=60_000)
+        expect(user.first).to_contain_text("<img src=http://example.invalid/a.png>")
+        expect(page.locator("#chatbot img[src*='example.invalid']")).to_have_count(0)
+        expect(box).to_have_value("", timeout=60_000)
+        page.wait_for_timeout(2000)
+    assert outside == [], f"the page tried to reach the network: {outside}"
     assert re.search(r"Running on local URL:\s+http://127\.0\.0\.1:", server_log.read_text())
     assert "share=True" not in server_log.read_text()  # no hint at public links (the lesson says why)
