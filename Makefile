@@ -8,6 +8,8 @@
 #   make doctor   check the environment ([OK]/[FAIL] lines with the fix for each FAIL)
 #   make check-lab  start `make lab`'s and `make lab-zh`'s servers on free ports, check they answer, stop them
 #   make e2e      the browser tests alone: JupyterLab lessons 01-03 and the web demo in headless Chromium
+#   make grade SUBMISSIONS=folder [OUT=runs/grades]   run a class's notebooks; grades.csv + report.html
+#   make site     a static HTML site of the executed lessons, English and 中文, in runs/site/
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -47,12 +49,12 @@ command -v chromium >/dev/null || { \
 		|| echo "notice: could not install chromium; the browser tests will be skipped"; \
 	else echo "notice: no chromium, so the browser tests are skipped (sudo apt-get install chromium)"; fi; }
 endef
-BROWSER_TESTS := tests/test_lab_browser.py tests/test_web_demo.py
+BROWSER_TESTS := tests/test_lab_browser.py tests/test_web_demo.py tests/test_site.py
 
-.PHONY: help setup lab lab-zh test unit nbval course bench doctor check-lab e2e clean-runs
+.PHONY: help setup lab lab-zh test unit nbval course bench doctor check-lab e2e grade site clean-runs
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +116,17 @@ check-lab: $(STAMP)
 e2e: $(STAMP)
 	@$(ENSURE_CHROMIUM)
 	export $(TEST_ENV); $(BIN)/python -m pytest -q -rs $(BROWSER_TESTS)
+
+# Instructors: grade a folder of students' notebooks (one file or one subfolder per student).
+OUT ?= runs/grades
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/class [OUT=runs/grades]"; exit 2; }
+	env -u GLMCOURSE_FAST HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+		$(BIN)/python -m glmcourse.grade '$(SUBMISSIONS)' --out '$(OUT)'
+
+# The executed lessons as a static site (nothing is executed): open runs/site/index.html.
+site: $(STAMP)
+	$(BIN)/python -m glmcourse.site --out runs/site
 
 clean-runs:
 	rm -rf runs/course

@@ -125,7 +125,8 @@ def test_readme_map_lists_every_file():
     assert not missing, f"README 'Where things are' lacks: {sorted(set(missing))}"
 
 
-LIGHT_COMMANDS = ["cover_alpaca2jsonl", "tokenize_dataset_rows", "finetune", "make_data", "nbtools", "bench"]
+LIGHT_COMMANDS = ["cover_alpaca2jsonl", "tokenize_dataset_rows", "finetune", "make_data", "nbtools", "bench", "site",
+                  "grade"]
 
 
 @pytest.mark.parametrize("command", LIGHT_COMMANDS)
