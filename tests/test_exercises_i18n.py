@@ -319,3 +319,19 @@ def test_the_catalog_is_read_once(chinese, monkeypatch):
     for _ in range(3):
         say("[PASS] {name}", name="f")
     assert len(calls) == 1
+
+
+def test_an_answer_of_the_wrong_kind_is_a_hint_not_a_traceback(capsys):
+    from glmcourse.exercises import attempt, data as checks, sizes
+
+    def build_labels(input_ids, seq_len):
+        return None  # the checker iterates over the result
+
+    def total_params(config):
+        return None  # the checker formats the result with {:,}
+
+    assert attempt(checks.check_build_labels, build_labels) is False
+    assert attempt(sizes.check_total_params, total_params) is False
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and all(line.startswith("[TRY AGAIN] ") for line in out), out
+    assert "TypeError" in out[0] and "return type" in out[0]

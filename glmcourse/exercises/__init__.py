@@ -51,6 +51,11 @@ def attempt(checker, candidate, name: str | None = None) -> bool:
     except AssertionError as err:
         print(say("[TRY AGAIN] {name}: {hint}", name=label, hint=err))
         return False
+    except Exception as err:  # noqa: BLE001 - an answer of the wrong kind (None, a string...) tripped the checker
+        hint = say("the checker could not use what it returned ({error}: {message}); check the return type "
+                   "the exercise asks for", error=type(err).__name__, message=err)
+        print(say("[TRY AGAIN] {name}: {hint}", name=label, hint=hint))
+        return False
     print(say("[PASS] {name}", name=label))
     return True
 
