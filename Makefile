@@ -119,10 +119,11 @@ e2e: $(STAMP)
 
 # Instructors: grade a folder of students' notebooks (one file or one subfolder per student).
 OUT ?= runs/grades
+GRADE_ARGS ?=
 grade: $(STAMP)
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/class [OUT=runs/grades]"; exit 2; }
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/class [OUT=runs/grades] [GRADE_ARGS='--jobs 2']"; exit 2; }
 	env -u GLMCOURSE_FAST HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-		$(BIN)/python -m glmcourse.grade '$(SUBMISSIONS)' --out '$(OUT)'
+		$(BIN)/python -m glmcourse.grade "$(SUBMISSIONS)" --out "$(OUT)" $(GRADE_ARGS)
 
 # The executed lessons as a static site (nothing is executed): open runs/site/index.html.
 site: $(STAMP)
