@@ -43,8 +43,8 @@ WRAP = 0  # no re-wrapping: a msgid/msgstr line is a line of the source, so diff
 FUZZY_RATIO = 0.6  # difflib ratio above which a changed English text inherits the old translation
 SETUP_CELL_ID = "zh-setup"
 SETUP_CELL_SOURCE = '''\
-# 中文版的准备工作:英文版以 notebooks/ 为工作目录运行,这里切换过去,让相同的相对路径照常可用;
-# 再设置 GLMCOURSE_LANG,让练习检查器用中文给出提示。
+# 中文版的准备工作：英文版以 notebooks/ 为工作目录运行，这里切换过去，让相同的相对路径照常可用；
+# 再设置 GLMCOURSE_LANG，让练习检查器用中文给出提示。
 import os
 
 if os.path.basename(os.getcwd()) == "zh":
