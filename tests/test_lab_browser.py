@@ -8,6 +8,7 @@ runs/browser/. The kernel inherits `make test`'s fast mode.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -134,41 +135,39 @@ def wait_for_new_figure(page, box, before: str, what: str) -> str:
     pytest.fail(f"{what}: the figure below the controls did not change")
 
 
-def test_lesson_01_mask_explorer_redraws_when_its_slider_moves(lab):
-    notebook = REPO / "notebooks" / "01_glm_attention_masks.ipynb"
+@contextlib.contextmanager
+def lesson_in_browser(lab, name: str):
+    """Run lesson ``name`` in JupyterLab; yield ``(page, panel)``. Afterwards: no request left the
+    machine, the kernels are stopped, and the committed notebook is byte for byte what it was."""
+    notebook = REPO / "notebooks" / name
     before_file = digest(notebook)
-    with chromium_page("lab_01") as (page, outside):
-        panel = run_lesson(page, lab, notebook.name)
+    with chromium_page(f"lab_{name[:2]}") as (page, outside):
+        yield page, run_lesson(page, lab, name)
+        assert outside == [], f"the page tried to reach the network: {outside}"
+    shut_down_kernels(lab)
+    assert digest(notebook) == before_file, "running the lesson in the browser changed the committed notebook"
+
+
+def test_lesson_01_mask_explorer_redraws_when_its_slider_moves(lab):
+    with lesson_in_browser(lab, "01_glm_attention_masks.ipynb") as (page, panel):
         explorer = widget_with(page, panel, "mask ratio")
         first = figure_below(explorer)
         assert first, "the mask explorer drew no figure"
         set_slider(page, explorer, "mask ratio", 0.5)
         wait_for_new_figure(page, explorer, first, "mask ratio 0.0 -> 0.5")
-        assert outside == [], f"the page tried to reach the network: {outside}"
-    shut_down_kernels(lab)
-    assert digest(notebook) == before_file, "running the lesson in the browser changed the committed notebook"
 
 
 def test_lesson_02_error_histogram_redraws_when_the_bits_change(lab):
-    notebook = REPO / "notebooks" / "02_quantization.ipynb"
-    before_file = digest(notebook)
-    with chromium_page("lab_02") as (page, outside):
-        panel = run_lesson(page, lab, notebook.name)
+    with lesson_in_browser(lab, "02_quantization.ipynb") as (page, panel):
         controls = widget_with(page, panel, "bits")
         set_slider(page, controls, "bits", 8)
         at_8 = wait_for_new_figure(page, controls, figure_below(controls), "bits 4 -> 8")
         set_slider(page, controls, "bits", 2)
         wait_for_new_figure(page, controls, at_8, "bits 8 -> 2")
-        assert outside == [], f"the page tried to reach the network: {outside}"
-    shut_down_kernels(lab)
-    assert digest(notebook) == before_file, "running the lesson in the browser changed the committed notebook"
 
 
 def test_lesson_03_chat_widget_answers(lab):
-    notebook = REPO / "notebooks" / "03_deploy_and_chat.ipynb"
-    before_file = digest(notebook)
-    with chromium_page("lab_03") as (page, outside):
-        panel = run_lesson(page, lab, notebook.name)
+    with lesson_in_browser(lab, "03_deploy_and_chat.ipynb") as (page, panel):
         chat_box = panel.locator(".widget-vbox").filter(has=page.locator("button", has_text="Clear History")).last
         transcript = chat_box.locator(".widget-output").first
         before = transcript.inner_text()
@@ -179,6 +178,3 @@ def test_lesson_03_chat_widget_answers(lab):
             page.wait_for_timeout(250)
         reply = transcript.inner_text()
         assert "你好" in reply and len(reply) > len(before) + 2, f"no reply shown; transcript: {reply!r}"
-        assert outside == [], f"the page tried to reach the network: {outside}"
-    shut_down_kernels(lab)
-    assert digest(notebook) == before_file, "running the lesson in the browser changed the committed notebook"
