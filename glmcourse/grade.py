@@ -177,8 +177,10 @@ def guard_statements(nb) -> set:
 
 
 def course_lessons(folder: Path = COURSE_NOTEBOOKS) -> list:
+    from glmcourse.translation import lesson_notebooks
+
     lessons = []
-    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+    for path in lesson_notebooks(folder):
         nb, _ = read_notebook(path)
         twin, _ = read_notebook(folder / "zh" / path.name)  # the Chinese edition: its own set-up cell
         if nb is None:

@@ -26,8 +26,8 @@ from pathlib import Path
 from glmcourse import REPO_ROOT
 from glmcourse.cli import UsageError, check_output_dir, one_line
 from glmcourse.files import sigterm_as_exit
+from glmcourse.translation import LESSON_GLOB, lesson_notebooks as lessons  # a new lesson appears by itself
 
-LESSON_GLOB = "[0-9][0-9]_*.ipynb"  # a new lesson notebook appears on the site by itself
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 TOOL = "python -m glmcourse.site"
 
@@ -67,10 +67,6 @@ class SiteError(Exception):
 
 
 # ------------------------------------------------------------------------------------------ the lessons
-def lessons(folder: Path) -> list[Path]:
-    return sorted(folder.glob(LESSON_GLOB))
-
-
 def lesson_title(notebook: Path) -> str:
     """The notebook's first markdown heading, without its "Lesson 01 · " / "第 01 课 · " / "04 · " prefix."""
     for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:

@@ -241,9 +241,13 @@ def edition_path(notebook) -> Path:
     return notebook.parent / EDITION / notebook.name
 
 
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+
+
 def lesson_notebooks(folder=None) -> list[Path]:
-    """notebooks/NN_*.ipynb in lesson order: a new lesson is picked up without configuration."""
-    return sorted(Path(folder or NOTEBOOKS_DIR).glob("[0-9][0-9]_*.ipynb"))
+    """notebooks/NN_*.ipynb in lesson order: a new lesson is picked up without configuration
+    (by the Chinese edition, the grader and the site alike)."""
+    return sorted(Path(folder or NOTEBOOKS_DIR).glob(LESSON_GLOB))
 
 
 def _reference(nb_name: str, unit: Unit) -> tuple[str, str]:

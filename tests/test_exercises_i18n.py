@@ -15,7 +15,7 @@ from pathlib import Path
 import polib
 import pytest
 
-from glmcourse import exercises, nbtools, translation
+from glmcourse import bilingual, exercises, nbtools, translation
 from glmcourse.exercises import attempt, chat, data, lora, masks, quant, say, sizes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,7 +312,7 @@ def test_fuzzy_broken_and_missing_catalogs_fall_back_to_english(chinese, tmp_pat
 
 
 def test_the_catalog_is_read_once(chinese, monkeypatch):
-    exercises.translations.cache_clear()
+    bilingual.translations.cache_clear()
     calls = []
     real = polib.pofile
     monkeypatch.setattr(polib, "pofile", lambda *a, **k: calls.append(a) or real(*a, **k))
