@@ -135,7 +135,7 @@ def test_translate_replaces_units_and_keeps_code_and_outputs(lesson):
 def test_setup_cell_makes_english_relative_paths_work(tmp_path, monkeypatch):
     (tmp_path / "notebooks" / "zh").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "notebooks" / "zh")
-    monkeypatch.delenv("GLMCOURSE_LANG", raising=False)
+    monkeypatch.setenv("GLMCOURSE_LANG", "")  # recorded, so the "zh" the cell sets is undone afterwards
     exec(translation.SETUP_CELL_SOURCE, {})
     assert Path.cwd() == tmp_path / "notebooks"
     exec(translation.SETUP_CELL_SOURCE, {})  # running it twice changes nothing
