@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from glmcourse import REPO_ROOT
-from glmcourse.cli import UsageError, check_output_dir, one_line
-from glmcourse.files import sigterm_as_exit
+from glmcourse.cli import UsageError, check_output_dir, one_line, run_cli
+from glmcourse.files import OutputError
 from glmcourse.translation import LESSON_GLOB, lesson_notebooks as lessons  # a new lesson appears by itself
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -62,8 +62,8 @@ LAYOUT = """{% extends "!layout.html" %}
 """
 
 
-class SiteError(Exception):
-    """The build failed (a Sphinx warning or error, an unreadable notebook): exit status 1."""
+class SiteError(OutputError):
+    """The build failed (a Sphinx warning or error, an unreadable notebook): ``run_cli`` exits 1."""
 
 
 # ------------------------------------------------------------------------------------------ the lessons
@@ -217,21 +217,17 @@ def main(argv=None) -> int:
         check_notebooks(args.notebooks)
         check_output_dir(args.out, "--out", inputs=[("--notebooks", args.notebooks)],
                          overwrite=args.overwrite_output_dir)
-        started = time.perf_counter()
-        with sigterm_as_exit():  # `kill` cleans up the temporary folder as Ctrl-C does
-            build_site(args.out, args.notebooks, args.overwrite_output_dir)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (SiteError, OSError) as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"interrupted: {args.out} was not changed.", file=sys.stderr)
-        return 130
-    print(f"site: {args.out / 'index.html'} and {args.out / 'zh' / 'index.html'} "
-          f"({len(lessons(args.notebooks))} lessons each, {time.perf_counter() - started:.1f} s)")
-    return 0
+
+    def body():  # run_cli: a failed build -> one error line and exit 1; Ctrl-C or kill -> 130, OUT unchanged
+        started = time.perf_counter()
+        build_site(args.out, args.notebooks, args.overwrite_output_dir)
+        print(f"site: {args.out / 'index.html'} and {args.out / 'zh' / 'index.html'} "
+              f"({len(lessons(args.notebooks))} lessons each, {time.perf_counter() - started:.1f} s)")
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from glmcourse.bilingual import FIGURE_CATALOG  # the figures' catalog, which bilingual() reads
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 LANG = "zh_CN"
@@ -380,12 +382,16 @@ def atomic_write(path, text: str) -> None:
         handle.write(text)
 
 
-def update_catalog(notebook, po_path=None) -> UpdateResult:
-    po_path = Path(po_path) if po_path else catalog_path(notebook)
-    result = build_catalog(notebook, po_path)
+def save_if_changed(po_path, result: UpdateResult) -> UpdateResult:
+    """Write a built catalog to ``po_path`` (atomically) only when its text changed."""
     if result.changed:
         atomic_write(po_path, result.text)
     return result
+
+
+def update_catalog(notebook, po_path=None) -> UpdateResult:
+    po_path = Path(po_path) if po_path else catalog_path(notebook)
+    return save_if_changed(po_path, build_catalog(notebook, po_path))
 
 
 # ---------------------------------------------------------------------------- translating
@@ -793,16 +799,13 @@ def build_template_catalog(templates, po_path, header) -> UpdateResult:
 
 def update_exercise_catalog(po_path=None, folder=None) -> UpdateResult:
     po_path = Path(po_path or EXERCISE_CATALOG)
-    result = build_exercise_catalog(po_path, folder)
-    if result.changed:
-        atomic_write(po_path, result.text)
-    return result
+    return save_if_changed(po_path, build_exercise_catalog(po_path, folder))
 
 
 # ---------------------------------------------------------------------------- figure titles and labels
 # ``bilingual("English {field} template", field=...)`` (glmcourse/bilingual.py) draws a figure's text
-# in both languages; its templates come from the package and the English notebooks' code cells.
-FIGURE_CATALOG = CATALOG_DIR / "figures.po"
+# in both languages; its templates come from the package and the English notebooks' code cells into
+# FIGURE_CATALOG (imported above from glmcourse.bilingual).
 FIGURE_HEADER = """\
 Simplified Chinese (zh_CN) catalog of the figures' titles and axis labels (bilingual(...) calls in
 glmcourse/*.py and the notebooks' code cells). Figures show the English line, then this one.
@@ -823,7 +826,4 @@ def build_figure_catalog(po_path=None, package=None, notebooks=None) -> UpdateRe
 
 def update_figure_catalog(po_path=None) -> UpdateResult:
     po_path = Path(po_path or FIGURE_CATALOG)
-    result = build_figure_catalog(po_path)
-    if result.changed:
-        atomic_write(po_path, result.text)
-    return result
+    return save_if_changed(po_path, build_figure_catalog(po_path))
