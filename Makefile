@@ -2,7 +2,8 @@
 #
 #   make lab      set up .venv (once), then serve JupyterLab on http://127.0.0.1:$(LAB_PORT)
 #   make lab-zh   the same for the Chinese edition: notebooks/zh/, with the JupyterLab interface in 中文
-#   make test     set up .venv (once), then unit tests + every notebook under nbval (fast mode)
+#   make test     set up .venv (once), then unit tests + every notebook under nbval (fast mode, both cores)
+#   make lock     regenerate requirements/lock.txt from pyproject.toml's ranges and print what changed
 #   make course   run every notebook in learner mode; table of wall time and peak RSS
 #   make bench    performance figures, each with its unit
 #   make doctor   check the environment ([OK]/[FAIL] lines with the fix for each FAIL)
@@ -15,11 +16,18 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The set-up is redone only when pyproject.toml changes (or the stamp is deleted).
+# The set-up is redone only when the lock or pyproject.toml changes (or the stamp is deleted).
 STAMP := $(VENV)/.glmcourse-installed
-# The CPU build on local disk. An open `torch` requirement would pull a multi-GB CUDA build,
-# so torch is installed first, pinned; pyproject's `torch>=...` is then already satisfied.
+LOCK := requirements/lock.txt
+# torch is installed first, pinned, on its own: which build pip takes depends on the machine and the
+# index (PyPI's Linux wheel is a CUDA build of several GB; README "Set-up downloads"). The lock holds
+# everything else, exact versions for Python 3.10-3.13, and pyproject's `torch>=...` is then satisfied.
 TORCH_VERSION := 2.13.0
+# Packages that only torch's CUDA build needs: `make lock` leaves them out, since torch's own install
+# brings them where (and only where) they belong.
+TORCH_RUNTIME := ^(nvidia-[a-z0-9-]+|cuda-[a-z-]+|triton)==
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --extra dev --extra web --universal --python-version 3.10 \
+	--no-emit-package torch --custom-compile-command "make lock" --quiet $(LOCK_ARGS)
 
 LAB_PORT ?= 8888
 LAB_ARGS ?=
@@ -51,21 +59,40 @@ command -v chromium >/dev/null || { \
 endef
 BROWSER_TESTS := tests/test_lab_browser.py tests/test_web_demo.py tests/test_site.py
 
-.PHONY: help setup lab lab-zh test unit nbval course bench doctor check-lab e2e grade site clean-runs
+.PHONY: help setup lock lab lab-zh test unit nbval course bench doctor check-lab e2e grade site clean-runs
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e '.[dev,web]'
+# torch, then exactly the lock (no resolver choices left), then the course itself without dependencies;
+# `pip check` fails the set-up if the lock is incomplete.
+$(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip check
 	@touch $@
 	@echo "environment ready in $(VENV)"
 
 setup: $(STAMP)
+
+# The path to newer versions: `make lock`, then `make test`, then commit pyproject.toml and the lock together.
+# Pins that still fit the ranges are kept; `make lock LOCK_ARGS=--upgrade` (or --upgrade-package NAME) moves them.
+# Resolved twice: the first pass finds the CUDA runtime that torch's PyPI wheel names, the second leaves it out.
+lock: | $(BIN)/python
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	@mkdir -p requirements; old=$$(mktemp); new=$$(mktemp); \
+	if [ -f $(LOCK) ]; then cp $(LOCK) $$old; fi; \
+	$(UV_COMPILE) -o $$new && \
+	runtime=$$(grep -oE '$(TORCH_RUNTIME)' $$new | cut -d= -f1 | sort -u | sed 's/^/--no-emit-package /'); \
+	$(UV_COMPILE) $$runtime -o $(LOCK) && \
+	changed=$$(diff <(grep -E '^[A-Za-z0-9]' $$old) <(grep -E '^[A-Za-z0-9]' $(LOCK)) | grep -E '^[<>]' \
+		| sed -e 's/^</  removed:/' -e 's/^>/  added:  /'); echo "$${changed:-  no pin changed}"; \
+	echo "$(LOCK): $$(grep -cE '^[A-Za-z0-9]' $(LOCK)) pins; next: make test, then commit pyproject.toml and $(LOCK) together"; \
+	rm -f $$old $$new
 
 lab: $(STAMP)
 	$(LAB_CMD)
@@ -79,16 +106,13 @@ lab-zh: LAB_APP_ARGS = --LabApp.app_settings_dir='$(CURDIR)/lab-zh/settings'
 lab-zh: $(STAMP)
 	$(LAB_CMD)
 
-# Unit tests, then nbval over every notebook; both always run, either failing fails the target.
-# pytest exits 5 when it collects nothing: fine for notebooks/ (none written yet), not for tests/.
+# Unit tests and nbval over every notebook in one pytest run, spread over the cores (pytest-xdist):
+# --dist loadfile keeps each notebook's cells, and each test file, on one worker, in order.
+XDIST ?= -n 2 --dist loadfile
 test: $(STAMP)
 	@$(ENSURE_CHROMIUM)
-	@set +e; export $(TEST_ENV); \
-	$(BIN)/python -m pytest -q -rs tests; unit=$$?; \
-	$(BIN)/python -m pytest -q $(NBVAL_ARGS) notebooks; nb=$$?; \
-	if [ $$nb -eq 5 ]; then echo "nbval: no notebooks to run"; nb=0; fi; \
-	echo "make test: unit tests exit $$unit, notebooks exit $$nb"; \
-	[ $$unit -eq 0 ] && [ $$nb -eq 0 ]
+	@export $(TEST_ENV); $(BIN)/python -m pytest -q -rs $(XDIST) $(NBVAL_ARGS) tests notebooks; code=$$?; \
+	echo "make test: pytest exit $$code"; exit $$code
 
 unit: $(STAMP)
 	export $(TEST_ENV); $(BIN)/python -m pytest -q tests

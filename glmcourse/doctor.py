@@ -4,13 +4,16 @@ Prints one [OK]/[FAIL] line per check; every FAIL says what was found, what is s
 command that fixes it. Exit status 1 when anything failed, so a bug report can start with its output.
 
 The supported version ranges live in SUPPORTED below and nowhere else. pyproject.toml carries the
-same lower bounds (a test keeps the two in step).
+same lower bounds (a test keeps the two in step). The exact versions a set-up installs come from the
+lock, ``requirements/lock.txt`` (``make lock`` writes it from pyproject's ranges); the doctor names
+every installed version that differs from it.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -19,7 +22,8 @@ from dataclasses import dataclass
 SUPPORTED = {
     "python": ("3.10", "3.14", "the course package"),
     "torch": ("2.1", "3", "every lesson"),
-    "transformers": ("4.45", "6", "every lesson (ChatGLM-6B's own remote code needs 4.27-4.33)"),
+    # 5.25 requires the `kernels` package, which fetches compiled code from a hub (settings.py)
+    "transformers": ("4.45", "5.25", "every lesson (ChatGLM-6B's own remote code needs 4.27-4.33)"),
     "peft": ("0.11", "1", "05-06 LoRA"),
     "accelerate": ("0.30", "2", "05 Trainer"),
     "datasets": ("2.19", "6", "04-05 tokenized rows"),
@@ -34,6 +38,11 @@ SUPPORTED = {
 # ipywidgets major -> the jupyterlab_widgets major built for it
 WIDGETS_PAIRS = {8: 3, 7: 1}
 TORCH_PIN = "2.13.0"  # the CPU build the Makefile installs (an open torch requirement pulls CUDA)
+# torch is installed on its own, before the lock: its build (CPU or CUDA) depends on the machine and the
+# index. A CUDA build brings its runtime too; those packages are torch's, not the course's.
+TORCH_RUNTIME_PREFIXES = ("nvidia-", "cuda-", "triton")
+# Installed with the virtual environment itself, not by the course.
+VENV_OWN = {"pip", "setuptools", "wheel"}
 MIN_RAM_GIB = 4.0  # the course model, a LoRA run and JupyterLab together stay well under this
 MIN_FREE_DISK_GIB = 2.0  # .venv is already installed; runs/ (checkpoints, adapters) needs room
 
@@ -228,6 +237,78 @@ def check_disk(path: str) -> Check:
     return Check("disk", True, detail)
 
 
+# ---------------------------------------------------------------------------- the lock
+def lock_path():
+    from glmcourse import REPO_ROOT
+
+    return REPO_ROOT / "requirements" / "lock.txt"
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name: ``Jupyter_Server`` and ``jupyter-server`` are one distribution."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(path) -> dict[str, str]:
+    """{name: version} for every pin of the lock whose environment marker holds on this machine."""
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split(" #")[0].strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        (spec,) = req.specifier  # the lock holds only name==version lines
+        pins[normalize(req.name)] = spec.version
+    return pins
+
+
+def installed_versions() -> dict[str, str]:
+    """{name: version} of every distribution in this environment (what ``pip list`` shows)."""
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found[normalize(name)] = dist.version
+    return found
+
+
+def lock_differences(pins: dict[str, str], installed: dict[str, str]) -> list[str]:
+    """One line per difference between the lock and this environment (empty when they agree)."""
+    problems = []
+    for name, wanted in sorted(pins.items()):
+        found = installed.get(name)
+        if found is None:
+            problems.append(f"{name}: missing (lock: {wanted})")
+        elif found != wanted:
+            problems.append(f"{name}: {found} installed, lock: {wanted}")
+    cuda_torch = "+cpu" not in installed.get("torch", "+cpu")
+    for name, found in sorted(installed.items()):
+        if name in pins or name in VENV_OWN or name in {"torch", "glmcourse"}:
+            continue
+        if cuda_torch and name.startswith(TORCH_RUNTIME_PREFIXES):
+            continue
+        problems.append(f"{name}: {found} installed, not in the lock")
+    return problems
+
+
+def check_lock() -> Check:
+    path = lock_path()
+    if not path.exists():
+        return Check("lock", True, "no requirements/lock.txt beside the package (not a course checkout): skipped")
+    problems = lock_differences(read_lock(path), installed_versions())
+    if not problems:
+        return Check("lock", True, "every installed version is the lock's (requirements/lock.txt)")
+    extra = [p.split(":")[0] for p in problems if p.endswith("not in the lock")]
+    fix = "python -m pip install -r requirements/lock.txt"
+    if extra:
+        fix += " && python -m pip uninstall -y " + " ".join(extra)
+    return Check("lock", False, f"{len(problems)} difference(s) from requirements/lock.txt: " + "; ".join(problems), fix)
+
+
 def run_checks() -> list[Check]:
     from glmcourse import REPO_ROOT
 
@@ -244,6 +325,7 @@ def run_checks() -> list[Check]:
         check_package("mplfonts"),
         check_package("nbval"),
         check_package("gradio"),
+        check_lock(),
         check_ram(),
         check_disk(str(REPO_ROOT)),
     ]

@@ -5,14 +5,42 @@ Every lesson imports from here, so one environment variable changes the whole co
 * ``GLMCOURSE_FAST=1`` (set by ``make test``) shrinks steps and data but runs the same code path.
 * ``GLMCOURSE_QUIET=1`` (also set by ``make test``) hides progress bars and chatty library logs,
   so nbval compares stable output.
+
+Hub kernels stay off: no library may download compiled code from a model hub and run it (lesson 02,
+"Kernels from a hub"). The lock leaves out the ``kernels`` package that would fetch them, and
+``HUB_KERNELS_SWITCH`` below is transformers' own switch, set to off where the course starts.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
 
 FAST = os.environ.get("GLMCOURSE_FAST", "0").lower() in {"1", "true", "yes"}
+
+# transformers' switch for kernels from the Hugging Face Hub; `USE_HUB_KERNELS=YES` in the environment
+# before starting Python turns them back on (with the `kernels` package installed).
+HUB_KERNELS_SWITCH = "USE_HUB_KERNELS"
+os.environ.setdefault(HUB_KERNELS_SWITCH, "0")
+
+
+class AbsentHubKernelNote(logging.Filter):
+    """bitsandbytes (0.49 and later), on a CPU with AVX512-BF16, asks the ``kernels`` package for a 4-bit
+    matmul kernel from the hub while it is imported; without that package it logs "Failed to load ...
+    Please make sure you already `pip install kernels`" and uses its own built-in kernel. The course
+    leaves ``kernels`` out on purpose, so that one record would tell the learner to undo a deliberate
+    choice: it is dropped, and only while ``kernels`` is absent (an installed one still speaks)."""
+
+    PREFIX = "Failed to load CPU gemm_4bit_forward from kernels-community"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import importlib.util
+
+        return not (str(record.msg).startswith(self.PREFIX) and importlib.util.find_spec("kernels") is None)
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(AbsentHubKernelNote())
 QUIET = FAST or os.environ.get("GLMCOURSE_QUIET", "0").lower() in {"1", "true", "yes"}
 
 
