@@ -366,6 +366,11 @@ class ChatGLMForConditionalGeneration(ChatGLMPreTrainedModel, GenerationMixin):
             self.lm_head.weight.requires_grad = False  # tied to the (frozen) word embedding anyway
         self.quantized_bits: int | None = None
         self.post_init()
+        if getattr(config, "quantization_bit", None):  # a pre-quantized folder (THUDM's chatglm-6b-int4/int8)
+            from glmcourse.quant import empty_quantized_layers
+
+            empty_quantized_layers(self, config.quantization_bit)  # shaped for its codes; loading fills them
+            self.quantized_bits = config.quantization_bit
 
     def get_input_embeddings(self):
         return self.transformer.word_embeddings
@@ -430,8 +435,15 @@ class ChatGLMForConditionalGeneration(ChatGLMPreTrainedModel, GenerationMixin):
         """Weight-only INT8/INT4 for the four Linear kinds of every block (see ``glmcourse.quant``)."""
         if bits not in (4, 8):
             raise ValueError(f"quantize(bits={bits!r}): ChatGLM-6B supports bits=4 or bits=8 only.")
-        from glmcourse.quant import quantize_model
+        from glmcourse.quant import QuantizedCheckpointError, quantize_model
 
+        loaded = getattr(self.config, "quantization_bit", None)
+        if loaded:
+            raise QuantizedCheckpointError(
+                f"quantize({bits}): this model was loaded already quantized (its config.json has quantization_bit="
+                f"{loaded}), so it holds int{loaded} codes, not the float weights quantize needs. Use it as it is "
+                f"(leave out quantize / --quantization_bit), or load the fp16 folder and call quantize({bits}) on that."
+            )
         quantize_model(self, bits, **kwargs)
         self.quantized_bits = bits
         return self
@@ -442,7 +454,10 @@ class ChatGLMForConditionalGeneration(ChatGLMPreTrainedModel, GenerationMixin):
             raise ValueError(
                 f"This model was quantized with quantize({self.quantized_bits}); saving it would store int8 codes "
                 f"that load back as float weights (the model would answer noise). Save the float model instead and "
-                f"quantize after loading: AutoModel.from_pretrained(path).quantize({self.quantized_bits})."
+                f"quantize after loading: AutoModel.from_pretrained(path).quantize({self.quantized_bits}); or write "
+                f"THUDM's pre-quantized layout (quantization_bit in config.json) from the float model with "
+                f"glmcourse.quant.save_quantized(float_model, DIR, {self.quantized_bits}) or "
+                f"python -m glmcourse.thudm_format --out DIR --quantization_bit {self.quantized_bits}."
             )
         from glmcourse.modeling.shims import MODEL_AUTO_MAP, write_shims
 
