@@ -124,7 +124,7 @@ def test_quantize_again_is_refused_with_the_way_that_works(folders):
 
 def test_saving_a_loaded_quantized_model_as_float_is_refused(folders, tmp_path):
     model = auto_model(folders[4], torch.float32)
-    with pytest.raises(ValueError, match=r"save_quantized\(float_model, DIR, 4\).*--quantization_bit 4"):
+    with pytest.raises(ValueError, match=r"loaded pre-quantized \(quantization_bit=4.*save_quantized\(float_model, DIR, 4\).*--quantization_bit 4"):
         model.save_pretrained(tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -205,3 +205,30 @@ def test_ptuning_command_trains_on_an_int4_folder_and_the_prefix_loads(folders, 
     assert torch.equal(model.transformer.prefix_encoder.embedding.weight, prefix)
     with torch.no_grad():
         assert torch.isfinite(model(IDS).logits).all()
+
+
+def test_a_pytorch_model_bin_folder_loads_too(folders, tmp_path):
+    """THUDM publishes pytorch_model.bin: the same state dict saved with torch.save loads the same way."""
+    import shutil
+
+    folder = tmp_path / "int4-bin"
+    folder.mkdir()
+    shutil.copy(folders[4] / "config.json", folder / "config.json")
+    torch.save(load_file(folders[4] / "model.safetensors"), folder / "pytorch_model.bin")
+    with torch.no_grad():
+        assert torch.equal(auto_model(folder, torch.float32)(IDS).logits, auto_model(folders[4], torch.float32)(IDS).logits)
+
+
+def test_a_folder_missing_codes_is_a_clear_error(folders, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    shutil.copy(folders[4] / "config.json", folder / "config.json")
+    state = load_file(folders[4] / "model.safetensors")
+    del state["transformer.layers.1.mlp.dense_4h_to_h.weight_scale"]
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(quant.QuantizedCheckpointError, match=r"lacks the int4 codes or scales .*1024 -> 256.*save_quantized"):
+        auto_model(folder, torch.float32)

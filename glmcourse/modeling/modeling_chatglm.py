@@ -240,6 +240,13 @@ class ChatGLMPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_missing = (r"(^|\.)prefix_encoder\.",)
 
     def _init_weights(self, module):
+        if type(module).__name__ == "QuantizedLinear":  # only a quantization_bit checkpoint can fill its codes
+            from glmcourse.quant import QuantizedCheckpointError
+
+            raise QuantizedCheckpointError(
+                f"the checkpoint lacks the int{module.bits} codes or scales of a quantized layer ({module.in_features} "
+                f"-> {module.out_features}): the folder is incomplete or not in THUDM's quantized layout. Copy it "
+                f"again, or write it anew: glmcourse.quant.save_quantized(float_model, DIR, {module.bits}).")
         if getattr(module, "_prefix_part", False):
             # ChatGLM-6B's _init_weights does nothing, so its prefix keeps PyTorch's defaults:
             # Embedding ~ N(0, 1), Linear as nn.Linear.reset_parameters (kaiming-uniform weight and bias).
@@ -451,8 +458,11 @@ class ChatGLMForConditionalGeneration(ChatGLMPreTrainedModel, GenerationMixin):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As transformers', but a quantized model is refused: its int8 codes would load back as float weights."""
         if self.quantized_bits:
+            how = (f"loaded pre-quantized (quantization_bit={self.quantized_bits}; that folder is already its saved "
+                   f"form, copy it)" if getattr(self.config, "quantization_bit", None) else
+                   f"quantized with quantize({self.quantized_bits})")
             raise ValueError(
-                f"This model was quantized with quantize({self.quantized_bits}); saving it would store int8 codes "
+                f"This model was {how}; saving it with save_pretrained would store int8 codes "
                 f"that load back as float weights (the model would answer noise). Save the float model instead and "
                 f"quantize after loading: AutoModel.from_pretrained(path).quantize({self.quantized_bits}); or write "
                 f"THUDM's pre-quantized layout (quantization_bit in config.json) from the float model with "
