@@ -47,6 +47,7 @@ class Sizes:
     ptuning_batch: int = 1
     ptuning_len: int = 128
     gradient_checkpointing: bool = True
+    seed: int = 0  # the random weights and token ids
 
     @classmethod
     def full(cls):
@@ -203,11 +204,11 @@ def _free(device: str):
 def run_inference(config, bits: int | None, sizes: Sizes, device: str, dtype) -> Meter:
     from glmcourse.quant import model_bytes
 
-    model = build_random_model(config, device, dtype)
+    model = build_random_model(config, device, dtype, sizes.seed)
     if bits:
         model.quantize(bits)
     _free(device)
-    ids = _prompt(config, 1, sizes.prompt_len, device)
+    ids = _prompt(config, 1, sizes.prompt_len, device, sizes.seed)
     new = sizes.total_len - sizes.prompt_len
     import torch
 
@@ -227,7 +228,7 @@ def run_lora_step(config, sizes: Sizes, device: str, dtype) -> Meter:
     import glmcourse.lora  # noqa: F401  (silences peft's warnings the learner cannot act on, before peft runs)
     from glmcourse.quant import model_bytes
 
-    model = build_random_model(config, device, dtype)
+    model = build_random_model(config, device, dtype, sizes.seed)
     model.quantize(4)
     model.config.use_cache = False
     if sizes.gradient_checkpointing:  # as ChatGLM-Tuning's finetune.py (transformers 5 renamed the method)
@@ -237,7 +238,7 @@ def run_lora_step(config, sizes: Sizes, device: str, dtype) -> Meter:
                                                   target_modules=["query_key_value"]))
     peft_model.train()
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
-    ids = _training_ids(config, sizes.lora_batch, sizes.lora_len, device)
+    ids = _training_ids(config, sizes.lora_batch, sizes.lora_len, device, sizes.seed)
     _free(device)
     with Meter(device, lambda: model_bytes(peft_model)) as meter:
         loss = peft_model(input_ids=ids, labels=ids).loss
@@ -260,14 +261,14 @@ def run_ptuning_step(config, sizes: Sizes, device: str, dtype) -> Meter:
 
     config = copy.deepcopy(config)
     config.pre_seq_len, config.use_cache = sizes.pre_seq_len, False
-    model = build_random_model(config, device, dtype)
+    model = build_random_model(config, device, dtype, sizes.seed)
     model.quantize(4)
     model.freeze_for_prefix_tuning()
     model.transformer.prefix_encoder.float()  # the prefix stays fp32, as ChatGLM-6B's main.py
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-2)
-    ids = _training_ids(config, sizes.ptuning_batch, sizes.ptuning_len, device)
+    ids = _training_ids(config, sizes.ptuning_batch, sizes.ptuning_len, device, sizes.seed)
     _free(device)
     with Meter(device, lambda: model_bytes(model)) as meter:
         loss = model(input_ids=ids, labels=ids).loss
@@ -392,6 +393,7 @@ def main(argv=None) -> int:
         config, sizes, device, dtype = chatglm_6b_config(), Sizes.full(), "cuda", torch.float16
         props = torch.cuda.get_device_properties(0)
         name = f"{props.name} ({props.total_memory / GiB:.0f} GiB), torch {torch.__version__}"
+    sizes.seed = args.seed
     print(f"bench gpu: {name}")
     rows = measure(config, sizes, device, dtype, cases)
     print(table(rows, name, args.dry_run))
