@@ -258,7 +258,11 @@ def load_adapter(model: nn.Module, adapter_dir, adapter_name: str = "default", i
 
 
 def is_quantized(model: nn.Module) -> str | None:
-    """'8-bit' or '4-bit' when bitsandbytes layers are inside the model, else None."""
+    """'8-bit' or '4-bit' when bitsandbytes layers are inside the model, 'int8/int4 (quantize)' for the
+    course's QuantizedLinear (model.quantize or a quantization_bit folder), else None."""
+    bits = sorted({m.bits for m in model.modules() if type(m).__name__ == "QuantizedLinear"})
+    if bits:
+        return f"int{bits[0]} (ChatGLM's quantize)"
     names = {type(m).__name__ for m in model.modules()}
     if "Linear8bitLt" in names or getattr(model, "is_loaded_in_8bit", False):
         return "8-bit"
@@ -294,7 +298,12 @@ def merge_lora(peft_model, base_path=None, reload_fp32: bool = True, verbose: bo
     if not base_path:
         raise LoraError(f"cannot merge: {explain}, but the base's path is unknown: pass base_path=.")
     weights = {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(peft_model, adapter_name=name).items()}
-    fp32 = get_peft_model(load_base_model(base_path), config.__class__(**{**config.to_dict(), "inference_mode": True}),
+    reloaded = load_base_model(base_path)
+    if is_quantized(reloaded):  # e.g. the adapter was trained on a quantization_bit=4 folder
+        raise LoraError(f"cannot merge: {explain}; but {base_path} is itself pre-quantized ({is_quantized(reloaded)}). "
+                        f"Pass base_path= the fp16 folder of the same model (python -m glmcourse.thudm_format --out "
+                        f"DIR writes one), or keep the adapter separate: PeftModel.from_pretrained(base, adapter).")
+    fp32 = get_peft_model(reloaded, config.__class__(**{**config.to_dict(), "inference_mode": True}),
                           adapter_name=name)
     set_peft_model_state_dict(fp32, weights, adapter_name=name)
     report = matched_keys(fp32, weights, name)

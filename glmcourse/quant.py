@@ -13,6 +13,7 @@ the lm_head stay in floating point. ``quantize_model`` reproduces that on the co
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -347,21 +348,28 @@ class _DequantLinearFn(torch.autograd.Function):
 
 def _dequantize_storage(qweight, scale, bits, dtype):
     codes = unpack_int4(qweight, dtype) if bits == 4 else qweight
+    if scale.dim() == 1:  # THUDM's checkpoints store one scale per row as a vector [out]
+        scale = scale.unsqueeze(-1)
     return dequantize(codes, scale, dtype)
 
 
-class QuantizedLinear(nn.Module):
+class QuantizedLinear(nn.Linear):
     """Weight-only quantized Linear: int8 codes (or int4 packed two per byte) and float scales.
 
     Buffers: ``weight`` (int8 [out, in] for 8 bits, [out, in / 2] for packed 4 bits) and
-    ``weight_scale`` ([out, 1] per row, or [out, in / group_size] per group), as ChatGLM names them,
-    so ``state_dict()`` and ``.to()`` work; ``.to(dtype)`` casts the scales and bias, never the codes.
-    ``forward`` dequantizes to the input's dtype, then runs ``F.linear``.
+    ``weight_scale`` ([out, 1] per row, or [out, in / group_size] per group; a vector [out] in THUDM's
+    checkpoints, see ``empty_quantized_layers``), as ChatGLM names them, so ``state_dict()`` and ``.to()``
+    work; ``.to(dtype)`` casts the scales and bias, never the codes. ``forward`` dequantizes to the
+    input's dtype, then runs ``F.linear``.
+
+    It subclasses ``nn.Linear`` only so that peft's LoRA wraps it like the Linear it replaces (LoRA and
+    PeftModel.from_pretrained on an INT4/INT8 base); nn.Linear's float ``weight`` Parameter is never
+    created (``nn.Module.__init__`` is called directly) and ``reset_parameters`` does nothing.
     """
 
     def __init__(self, in_features: int, out_features: int, bits: int = 8, group_size: int | None = None,
                  bias: bool = True, dtype: torch.dtype = torch.float32, device=None):
-        super().__init__()
+        nn.Module.__init__(self)
         self.bits = check_bits(bits)
         if bits == 4 and in_features % 2:
             raise ValueError(f"int4 packing needs an even in_features, got {in_features}.")
@@ -394,6 +402,9 @@ class QuantizedLinear(nn.Module):
         if linear.bias is not None:
             module.bias.data.copy_(linear.bias.detach())
         return module
+
+    def reset_parameters(self) -> None:
+        """Nothing to initialize: the codes come from ``from_linear`` or from a checkpoint."""
 
     def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The float weight [out, in] the matmul sees."""
@@ -459,6 +470,131 @@ def quantized_weight_bytes(model: nn.Module, include_scales: bool = True) -> dic
     stored = sum(m.weight_bytes(include_scales) for m in layers)
     fp32 = sum(m.in_features * m.out_features * 4 for m in layers)
     return {"layers": len(layers), "quantized_bytes": stored, "fp32_bytes": fp32, "ratio": stored / fp32}
+
+
+# --------------------------------------------------------------------------- THUDM's INT4/INT8 checkpoints
+# THUDM publishes ChatGLM-6B pre-quantized (chatglm-6b-int4, chatglm-6b-int8): config.json holds
+# ``quantization_bit`` and every quantized Linear stores a packed int8 ``weight`` (two int4 codes per byte,
+# the even column in the high nibble) and an fp16 ``weight_scale`` vector [out]; the bias and every other
+# tensor stay fp16. Its code quantizes the fp16 weights in fp16 (scale = max|w| / (2^(bits-1) - 1) rounded
+# to fp16, codes = round(w / scale)), which is what ``quantize_absmax`` does on an fp16 weight.
+THUDM_DTYPE = torch.float16
+
+
+class QuantizedCheckpointError(ValueError):
+    """A quantized model used as if it were a float one (or the reverse): the message names the path that works."""
+
+
+def _float_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    targets = [(name, module) for name, module in model.named_modules() if _is_target(name)]
+    done = [name for name, module in targets if isinstance(module, QuantizedLinear)]
+    if done:
+        raise QuantizedCheckpointError(
+            f"the model is already quantized ({done[0]} holds codes): THUDM's layout is written from the float "
+            "model, whose fp16 weights give the codes. Load the fp16 folder (without quantize) and pass that model."
+        )
+    linears = [(name, module) for name, module in targets if isinstance(module, nn.Linear)]
+    if not linears:
+        raise QuantizedCheckpointError(
+            f"found no Linear named like ChatGLM's ({', '.join(QUANTIZED_LINEARS)}); is this a ChatGLM model?")
+    return linears
+
+
+@torch.no_grad()
+def thudm_quantized_state_dict(model: nn.Module, bits: int) -> dict[str, torch.Tensor]:
+    """The state dict of THUDM's chatglm-6b-int4 (``bits=4``) or chatglm-6b-int8 (``bits=8``) layout.
+
+    For each of the four Linear kinds of every block: ``<name>.weight`` int8 [out, in] (8 bits) or packed
+    [out, in / 2] (4 bits), ``<name>.weight_scale`` fp16 [out], ``<name>.bias`` fp16. Every other tensor of
+    ``model.state_dict()`` in fp16 (the P-Tuning prefix, if any, is left out: it is not part of the base).
+    The codes are computed from the fp16 weights, so they equal those of ``quantize(bits)`` on the model
+    loaded in fp16. Tensors are returned contiguous on the CPU. The caller writes ``quantization_bit`` into
+    the config (``save_quantized`` does both).
+    """
+    bits = check_bits(bits)
+    linears = dict(_float_linears(model))
+    state = {}
+    for key, tensor in model.state_dict().items():
+        if "prefix_encoder." in key:
+            continue
+        module_name, _, leaf = key.rpartition(".")
+        if module_name in linears and leaf == "weight":
+            q, scale = quantize_absmax(tensor.detach().to(THUDM_DTYPE), bits)
+            state[key] = (pack_int4(q) if bits == 4 else q).contiguous().cpu()
+            state[f"{module_name}.weight_scale"] = scale.reshape(-1).to(THUDM_DTYPE).contiguous().cpu()
+        elif tensor.is_floating_point():
+            state[key] = tensor.detach().to(THUDM_DTYPE).contiguous().cpu()
+        else:
+            state[key] = tensor.detach().contiguous().cpu()
+    return state
+
+
+def empty_quantized_layers(model: nn.Module, bits: int) -> nn.Module:
+    """Replace the four Linear kinds by ``QuantizedLinear`` of THUDM's layout, holding nothing yet.
+
+    What ``from_pretrained`` needs for a folder whose config has ``quantization_bit``: the modules have
+    the checkpoint's shapes (codes [out, in * bits / 8], scales [out]) on the Linear's device and dtype
+    (the meta device while transformers builds the model), and loading fills them. Nothing is quantized.
+    """
+    bits = check_bits(bits)
+    for name, linear in _float_linears(model):
+        if bits == 4 and linear.in_features % 2:
+            raise QuantizedCheckpointError(f"{name}: int4 packing needs an even in_features, got {linear.in_features}.")
+        weight = linear.weight
+        layer = QuantizedLinear(linear.in_features, linear.out_features, bits, bias=linear.bias is not None,
+                                dtype=weight.dtype, device=weight.device)
+        layer.weight_scale = torch.ones(linear.out_features, dtype=weight.dtype, device=weight.device)  # THUDM: [out]
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
+    return model
+
+
+def save_quantized(model: nn.Module, output_dir, bits: int, overwrite: bool = False) -> Path:
+    """Write ``model`` (the float model) as a pre-quantized folder: config.json with ``quantization_bit`` and
+    model.safetensors in THUDM's layout (``thudm_quantized_state_dict``). ``AutoModel.from_pretrained``
+    loads it back quantized (after ``import glmcourse``). Refuses a folder that already holds a model unless
+    ``overwrite``; the weights are written to a temp file and renamed into place."""
+    import copy
+    import os
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    state = thudm_quantized_state_dict(model, bits)
+    output_dir = Path(output_dir)
+    if (output_dir / "config.json").exists() and not overwrite:
+        raise FileExistsError(f"{output_dir} already holds a model (config.json): choose an empty folder, or pass "
+                              "overwrite=True to replace it.")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config = copy.deepcopy(model.config)
+    config.quantization_bit = bits
+    config.dtype = THUDM_DTYPE
+    for unwanted in ("auto_map",):  # the course model needs no folder code; nothing here runs any
+        if hasattr(config, unwanted):
+            delattr(config, unwanted)
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=output_dir)
+    os.close(fd)
+    try:
+        save_file(_untie(state), tmp, metadata={"format": "pt"})
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output_dir / "model.safetensors")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    config.save_pretrained(output_dir)  # written last: a folder with a config always has its weights
+    return output_dir
+
+
+def _untie(state: dict) -> dict:
+    """safetensors refuses tensors sharing memory (the tied lm_head): keep one copy of each."""
+    seen, out = {}, {}
+    for key, tensor in state.items():
+        ptr = (tensor.data_ptr(), tensor.shape, tensor.dtype)
+        if ptr in seen and tensor.numel():
+            continue
+        seen[ptr] = key
+        out[key] = tensor
+    return out
 
 
 # --------------------------------------------------------------------------- memory estimate

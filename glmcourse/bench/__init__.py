@@ -223,6 +223,11 @@ def run(only: str | None = None) -> dict[str, list[Figure]]:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["gpu"]:  # python -m glmcourse.bench gpu: ChatGLM-6B's GPU memory, measured (bench/gpu.py)
+        from glmcourse.bench.gpu import main as gpu_main
+
+        return gpu_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m glmcourse.bench", description="Print the course's performance figures.")
     parser.add_argument("--only", help="run only sections whose title contains this text")
     parser.add_argument("--json", help="also write the figures to this JSON file")

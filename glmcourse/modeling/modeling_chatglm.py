@@ -240,6 +240,13 @@ class ChatGLMPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_missing = (r"(^|\.)prefix_encoder\.",)
 
     def _init_weights(self, module):
+        if type(module).__name__ == "QuantizedLinear":  # only a quantization_bit checkpoint can fill its codes
+            from glmcourse.quant import QuantizedCheckpointError
+
+            raise QuantizedCheckpointError(
+                f"the checkpoint lacks the int{module.bits} codes or scales of a quantized layer ({module.in_features} "
+                f"-> {module.out_features}): the folder is incomplete or not in THUDM's quantized layout. Copy it "
+                f"again, or write it anew: glmcourse.quant.save_quantized(float_model, DIR, {module.bits}).")
         if getattr(module, "_prefix_part", False):
             # ChatGLM-6B's _init_weights does nothing, so its prefix keeps PyTorch's defaults:
             # Embedding ~ N(0, 1), Linear as nn.Linear.reset_parameters (kaiming-uniform weight and bias).
@@ -366,6 +373,11 @@ class ChatGLMForConditionalGeneration(ChatGLMPreTrainedModel, GenerationMixin):
             self.lm_head.weight.requires_grad = False  # tied to the (frozen) word embedding anyway
         self.quantized_bits: int | None = None
         self.post_init()
+        if getattr(config, "quantization_bit", None):  # a pre-quantized folder (THUDM's chatglm-6b-int4/int8)
+            from glmcourse.quant import empty_quantized_layers
+
+            empty_quantized_layers(self, config.quantization_bit)  # shaped for its codes; loading fills them
+            self.quantized_bits = config.quantization_bit
 
     def get_input_embeddings(self):
         return self.transformer.word_embeddings
@@ -430,8 +442,15 @@ class ChatGLMForConditionalGeneration(ChatGLMPreTrainedModel, GenerationMixin):
         """Weight-only INT8/INT4 for the four Linear kinds of every block (see ``glmcourse.quant``)."""
         if bits not in (4, 8):
             raise ValueError(f"quantize(bits={bits!r}): ChatGLM-6B supports bits=4 or bits=8 only.")
-        from glmcourse.quant import quantize_model
+        from glmcourse.quant import QuantizedCheckpointError, quantize_model
 
+        loaded = getattr(self.config, "quantization_bit", None)
+        if loaded:
+            raise QuantizedCheckpointError(
+                f"quantize({bits}): this model was loaded already quantized (its config.json has quantization_bit="
+                f"{loaded}), so it holds int{loaded} codes, not the float weights quantize needs. Use it as it is "
+                f"(leave out quantize / --quantization_bit), or load the fp16 folder and call quantize({bits}) on that."
+            )
         quantize_model(self, bits, **kwargs)
         self.quantized_bits = bits
         return self
@@ -439,10 +458,16 @@ class ChatGLMForConditionalGeneration(ChatGLMPreTrainedModel, GenerationMixin):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As transformers', but a quantized model is refused: its int8 codes would load back as float weights."""
         if self.quantized_bits:
+            how = (f"loaded pre-quantized (quantization_bit={self.quantized_bits}; that folder is already its saved "
+                   f"form, copy it)" if getattr(self.config, "quantization_bit", None) else
+                   f"quantized with quantize({self.quantized_bits})")
             raise ValueError(
-                f"This model was quantized with quantize({self.quantized_bits}); saving it would store int8 codes "
+                f"This model was {how}; saving it with save_pretrained would store int8 codes "
                 f"that load back as float weights (the model would answer noise). Save the float model instead and "
-                f"quantize after loading: AutoModel.from_pretrained(path).quantize({self.quantized_bits})."
+                f"quantize after loading: AutoModel.from_pretrained(path).quantize({self.quantized_bits}); or write "
+                f"THUDM's pre-quantized layout (quantization_bit in config.json) from the float model with "
+                f"glmcourse.quant.save_quantized(float_model, DIR, {self.quantized_bits}) or "
+                f"python -m glmcourse.thudm_format --out DIR --quantization_bit {self.quantized_bits}."
             )
         from glmcourse.modeling.shims import MODEL_AUTO_MAP, write_shims
 
