@@ -29,6 +29,7 @@ HEADER = ["English", "中文", "note", "other senses"]
 
 # (catalog, English term, first 60 characters of the msgid): left for the lesson 03 branch to fix.
 KNOWN_VIOLATIONS_03: set[tuple[str, str, str]] = {
+    ('03_deploy_and_chat.po', 'CUDA context', "The weights alone, per format, next to the README's minimum "),
     ('03_deploy_and_chat.po', 'cell', 'ChatGLM-6B does all of these and far more. The course model '),
     ('03_deploy_and_chat.po', 'cell', 'The course model is about 1,700 times smaller than ChatGLM-6'),
     ('03_deploy_and_chat.po', 'history', '| skill | try |\n|---|---|\n| greet and introduce itself | `你好'),
