@@ -48,10 +48,11 @@ KNOWN_VIOLATIONS_03: set[tuple[str, str, str]] = {
     ('03_deploy_and_chat.po', 'widget', '> **Needs a live kernel.** Until you run the cell below in y'),
 }
 
-# Not prose: code spans, link targets, formulas, {fields}, `name=` arguments and `(a, b)` tuples.
+# Not prose: code spans, link targets, formulas, {fields}, `name=` arguments, `(a, b)` tuples and the
+# variables of a checker's formula (`scale = ...`, `w[i] / scale`, `layers x batch x seq_len`).
 _NOT_PROSE = [re.compile(r"`[^`]*`"), re.compile(r"\]\([^)]*\)"), re.compile(r"\$\$.*?\$\$", re.S),
-              re.compile(r"\$[^$\n]*\$"), re.compile(r"\{[A-Za-z_][^{}]*\}"), re.compile(r"\b\w+=(?!=)"),
-              re.compile(r"\(\w+(?:, \w+)+\)")]
+              re.compile(r"\$[^$\n]*\$"), re.compile(r"\{[A-Za-z_][^{}]*\}"), re.compile(r"\b\w+ ?=(?!=)"),
+              re.compile(r"\(\w+(?:, \w+)+\)"), re.compile(r"[\])}]\s*[*/]\s*\w+"), re.compile(r"\b\w+(?: x \w+)+")]
 _PAREN = re.compile(r"\s*[(（][^)）]*[)）]")
 
 
@@ -137,7 +138,8 @@ def test_a_drifted_term_is_caught_and_another_sense_is_not(tmp_path):
     glossary = tmp_path / "glossary.tsv"
     glossary.write_text("\t".join(HEADER) + "\n"
                         "KV cache / cache of past keys and values\tKV 缓存\t02\n"
-                        "the seed\t原项目\t04\ta seed or\n", encoding="utf-8")
+                        "the seed\t原项目\t04\ta seed or\n"
+                        "scale\t缩放因子\t02\n", encoding="utf-8")
     terms = read_glossary(glossary)
     po = polib.POFile()
     po.append(polib.POEntry(msgid="The KV cache grows.", msgstr="键值缓存会增长。"))              # drifted
@@ -146,10 +148,12 @@ def test_a_drifted_term_is_caught_and_another_sense_is_not(tmp_path):
     po.append(polib.POEntry(msgid="Each takes a seed or a Random.", msgstr="每个都接受一个种子。"))  # other sense
     po.append(polib.POEntry(msgid="As the seed does.", msgstr="和种子项目一样。"))               # drifted
     po.append(polib.POEntry(msgid="Call `the seed`.", msgstr="调用。"))                        # code span
+    po.append(polib.POEntry(msgid="w[{i}] / scale = {x}: check scale = max / 127", msgstr="检查公式"))  # code
+    po.append(polib.POEntry(msgid="one scale per row", msgstr="每行一个比例"))                   # drifted
     found = violations(po, terms)
     assert [(t, m) for t, _, m, _ in found] == [
         ("KV cache", "The KV cache grows."), ("cache of past keys and values", "The cache of past keys\nand values."),
-        ("the seed", "As the seed does.")]
+        ("the seed", "As the seed does."), ("scale", "one scale per row")]
 
 
 def test_a_malformed_row_is_refused(tmp_path):
