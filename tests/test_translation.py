@@ -12,6 +12,7 @@ Small fixture notebooks built in tmp_path prove that each check catches what it 
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
@@ -347,6 +348,46 @@ def test_a_verdict_tag_may_be_the_chinese_one_and_only_that(tmp_path):
     po = tmp_path / "exercises.po"
     po.write_text('msgid ""\nmsgstr ""\n\nmsgid "[PASS] {name}"\nmsgstr "[对] {name}"\n', encoding="utf-8")
     assert translation.verdict_tags(po) == {"[PASS]": "[对]"}
+
+
+# ---------------------------------------------------------------------------- output language (measure)
+# Issue 30 asks for Chinese outputs in notebooks/zh/. Until they are executed in zh mode this only measures:
+#   PYTHONPATH=$PWD .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); import test_translation as t; \
+#       t.print_english_outputs(sys.argv[1:])" notebooks/zh/*.ipynb [-v]
+ENGLISH_SENTENCE = re.compile(r"\b[A-Za-z][a-z]+(?:[ ,;:'()-]+[A-Za-z][a-z]+){2,}")  # 3+ English words in a row
+NOT_PROSE_LINE = re.compile(r"^\s*(?:tensor\(|\[[\d'\"\[\s-]|\{['\"\d]|\(|\w+\(|def |class |raise |return |for |if |with |import |from |self\.|#|@)"
+                            r"|^\s{4,}\S")  # reprs, calls and indented source listings
+
+
+def output_lines(nb):
+    """Every line of a notebook's text outputs (stream, execute_result, display_data; not tracebacks)."""
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain") or ""
+            yield from ("".join(text) if isinstance(text, list) else text).splitlines()
+
+
+def english_output_lines(nb) -> list[str]:
+    return [line for line in output_lines(nb) if ENGLISH_SENTENCE.search(line) and not NOT_PROSE_LINE.match(line)]
+
+
+def print_english_outputs(paths):
+    verbose = "-v" in paths
+    for path in (p for p in paths if p != "-v"):
+        nb = nbformat.read(path, as_version=4)
+        english, lines = english_output_lines(nb), list(output_lines(nb))
+        chinese = [line for line in lines if re.search(r"[\u4e00-\u9fff]", line)]
+        print(f"{path}: {len(english)} of {len(lines)} output lines have an English sentence; {len(chinese)} have Chinese")
+        if verbose:
+            print("\n".join("    " + line[:150] for line in english))
+
+
+def test_english_output_lines_counts_sentences_not_code_or_data():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output(
+        "stream", name="stdout", text="[待完成] f：尚未作答。\n[TODO] f: not attempted yet\n"
+        "tensor([1, 2, 3])\n['The', 'sky', 'looks', 'blue']\n    def forward(self, x): return the sum of it\nloss 0.42\n")])]
+    assert english_output_lines(nb) == ["[TODO] f: not attempted yet"]
 
 
 # ---------------------------------------------------------------------------- (4) hygiene
