@@ -602,9 +602,34 @@ def protected_items(text: str) -> dict[str, list[str]]:
     }
 
 
+_TAG = re.compile(r"^\[[^\]\n]+\]")
+
+
+def verdict_tags(po_path=None) -> dict[str, str]:
+    """The checkers' verdict tags and what the Chinese checkers print instead, from exercises.po:
+    `{"[PASS]": "[通过]", ...}`. Chinese prose names the tags a learner sees, so a code span
+    `` `[PASS]` `` is kept when its translation reads `` `[通过]` ``."""
+    path = Path(po_path or EXERCISE_CATALOG)
+    stamp = path.stat().st_mtime_ns if path.is_file() else None
+    if _verdict_cache.get(path, (None,))[0] != stamp:
+        tags = {}
+        for entry in (load_catalog(path) if stamp else []):
+            english, chinese = _TAG.match(entry.msgid), _TAG.match(entry.msgstr)
+            if english and chinese and not entry.obsolete and "fuzzy" not in entry.flags:
+                tags[english.group(0)] = chinese.group(0)
+        _verdict_cache[path] = (stamp, tags)
+    return dict(_verdict_cache[path][1])
+
+
+_verdict_cache: dict = {}
+
+
 def placeholder_problems(msgid: str, msgstr: str) -> list[str]:
-    """Items of ``msgid`` that its translation lost or altered."""
+    """Items of ``msgid`` that its translation lost or altered (a verdict tag's code span may be
+    the tag the Chinese checkers print, see `verdict_tags`)."""
     want, have = protected_items(msgid), protected_items(msgstr)
+    tags = {f"`{en}`": f"`{zh}`" for en, zh in verdict_tags().items()}
+    have["code span"] = have["code span"] + [en for en, zh in tags.items() if zh in have["code span"]]
     problems = []
     for kind, items in want.items():
         missing = [item for item in dict.fromkeys(items) if item not in have[kind]]

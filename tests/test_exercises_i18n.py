@@ -144,7 +144,7 @@ def test_chinese_verdicts_and_hints(lesson, chinese, capsys):
 
 def test_chinese_success_crash_and_default_label(chinese, capsys):
     assert run(capsys, masks.check_prefix_mask, S1.prefix_mask) == (
-        True, "正确：前缀内部是双向注意力，其余部分是单向注意力，并且能看到整个前缀。\n[通过] prefix_mask\n")
+        True, "正确：前缀内部是双向的，其余部分是因果的，并且能看到整个前缀。\n[通过] prefix_mask\n")
     assert run(capsys, masks.check_prefix_mask, named(lambda n, p: {}[n], "prefix_mask")) == (
         False, "[再试一次] prefix_mask：用参数 (5, 2) 调用它时抛出了 KeyError：5\n")
 

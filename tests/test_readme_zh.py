@@ -101,12 +101,29 @@ def zh_make_targets():
     return sorted({target for piece in code for target in MAKE_TARGET.findall(piece)})
 
 
+# The Chinese quick start opens the Chinese edition: `make lab-zh` where the English runs `make lab`.
+ZH_EDITION_OF = {"make lab": "make lab-zh"}
+
+
 def test_quick_start_commands_are_byte_identical():
     english = fenced_commands(section(read(README), "## Quick start"))
     assert english, "README.md's Quick start has no command in a code block"
     chinese = fenced_commands(section(read(README_ZH), "## 快速开始"))
-    missing = [command for command in english if command not in chinese]
-    assert not missing, f"README.zh-CN.md's 快速开始 code blocks lack these commands of README.md: {missing}"
+    missing = [ZH_EDITION_OF.get(command, command) for command in english
+               if ZH_EDITION_OF.get(command, command) not in chinese]
+    assert not missing, f"README.zh-CN.md's 快速开始 code blocks lack these commands: {missing}"
+    assert "make lab" not in chinese, "the Chinese quick start opens the English course (`make lab`): use `make lab-zh`"
+
+
+def test_chinese_readme_names_the_tags_a_chinese_run_prints():
+    from glmcourse import translation
+
+    text = read(README_ZH)
+    tags = translation.verdict_tags()
+    assert tags, "exercises.po has no verdict tags"
+    missing = [zh for zh in tags.values() if f"`{zh}`" not in text]
+    assert not missing, f"README.zh-CN.md does not name {missing}, the tags `GLMCOURSE_LANG=zh` checkers print"
+    assert "lab-zh` 这个目标" not in text, "README.zh-CN.md still doubts that `make lab-zh` exists"
 
 
 def test_lessons_table_matches_readme():

@@ -12,6 +12,7 @@ Small fixture notebooks built in tmp_path prove that each check catches what it 
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
@@ -323,6 +324,72 @@ def test_tokens_display_math_and_code_comment_lines_are_caught():
     assert "spans lines" in translation.entry_problems(entry)[-1]
 
 
+# Lesson 03's catalog is edited on another branch: its prose still names the English tags.
+TAGS_LEFT_IN_03 = {"03_deploy_and_chat.po"}
+
+
+@pytest.mark.parametrize("po_path", [p for p in CATALOGS if p.name[:2].isdigit()], ids=lambda p: p.name)
+def test_chinese_prose_names_the_tags_the_chinese_checkers_print(po_path):
+    """`[PASS]` in the English prose is `[通过]` in the Chinese, as exercises.po makes a zh run print it."""
+    tags = translation.verdict_tags()
+    assert {"[PASS]", "[TRY AGAIN]", "[TODO]"} <= set(tags), f"exercises.po lacks a verdict tag: {tags}"
+    bad = [f"{translation._clip(e.msgid)!r}: write `{zh}` for `{en}`"
+           for e in translation.load_catalog(po_path) if not e.obsolete and e.msgstr
+           for en, zh in tags.items() if f"`{en}`" in e.msgid and (f"`{zh}`" not in e.msgstr or f"`{en}`" in e.msgstr)]
+    if bad and po_path.name in TAGS_LEFT_IN_03:
+        pytest.xfail(f"{po_path.name}: left to the lesson 03 branch ({len(bad)} entries)")
+    assert not bad, f"{rel(po_path)}: prose names a tag the Chinese checkers never print:\n" + "\n".join(bad)
+
+
+def test_a_verdict_tag_may_be_the_chinese_one_and_only_that(tmp_path):
+    tags = translation.verdict_tags()
+    assert translation.placeholder_problems("prints `[PASS]`", f"打印 `{tags['[PASS]']}`") == []
+    assert "code span" in translation.placeholder_problems("prints `[PASS]`", "打印 `[通 过]`")[0]
+    po = tmp_path / "exercises.po"
+    po.write_text('msgid ""\nmsgstr ""\n\nmsgid "[PASS] {name}"\nmsgstr "[对] {name}"\n', encoding="utf-8")
+    assert translation.verdict_tags(po) == {"[PASS]": "[对]"}
+
+
+# ---------------------------------------------------------------------------- output language (measure)
+# Issue 30 asks for Chinese outputs in notebooks/zh/. Until they are executed in zh mode this only measures:
+#   PYTHONPATH=$PWD .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); import test_translation as t; \
+#       t.print_english_outputs(sys.argv[1:])" notebooks/zh/*.ipynb [-v]
+ENGLISH_SENTENCE = re.compile(r"\b[A-Za-z][a-z]+(?:[ ,;:'()-]+[A-Za-z][a-z]+){2,}")  # 3+ English words in a row
+NOT_PROSE_LINE = re.compile(r"^\s*(?:tensor\(|\[[\d'\"\[\s-]|\{['\"\d]|\(|\w+\(|def |class |raise |return |for |if |with |import |from |self\.|#|@)"
+                            r"|^\s{4,}\S")  # reprs, calls and indented source listings
+
+
+def output_lines(nb):
+    """Every line of a notebook's text outputs (stream, execute_result, display_data; not tracebacks)."""
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain") or ""
+            yield from ("".join(text) if isinstance(text, list) else text).splitlines()
+
+
+def english_output_lines(nb) -> list[str]:
+    return [line for line in output_lines(nb) if ENGLISH_SENTENCE.search(line) and not NOT_PROSE_LINE.match(line)]
+
+
+def print_english_outputs(paths):
+    verbose = "-v" in paths
+    for path in (p for p in paths if p != "-v"):
+        nb = nbformat.read(path, as_version=4)
+        english, lines = english_output_lines(nb), list(output_lines(nb))
+        chinese = [line for line in lines if re.search(r"[\u4e00-\u9fff]", line)]
+        print(f"{path}: {len(english)} of {len(lines)} output lines have an English sentence; {len(chinese)} have Chinese")
+        if verbose:
+            print("\n".join("    " + line[:150] for line in english))
+
+
+def test_english_output_lines_counts_sentences_not_code_or_data():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output(
+        "stream", name="stdout", text="[待完成] f：尚未作答。\n[TODO] f: not attempted yet\n"
+        "tensor([1, 2, 3])\n['The', 'sky', 'looks', 'blue']\n    def forward(self, x): return the sum of it\nloss 0.42\n")])]
+    assert english_output_lines(nb) == ["[TODO] f: not attempted yet"]
+
+
 # ---------------------------------------------------------------------------- (4) hygiene
 @pytest.mark.parametrize("path", EDITIONS, ids=lambda p: p.name)
 def test_chinese_notebook_passes_the_hygiene_checks(path):
@@ -377,8 +444,8 @@ def test_a_new_lesson_without_an_edition_is_reported(lesson, monkeypatch):
 
 def test_glossary_is_well_formed():
     rows = [line.split("\t") for line in (REPO / "i18n" / "glossary.tsv").read_text(encoding="utf-8").splitlines()]
-    assert rows[0] == ["English", "中文", "note"]
-    assert all(len(r) == 3 and r[0] and r[1] for r in rows[1:]), [r for r in rows if len(r) != 3]
+    assert rows[0] == ["English", "中文", "note", "other senses"]
+    assert all(len(r) in (3, 4) and r[0] and r[1] for r in rows[1:]), [r for r in rows if len(r) not in (3, 4)]
     english = [r[0] for r in rows[1:]]
     assert len(english) == len(set(english))
     terms = {r[1] for r in rows[1:]}
