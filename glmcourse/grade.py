@@ -80,7 +80,6 @@ KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_O
               "TQDM_DISABLE": "1", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "GLMCOURSE_LANG", "PYTHONHASHSEED")
 SCRATCH_COPY = ("glmcourse", "data", "i18n")  # what of the course a kernel sees (copied, never linked)
-RUNS_COPY_MAX = 200 * 2 ** 20  # the course's runs/ seeds a scratch runs/ when it is at most this big
 UNPRIVILEGED = "nobody"
 RUNNING = set()  # the clients whose kernels run now: Ctrl-C stops those kernels
 
@@ -364,8 +363,21 @@ conn = argv.index("-f") + 1
 mine = os.path.join(cfg["scratch"], "kernel.json")
 shutil.copyfile(argv[conn], mine)
 argv[conn] = mine
+def reachable(path):  # can any user read it (every folder above it searchable by "others")?
+    import stat
+    path = os.path.realpath(path)
+    while True:
+        if not os.stat(path).st_mode & (stat.S_IXOTH if os.path.isdir(path) else stat.S_IROTH):
+            return False
+        if path == os.path.dirname(path):
+            return True
+        path = os.path.dirname(path)
+
 drop = uid == 0 and cfg["user"]
-status["user"] = (f"uid {cfg['user'][0]} (unprivileged)" if drop else f"uid {uid} (the grader's own"
+if drop and not all(reachable(p) for p in (sys.executable, os.path.join(sys.base_prefix, "lib"), cfg["cwd"])):
+    drop = None  # without a mount namespace to show it again, nobody could not even start Python
+    status["user"] = "uid 0: Python lives where an unprivileged user cannot reach it, and no namespace could show it"
+status.setdefault("user", f"uid {cfg['user'][0]} (unprivileged)" if drop else f"uid {uid} (the grader's own"
                   + (", mapped in a user namespace)" if uid else ")"))
 with open(cfg["status"], "w") as handle:
     json.dump(status, handle)
@@ -409,21 +421,16 @@ def withheld_solutions(folder: Path) -> None:
 
 
 def make_scratch(scratch: Path, user) -> Path:
-    """A copy of what a notebook needs, with no link back to the course: the package, data/, i18n/, runs/
-    (a copy of the course's when small, else empty), notebooks/ (with the solutions withheld), an empty home
-    and tmp. The kernel's user may write notebooks/, runs/, home/ and tmp/ only. Returns the notebooks folder."""
+    """A copy of what a notebook needs, with no link back to the course: the package, data/, i18n/, an empty
+    runs/ (a lesson that reuses an earlier lesson's run builds it again), notebooks/ (with the solutions
+    withheld), an empty home and tmp. The kernel's user may write notebooks/, runs/, home/ and tmp/ only.
+    Returns the notebooks folder."""
     root = glmcourse.REPO_ROOT
     for name in SCRATCH_COPY:
         if (root / name).exists():
             shutil.copytree(root / name, scratch / name, symlinks=False,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc") if name != "glmcourse" else None)
-    runs = root / "runs"
-    small = runs.is_dir() and sum(p.stat().st_size for p in runs.rglob("*") if p.is_file() and not p.is_symlink()) \
-        <= RUNS_COPY_MAX
-    if small:
-        shutil.copytree(runs, scratch / "runs", symlinks=False, ignore_dangling_symlinks=True)
-    else:
-        (scratch / "runs").mkdir()
+    (scratch / "runs").mkdir()  # empty, never the course's: it may hold an earlier class's report
     folder = scratch / "notebooks"
     folder.mkdir()
     withheld_solutions(folder / "solutions")

@@ -233,3 +233,36 @@ def test_a_missing_cell_says_so_and_nothing_about_running(graded):
 def test_the_report_says_how_kernels_were_isolated(graded):
     assert "Students&#x27; kernels: network " in graded["report"] or "Students' kernels: network " in graded["report"]
     assert "--memory-limit 1 GiB, --jobs 2" in graded["report"]
+
+
+# ------------------------------------------------------------------------------------------ no kernel needed
+def test_memory_limit_sizes_and_bad_values():
+    from glmcourse import grade
+
+    assert grade.memory_arg("2G") == grade.memory_arg("2GiB") == 2 * 2 ** 30 == grade.DEFAULT_MEMORY
+    assert grade.memory_arg("1536M") == 1536 * 2 ** 20 and grade.memory_arg(str(2 ** 30)) == 2 ** 30
+    for bad in ("lots", "1K", "-2G", "2P"):
+        with pytest.raises(SystemExit) as exit_info:
+            grade.main(["subs", "--out", "out", "--memory-limit", bad])
+        assert exit_info.value.code == 2
+
+
+def test_default_jobs_follow_cores_and_memory():
+    from glmcourse import grade
+
+    assert 1 <= grade.default_jobs(grade.DEFAULT_MEMORY) <= (os.cpu_count() or 1)
+    assert grade.default_jobs(2 ** 40) == 1  # no machine here holds two 1 TiB kernels
+
+
+def test_section_folders_and_student_folders(tmp_path):
+    from glmcourse import grade
+
+    for name in ("sec1/erin.ipynb", "sec2/erin.ipynb", "sec2/bob/01_glm_attention_masks.ipynb",
+                 "sec2/bob/notes.txt", "alice.ipynb", "carl/04_data_formatting.ipynb", "carl/extra/x.ipynb"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}", encoding="utf-8")
+    (tmp_path / "empty").mkdir()
+    students = {k: sorted(p.relative_to(tmp_path).as_posix() for p in v) for k, v in grade.collect(tmp_path).items()}
+    assert students == {"alice": ["alice.ipynb"], "carl": ["carl/04_data_formatting.ipynb", "carl/extra/x.ipynb"],
+                        "empty": [], "sec1/erin": ["sec1/erin.ipynb"], "sec2/erin": ["sec2/erin.ipynb"],
+                        "sec2/bob": ["sec2/bob/01_glm_attention_masks.ipynb", "sec2/bob/notes.txt"]}
