@@ -200,11 +200,13 @@ def rebinds(node, local: bool = False, roots=frozenset(PATCHED_ROOTS)) -> bool:
         return not local and (node.asname or node.name.split(".")[0]) in GUARDED
     if isinstance(node, ast.Call):
         func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
-        if func in {"setattr", "delattr"} and node.args:
+        if func in {"setattr", "delattr"} and isinstance(node.func, ast.Name) and node.args:
             attr = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) else ""
             if _root(node.args[0]) in roots or str(attr) in DUNDER_WRITES or str(attr).startswith("check_"):
                 return True
-        if func in DYNAMIC_CALLS or (func in {"patch", "object"} and _root(node.func) in {"mock", "patch", "unittest"}):
+        bare = isinstance(node.func, ast.Name)  # exec(...), not re.compile(...)
+        if (bare and func in DYNAMIC_CALLS) or func == "reload" or (
+                func in {"patch", "object"} and _root(node.func) in {"mock", "patch", "unittest"}):
             return True
     return any(rebinds(child, local, roots) for child in ast.iter_child_nodes(node))
 
@@ -231,11 +233,10 @@ def uses_solutions(source: str, name: str):
     function of the exercise's name (``data.format_example``, ``from glmcourse.masks import prefix_mask``)."""
     tree = parsed(source)
     for node in ast.walk(tree) if tree else ():
-        if isinstance(node, ast.Name) and "solutions" in node.id.lower():
-            return node.id
-        if isinstance(node, ast.Attribute) and (node.attr == name or "solutions" in node.attr.lower()):
+        if isinstance(node, ast.Attribute) and (node.attr == name or "solutions" in ast.unparse(node.value).lower()):
             return ast.unparse(node)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "solutions" in node.value.lower():
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(
+                r"solutions[/\\.]|_solutions", node.value, re.I):  # a path or module name, not prose
             return repr(node.value)[:60]
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             module = getattr(node, "module", None) or ""
@@ -551,7 +552,9 @@ def _fp(code):
         parts.append(_fp(const).encode() if hasattr(const, "co_code") else repr(const).encode())
     return hashlib.sha256(b"|".join(parts)).hexdigest()[:16]
 '''
-PROBE = FINGERPRINT + '''
+PROBE = '''import sys
+sys.last_type = sys.last_value = sys.last_traceback = None  # a failed cell's frames (a runaway's hoard) go now
+''' + FINGERPRINT + '''
 def _probe():
     import json, sys
     found = {}
@@ -585,11 +588,9 @@ def checker_fingerprints() -> dict:
 
 def patched_checkers(output, expected: dict) -> list:
     """The checkers whose live code differs from the course's (from the probe's output)."""
-    if output is None:
+    match = re.search(r"GRADER-PROBE (\{.*\})", output or "")
+    if not match:  # the kernel could not answer (out of memory, say): the code check above still holds
         return []
-    match = re.search(r"GRADER-PROBE (\{.*\})", output)
-    if not match:
-        return ["(the kernel did not report its checkers)"]
     live = json.loads(match.group(1))
     return sorted(key for key, value in live.items() if key in expected and value != expected[key])
 
@@ -638,6 +639,20 @@ def died(client) -> str:
     return ""
 
 
+class MemoryWatch(threading.Thread):
+    """Samples the kernel's data size twice a second, so that a kernel that died at its cap is called MEMORY."""
+
+    def __init__(self, client):
+        super().__init__(daemon=True)
+        self.client, self.last, self.done = client, 0, threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.5):
+            with suppress(AttributeError, OSError, TypeError, ValueError):
+                with open(f"/proc/{self.client.km.provisioner.pid}/status", encoding="ascii") as handle:
+                    self.last = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmData:"))
+
+
 @dataclass
 class Run:  # what one notebook's run found
     results: dict = field(default_factory=dict)  # exercise -> Result
@@ -667,6 +682,8 @@ def run_notebook(nb, where: dict, lesson: Lesson, options, stop: threading.Event
                 running(client):
             with suppress(OSError, ValueError):
                 run.sandbox = json.loads((scratch / "grader" / "status").read_text(encoding="utf-8"))
+            watch = MemoryWatch(client)
+            watch.start()
             for index, cell in code_cells(nb):
                 if index not in exercise_at and cell.source.strip() in lesson.demos:
                     continue  # the course's own demonstration of the reference solutions
@@ -693,8 +710,16 @@ def run_notebook(nb, where: dict, lesson: Lesson, options, stop: threading.Event
                         if changed:
                             run.patched[exercise_at[index]] = changed
                 except DeadKernelError:
-                    run.stopped = Result("ERROR", f"the kernel died in cell {index}{died(client)}; the cells after it "
-                                                  f"were not run")
+                    how = died(client)
+                    if watch.last >= 0.9 * memory:
+                        outcome = Result("MEMORY", f"cell {index} ran out of memory (--memory-limit "
+                                                   f"{size_text(memory)}): the kernel died{how}")
+                        run.stopped = Result("ERROR", f"not run: the kernel ran out of memory in cell {index} and died")
+                    else:
+                        run.stopped = Result("ERROR", f"the kernel died in cell {index}{how}; the cells after it "
+                                                      f"were not run")
+                    if index in exercise_at and outcome:
+                        run.results[exercise_at[index]] = outcome
                     break
                 if index in exercise_at:
                     run.results[exercise_at[index]] = outcome or verdict(cell, exercise_at[index], index, memory)
@@ -705,6 +730,7 @@ def run_notebook(nb, where: dict, lesson: Lesson, options, stop: threading.Event
                                          f"(--memory-limit {size_text(memory)})")
                 if run.stopped:
                     break
+            watch.done.set()
     for name in where:
         run.results.setdefault(name, run.stopped or Result("ERROR", "not run"))
     return run

@@ -387,3 +387,12 @@ def test_a_learners_exception_is_reported_as_theirs(exercise, checker, lang, tmp
                    r"（你的单元格第 3 行：return \{\}\['no ' \+ 'such key'\]）$")
     assert re.match(pattern, out.strip(), re.S), out
     assert "return type" not in out and "返回类型" not in out
+
+
+def test_running_out_of_memory_is_not_a_hint(capsys):
+    def hoarder(*args):
+        raise MemoryError
+
+    with pytest.raises(MemoryError):
+        attempt(data.check_format_example, hoarder)
+    assert capsys.readouterr().out == ""

@@ -2,8 +2,8 @@
 
 One made-up class, built in tmp_path and graded once by a grader running from a copy of the course (so an
 attack that got through would hit the copy, never this checkout), --jobs 2, lesson 04's exercise cells only:
-- ``runaway`` allocates without end in one exercise cell: that exercise is MEMORY with its cell, the rest of
-  the notebook and the other students are graded as usual;
+- ``runaway`` allocates without end in one exercise cell (``hoarder``: in the function its checker calls): that
+  exercise is MEMORY with its cell, the rest of the notebook and the other students are graded as usual;
 - ``attacker``'s exercise cell deletes files (relative to its folder and by absolute path in the course tree and
   next to it), reads ``~/.ssh`` and the instructor's home by absolute path, dumps its environment and opens a
   socket to a server the test runs on 127.0.0.1; whatever it got it raises as its error, so it would show in
@@ -135,6 +135,10 @@ def graded(tmp_path_factory):
     answer(runaway, "format_example", SOLVED_FORMAT)
     answer(runaway, "build_labels", "hoard = []\nwhile True:\n    hoard.append(bytearray(10 ** 7))\n")
     save(runaway, subs / "runaway.ipynb")
+    hoarder = exercises_only()  # the runaway inside the function the checker calls
+    answer(hoarder, "str2bool", "def str2bool(text):\n    hoard = []\n    while True:\n"
+                                "        hoard.append(bytearray(10 ** 7))\n")
+    save(hoarder, subs / "hoarder.ipynb")
     attacker = exercises_only()
     answer(attacker, "format_example", attack(course, home, decoy, server.port))
     save(attacker, subs / "attacker.ipynb")
@@ -177,8 +181,9 @@ def isolated(graded) -> bool:
 
 
 def test_every_student_is_a_row_named_by_their_path(graded):
-    assert sorted(graded["rows"]) == ["attacker", "carol", "runaway", "sec1/erin", "sec2/erin", "sec2/frank"]
-    assert "graded 6 notebooks of 6 students" in graded["stdout"]
+    assert sorted(graded["rows"]) == ["attacker", "carol", "hoarder", "runaway", "sec1/erin", "sec2/erin",
+                                      "sec2/frank"]
+    assert "graded 7 notebooks of 7 students" in graded["stdout"]
 
 
 def test_a_runaway_allocation_is_memory_in_its_cell_and_costs_nothing_else(graded):
@@ -186,6 +191,8 @@ def test_a_runaway_allocation_is_memory_in_its_cell_and_costs_nothing_else(grade
     assert [runaway[c] for c in EX04] == ["PASS", "MEMORY", "TODO", "TODO"]
     assert "ran out of memory (--memory-limit 1 GiB)" in graded["report"]
     assert graded["rows"]["carol"]["04:format_example"] == "PASS"
+    hoarder = graded["rows"]["hoarder"]  # in the function the checker calls: MEMORY too, not a hint
+    assert [hoarder[c] for c in EX04] == ["TODO", "TODO", "TODO", "MEMORY"]
 
 
 def test_the_attack_ran_and_changed_nothing_outside_its_scratch_copy(graded):

@@ -51,6 +51,8 @@ def attempt(checker, candidate, name: str | None = None) -> bool:
     except AssertionError as err:
         print(say("[TRY AGAIN] {name}: {hint}", name=label, hint=err))
         return False
+    except MemoryError:  # out of memory is no hint: the cell fails (a grader reports MEMORY)
+        raise
     except Exception as err:  # noqa: BLE001 - an answer of the wrong kind (None, a string...) tripped the checker
         hint = say("the checker could not use what it returned ({error}: {message}); check the return type "
                    "the exercise asks for", error=type(err).__name__, message=err)
@@ -83,10 +85,15 @@ def _their_line(fn, tb):
 def call_learner(fn, *args, allowed: tuple = ()):
     """Call the learner's function for a checker: a crash becomes a hint (AssertionError) that names the
     learner's exception, its message and the line of their cell that raised it, instead of a traceback.
-    NotImplementedError passes through so ``attempt`` can say "not attempted yet", and so do the exception
-    types in ``allowed`` (the ones an exercise asks the learner to raise)."""
+    NotImplementedError passes through so ``attempt`` can say "not attempted yet", and so do MemoryError and
+    the exception types in ``allowed`` (the ones an exercise asks the learner to raise)."""
     try:
         return fn(*args)
+    except MemoryError as err:  # free what the learner's frames hold before anyone formats the traceback
+        import traceback
+
+        traceback.clear_frames(err.__traceback__)
+        raise
     except (NotImplementedError, AssertionError, *allowed):
         raise
     except Exception as err:  # noqa: BLE001 - any crash becomes a hint
