@@ -63,8 +63,8 @@ def attempt(checker, candidate, name: str | None = None) -> bool:
 
 
 def _their_line(fn, tb):
-    """(line number, code) of the deepest traceback frame in the learner's own code: the file ``fn`` was defined
-    in (a notebook cell) or any other file outside Python, its packages and glmcourse; None when none is."""
+    """(line number, code) of the deepest traceback frame in the learner's own code: in the file ``fn`` was
+    defined in (a notebook cell), else in any file outside Python, its packages and glmcourse; or None."""
     import linecache
     import sys
     import traceback
@@ -73,13 +73,15 @@ def _their_line(fn, tb):
     theirs = getattr(getattr(fn, "__code__", None), "co_filename", None)
     library = tuple(str(p) for p in {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
                                       Path(__file__).resolve().parents[1]})
-    found = None
+    own, other = None, None
     for frame, number in traceback.walk_tb(tb):
         name = frame.f_code.co_filename
         code = linecache.getline(name, number).strip()
-        if code and (name == theirs or not (name.startswith("<") or str(Path(name).resolve()).startswith(library))):
-            found = number, code
-    return found
+        if code and name == theirs:
+            own = number, code
+        elif code and not (name.startswith("<") or str(Path(name).resolve()).startswith(library)):
+            other = number, code
+    return own or other  # the cell that defined fn first: a helper module it called is not "your cell"
 
 
 def call_learner(fn, *args, allowed: tuple = ()):
