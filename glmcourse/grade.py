@@ -448,14 +448,28 @@ def make_scratch(scratch: Path, user) -> Path:
     return folder
 
 
+def course_checkouts() -> list:
+    """This course tree, and the one the environment's glmcourse is installed from (``pip install -e``), if other."""
+    roots = [glmcourse.REPO_ROOT]
+    with suppress(Exception):  # noqa: BLE001 - not installed, or not from a folder: nothing more to hide
+        from importlib.metadata import distribution
+        from urllib.parse import unquote, urlparse
+
+        url = json.loads(distribution("glmcourse").read_text("direct_url.json") or "{}").get("url", "")
+        if url.startswith("file://"):
+            roots.append(Path(unquote(urlparse(url).path)))
+    return roots
+
+
 def hide_list() -> list:
-    """What a kernel must not see even by absolute path: the course tree's notebooks, data, runs, tests and git
+    """What a kernel must not see even by absolute path: the course trees' notebooks, data, runs, tests and git
     history, and the instructor's home (each kept where Python itself lives in it)."""
-    root = glmcourse.REPO_ROOT
-    paths = [root / name for name in ("notebooks", "data", "runs", "tests", ".git", "i18n")]
-    with suppress(OSError, ValueError):  # a git worktree: .git is a file naming the history's folder
-        gitdir = Path((root / ".git").read_text(encoding="utf-8").split("gitdir:", 1)[1].strip())
-        paths.append(gitdir.parent.parent if gitdir.parent.name == "worktrees" else gitdir)
+    paths = []
+    for root in course_checkouts():
+        paths += [root / name for name in ("notebooks", "data", "runs", "tests", ".git", "i18n")]
+        with suppress(OSError, ValueError, IndexError):  # a git worktree: .git is a file naming the history's folder
+            gitdir = Path((root / ".git").read_text(encoding="utf-8").split("gitdir:", 1)[1].strip())
+            paths.append(gitdir.parent.parent if gitdir.parent.name == "worktrees" else gitdir)
     paths += [Path.home(), Path("/root")]
     return sorted({os.path.realpath(p) for p in paths if p.is_dir()})
 

@@ -76,13 +76,17 @@ def hashes(folder: Path) -> dict:
 
 def attack(course: Path, home: Path, decoy: Path, port: int) -> str:
     """An exercise cell that tries everything; it raises whatever it got, so a leak would reach the report."""
+    from glmcourse.grade import course_checkouts
+
+    installed = course_checkouts()[-1]  # where the environment's glmcourse was installed from (pip install -e)
     return f'''import glob, os, shutil, socket, subprocess
 got = []
 subprocess.run("rm -rf solutions/* ../data/* ../glmcourse/exercises/*.py ../i18n", shell=True)
 for target in ["{course}/notebooks/solutions", "{course}/data", "{course}/glmcourse/exercises", "{decoy}"]:
     shutil.rmtree(target, ignore_errors=True)
 for path in [os.path.expanduser("~/.ssh/id_rsa"), "{home}/.ssh/id_rsa", "{home}/notes.txt",
-             *glob.glob("/root/.ssh/*"), "{course}/notebooks/solutions/04_data_solutions.py"]:
+             *glob.glob("/root/.ssh/*"), "{course}/notebooks/solutions/04_data_solutions.py",
+             *glob.glob("{installed}/notebooks/solutions/*.py")]:
     try:
         got.append(open(path).read())
     except OSError as err:
