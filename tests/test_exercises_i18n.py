@@ -117,7 +117,8 @@ def test_english_verdicts_and_hints_are_todays(lesson, english, capsys):
 
 
 def test_english_crash_and_success_messages_are_todays(english, capsys):
-    assert run(capsys, masks.check_prefix_mask, named(lambda n, p: {}[n], "prefix_mask")) == (
+    nowhere = eval("lambda n, p: {}[n]")  # noqa: S307 - code with no file: the message cannot quote a line
+    assert run(capsys, masks.check_prefix_mask, named(nowhere, "prefix_mask")) == (
         False, "[TRY AGAIN] prefix_mask: calling it with (5, 2) raised KeyError: 5\n")
     assert run(capsys, sizes.check_weight_gib, S0.weight_gib) == (
         True, "weight memory: right for 32, 16, 8 and 4 bits\n[PASS] weight_gib\n")
@@ -145,7 +146,8 @@ def test_chinese_verdicts_and_hints(lesson, chinese, capsys):
 def test_chinese_success_crash_and_default_label(chinese, capsys):
     assert run(capsys, masks.check_prefix_mask, S1.prefix_mask) == (
         True, "正确：前缀内部是双向的，其余部分是因果的，并且能看到整个前缀。\n[通过] prefix_mask\n")
-    assert run(capsys, masks.check_prefix_mask, named(lambda n, p: {}[n], "prefix_mask")) == (
+    nowhere = eval("lambda n, p: {}[n]")  # noqa: S307 - code with no file: the message cannot quote a line
+    assert run(capsys, masks.check_prefix_mask, named(nowhere, "prefix_mask")) == (
         False, "[再试一次] prefix_mask：用参数 (5, 2) 调用它时抛出了 KeyError：5\n")
 
     class Answer:  # no __name__: the label is "your answer"
@@ -335,3 +337,62 @@ def test_an_answer_of_the_wrong_kind_is_a_hint_not_a_traceback(capsys):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and all(line.startswith("[TRY AGAIN] ") for line in out), out
     assert "TypeError" in out[0] and "return type" in out[0]
+
+
+# ------------------------------------------------------------------------------------------ the learner's exception
+def every_exercise() -> list:
+    """(exercise, its checker) for every exercise cell of every lesson, from the checker lines of the notebooks."""
+    import re
+
+    from glmcourse.grade import course_lessons
+
+    modules = [chat, data, lora, masks, quant, sizes, importlib.import_module("glmcourse.exercises.ptuning")]
+    found = []
+    for lesson in course_lessons():
+        for name, line in lesson.checkers.items():
+            checker = re.search(r"checks\.(check_\w+)", line).group(1)
+            owners = [m for m in modules if hasattr(m, checker)]
+            assert len(owners) == 1, (lesson.path.name, checker, owners)
+            found.append((f"{lesson.number}:{name}", getattr(owners[0], checker)))
+    return found
+
+
+EXERCISES = every_exercise()
+RAISER = "def learners(*args):\n    values = list(args)\n    return {}['no ' + 'such key']\n"
+
+
+def test_every_lesson_has_exercises_for_the_raising_test():
+    assert len(EXERCISES) >= 25 and len({e.split(":")[0] for e, _ in EXERCISES}) == 8
+
+
+@pytest.mark.parametrize("exercise,checker", EXERCISES, ids=[e for e, _ in EXERCISES])
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_learners_exception_is_reported_as_theirs(exercise, checker, lang, tmp_path, monkeypatch, capsys):
+    """A raising function planted into every exercise: the hint names its exception, message and line."""
+    import re
+
+    monkeypatch.setenv("GLMCOURSE_LANG", lang)
+    cell = tmp_path / "cell.py"  # stands for the notebook cell: the traceback's line is read back from it
+    cell.write_text(RAISER, encoding="utf-8")
+    scope = {}
+    exec(compile(RAISER, str(cell), "exec"), scope)  # noqa: S102 - the test's own code
+    name = exercise.split(":")[1]
+    ok, out = run(capsys, checker, named(scope["learners"], name))
+    assert not ok and out.count("\n") == 1, out
+    if lang == "en":
+        pattern = (rf"\[TRY AGAIN\] {name}: calling it with \(.* raised KeyError: 'no such key' "
+                   r"\(line 3 of your cell: return \{\}\['no ' \+ 'such key'\]\)$")
+    else:
+        pattern = (rf"\[再试一次\] {name}：用参数 \(.* 调用它时，你的代码抛出了 KeyError：'no such key'"
+                   r"（你的单元格第 3 行：return \{\}\['no ' \+ 'such key'\]）$")
+    assert re.match(pattern, out.strip(), re.S), out
+    assert "return type" not in out and "返回类型" not in out
+
+
+def test_running_out_of_memory_is_not_a_hint(capsys):
+    def hoarder(*args):
+        raise MemoryError
+
+    with pytest.raises(MemoryError):
+        attempt(data.check_format_example, hoarder)
+    assert capsys.readouterr().out == ""

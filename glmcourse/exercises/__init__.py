@@ -51,6 +51,8 @@ def attempt(checker, candidate, name: str | None = None) -> bool:
     except AssertionError as err:
         print(say("[TRY AGAIN] {name}: {hint}", name=label, hint=err))
         return False
+    except MemoryError:  # out of memory is no hint: the cell fails (a grader reports MEMORY)
+        raise
     except Exception as err:  # noqa: BLE001 - an answer of the wrong kind (None, a string...) tripped the checker
         hint = say("the checker could not use what it returned ({error}: {message}); check the return type "
                    "the exercise asks for", error=type(err).__name__, message=err)
@@ -60,13 +62,48 @@ def attempt(checker, candidate, name: str | None = None) -> bool:
     return True
 
 
-def call_learner(fn, *args):
-    """Call the learner's function for a checker: a crash becomes a hint (AssertionError) instead of a
-    traceback, while NotImplementedError passes through so ``attempt`` can say "not attempted yet"."""
+def _their_line(fn, tb):
+    """(line number, code) of the deepest traceback frame in the learner's own code: in the file ``fn`` was
+    defined in (a notebook cell), else in any file outside Python, its packages and glmcourse; or None."""
+    import linecache
+    import sys
+    import traceback
+    from pathlib import Path
+
+    theirs = getattr(getattr(fn, "__code__", None), "co_filename", None)
+    library = tuple(str(p) for p in {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+                                      Path(__file__).resolve().parents[1]})
+    own, other = None, None
+    for frame, number in traceback.walk_tb(tb):
+        name = frame.f_code.co_filename
+        code = linecache.getline(name, number).strip()
+        if code and name == theirs:
+            own = number, code
+        elif code and not (name.startswith("<") or str(Path(name).resolve()).startswith(library)):
+            other = number, code
+    return own or other  # the cell that defined fn first: a helper module it called is not "your cell"
+
+
+def call_learner(fn, *args, allowed: tuple = ()):
+    """Call the learner's function for a checker: a crash becomes a hint (AssertionError) that names the
+    learner's exception, its message and the line of their cell that raised it, instead of a traceback.
+    NotImplementedError passes through so ``attempt`` can say "not attempted yet", and so do MemoryError and
+    the exception types in ``allowed`` (the ones an exercise asks the learner to raise)."""
     try:
         return fn(*args)
-    except (NotImplementedError, AssertionError):
+    except MemoryError as err:  # free what the learner's frames hold before anyone formats the traceback
+        import traceback
+
+        traceback.clear_frames(err.__traceback__)
+        raise
+    except (NotImplementedError, AssertionError, *allowed):
         raise
     except Exception as err:  # noqa: BLE001 - any crash becomes a hint
-        raise AssertionError(say("calling it with {args!r} raised {error}: {message}",
-                                 args=args, error=type(err).__name__, message=err)) from None
+        where = _their_line(fn, err.__traceback__)
+        if where is None:
+            raise AssertionError(say("calling it with {args!r} raised {error}: {message}",
+                                     args=args, error=type(err).__name__, message=err)) from None
+        shown = " ".join(repr(args).split())  # a tensor's repr spans lines: the hint stays on one
+        raise AssertionError(say("calling it with {args} raised {error}: {message} (line {line} of your cell: "
+                                 "{code})", args=shown if len(shown) <= 300 else shown[:297] + "...",
+                                 error=type(err).__name__, message=err, line=where[0], code=where[1])) from None

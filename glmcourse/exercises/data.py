@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from glmcourse.exercises import say
+from glmcourse.exercises import call_learner, say
 
 
 def _expect(got, want, what: str):
@@ -24,7 +24,7 @@ def check_format_example(fn) -> None:
          {"context": "Instruction: Hi\nAnswer: ", "target": "Hello"}, say("input None counts as empty")),
     ]
     for record, want, what in cases:
-        got = fn(dict(record))
+        got = call_learner(fn, dict(record))
         assert isinstance(got, dict), say("return a dict with 'context' and 'target', got {type}", type=type(got).__name__)
         _expect(got.get("context"), want["context"], say("context ({case})", case=what))
         _expect(got.get("target"), want["target"], say("target ({case})", case=what))
@@ -34,20 +34,20 @@ def check_build_labels(fn) -> None:
     """fn(input_ids, seq_len) -> labels: -100 over the prompt before <sop>, then the ids."""
     # ids: 11 12 13 = prompt text, 1 = [gMASK], 2 = <sop>, 21 22 = target, 3 = <eop>
     ids, seq_len = [11, 12, 13, 1, 2, 21, 22, 3], 5
-    got = list(fn(list(ids), seq_len))
+    got = list(call_learner(fn, list(ids), seq_len))
     assert len(got) == len(ids), say("labels must be as long as input_ids ({want}), got {got}",
                                      want=len(ids), got=len(got))
     assert got[seq_len - 1] == 2, say("the label at the <sop> position must be <sop>'s id (it is supervised), "
                                       "got {got}; mask only the first seq_len - 1 positions", got=got[seq_len - 1])
     _expect(got, [-100, -100, -100, -100, 2, 21, 22, 3], say("labels for a 5-token prompt"))
-    _expect(list(fn([1, 2, 3], 2)), [-100, 2, 3], say("labels for an empty prompt text"))
+    _expect(list(call_learner(fn, [1, 2, 3], 2)), [-100, 2, 3], say("labels for an empty prompt text"))
 
 
 def check_truncate_target(fn) -> None:
     """fn(context_ids, target_ids, eop_id, max_seq_length) -> input_ids that keep [gMASK] <sop> and <eop>."""
     context, target, eop = [11, 12, 1, 2], [21, 22, 23, 24, 25], 3
-    _expect(list(fn(context, target, eop, 20)), context + target + [eop], say("a row that fits is unchanged"))
-    got = list(fn(context, target, eop, 8))
+    _expect(list(call_learner(fn, context, target, eop, 20)), context + target + [eop], say("a row that fits is unchanged"))
+    got = list(call_learner(fn, context, target, eop, 8))
     assert len(got) <= 8, say("the row must be at most 8 tokens, got {got}", got=len(got))
     assert got[-1] == eop, say("the row must still end with <eop> (upstream cut it off)")
     assert got[:4] == context, say("the context, [gMASK] <sop> included, must stay whole")
@@ -58,10 +58,10 @@ def check_str2bool(fn) -> None:
     """fn(text) -> bool, strict: true/false/1/0/yes/no in any case, anything else an error."""
     for text, want in [("False", False), ("false", False), ("TRUE", True), ("1", True), ("0", False),
                        ("yes", True), ("No", False)]:
-        _expect(fn(text), want, f"str2bool({text!r})")
+        _expect(call_learner(fn, text), want, f"str2bool({text!r})")
     for text in ["maybe", "", "2"]:
         try:
-            result = fn(text)
+            result = call_learner(fn, text, allowed=(argparse.ArgumentTypeError, ValueError))
         except (argparse.ArgumentTypeError, ValueError):
             continue
         raise AssertionError(say("str2bool({text!r}) returned {result!r}: it should raise argparse.ArgumentTypeError",

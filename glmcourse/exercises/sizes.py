@@ -1,7 +1,7 @@
 """Exercise checkers of lesson 00 (``glmcourse.sizes``): each raises AssertionError with a hint, or returns."""
 from __future__ import annotations
 
-from glmcourse.exercises import say
+from glmcourse.exercises import call_learner, say
 from glmcourse.sizes import count_parameters, meta_model, weight_gib
 
 
@@ -18,7 +18,7 @@ def _layer_count(hidden_size: int, inner_hidden_size: int) -> int:
 def check_params_per_layer(fn) -> None:
     """``fn(hidden_size, inner_hidden_size)`` must return the parameter count of one ChatGLM block."""
     for h, inner in [(256, 1024), (64, 96), (4096, 16384)]:
-        expected, got = _layer_count(h, inner), fn(h, inner)
+        expected, got = _layer_count(h, inner), call_learner(fn, h, inner)
         weights_only = 4 * h * h + 2 * h * inner
         assert got == expected, say(
             "for hidden_size={h}, inner_hidden_size={inner} you returned {got:,}, a block holds {expected:,}. {hint}",
@@ -37,7 +37,7 @@ def check_total_params(fn) -> None:
     for name, cfg in [(say("course model"), course_config()), ("ChatGLM-6B", chatglm_6b_config()),
                       (say("a 2-layer toy"), course_config(num_layers=2, hidden_size=64, inner_hidden_size=200,
                                                       num_attention_heads=4, vocab_size=1000))]:
-        expected, got = count_parameters(meta_model(cfg)), fn(cfg)
+        expected, got = count_parameters(meta_model(cfg)), call_learner(fn, cfg)
         embed = cfg.vocab_size * cfg.hidden_size
         hint = (say("lm_head shares the embedding's weight: count it once.") if got == expected + embed else
                 say("Did you forget the final LayerNorm (2*hidden_size)?") if got == expected - 2 * cfg.hidden_size else
@@ -51,7 +51,7 @@ def check_weight_gib(fn) -> None:
     """``fn(n_params, bits)`` must return the weights' memory in GiB."""
     n = 6_173_286_400
     for bits in (32, 16, 8, 4):
-        expected, got = weight_gib(n, bits), fn(n, bits)
+        expected, got = weight_gib(n, bits), call_learner(fn, n, bits)
         if abs(got - expected) <= 1e-6 * expected:
             continue
         if abs(got - n * bits / 8 / 1e9) <= 1e-6 * expected:
