@@ -1,7 +1,9 @@
 # glmcourse: two commands from a fresh clone to a running course.
 #
-#   make lab      set up .venv (once), then serve JupyterLab on http://127.0.0.1:$(LAB_PORT)
-#   make lab-zh   the same for the Chinese edition: notebooks/zh/, with the JupyterLab interface in 中文
+#   make lab      set up .venv (once), then serve your workspace work/ (copies of the lessons) in JupyterLab
+#   make lab-zh   the same for the Chinese edition: work/zh/, with the JupyterLab interface in 中文
+#   make reset-lesson L=01 [EDITION=zh]   put the course's version of a lesson back (yours kept beside it)
+#   make hub      a JupyterHub for a class on this machine (class list: HUB_USERS=hub/class.txt)
 #   make test     set up .venv (once), then unit tests + every notebook under nbval (fast mode)
 #   make course   run every notebook in learner mode; table of wall time and peak RSS
 #   make bench    performance figures, each with its unit
@@ -23,13 +25,19 @@ TORCH_VERSION := 2.13.0
 
 LAB_PORT ?= 8888
 LAB_ARGS ?=
+# The learner's workspace (git-ignored): the lessons are copied here on first use and the lab serves it,
+# so the committed notebooks never change. A course update is brought in by the next `make lab`.
+WORKSPACE ?= work
+WORKSPACE_CMD = $(BIN)/python -m glmcourse.workspace
 # Jupyter refuses to run as root unless told (containers, CI); ordinary users never need it.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # The folder served and any extra JupyterLab options; `lab-zh` sets both for itself (see below).
-LAB_ROOT_DIR = notebooks
+# The workspace's links to glmcourse/ and notebooks/solutions/ are served read-only (workspace_contents).
+LAB_ROOT_DIR = $(WORKSPACE)
 LAB_APP_ARGS =
 LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 	--ServerApp.port_retries=0 --ServerApp.root_dir=$(LAB_ROOT_DIR) --ServerApp.open_browser=False $(ALLOW_ROOT) \
+	--ServerApp.contents_manager_class=glmcourse.workspace_contents.WorkspaceContentsManager \
 	$(LAB_APP_ARGS) $(LAB_ARGS)
 
 # Tests: fast mode, nothing may touch the network.
@@ -51,10 +59,10 @@ command -v chromium >/dev/null || { \
 endef
 BROWSER_TESTS := tests/test_lab_browser.py tests/test_web_demo.py tests/test_site.py
 
-.PHONY: help setup lab lab-zh test unit nbval course bench doctor check-lab e2e grade site clean-runs
+.PHONY: help setup lab lab-zh lab-port reset-lesson hub hub-deps test unit nbval course bench doctor check-lab e2e grade site clean-runs
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,17 +75,29 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
-lab: $(STAMP)
+# An impossible or busy LAB_PORT is refused in one line before anything starts (stdlib only: no .venv needed).
+lab-port:
+	@$(PYTHON) -m glmcourse.workspace check-port '$(LAB_PORT)'
+
+lab: lab-port $(STAMP)
+	@$(WORKSPACE_CMD) sync --dir '$(WORKSPACE)'
 	$(LAB_CMD)
 
 # The Chinese edition. The interface language comes from lab-zh/settings/overrides.json (locale zh_CN,
 # the jupyterlab-language-pack-zh-cn dependency), a new default for the translation plugin: this server
 # reads it as its application settings directory; `make lab` keeps the installed one. A language the
 # learner picks in Settings > Language is a user setting and still wins, as in any JupyterLab.
-lab-zh: LAB_ROOT_DIR = notebooks/zh
+lab-zh: LAB_ROOT_DIR = $(WORKSPACE)/zh
 lab-zh: LAB_APP_ARGS = --LabApp.app_settings_dir='$(CURDIR)/lab-zh/settings'
-lab-zh: $(STAMP)
+lab-zh: lab-port $(STAMP)
+	@$(WORKSPACE_CMD) sync --edition zh --dir '$(WORKSPACE)'
 	$(LAB_CMD)
+
+# Restore one lesson of your workspace to the course's version; your copy is kept as NAME.mine.ipynb.
+EDITION ?= en
+reset-lesson: $(STAMP)
+	@test -n "$(L)" || { echo "usage: make reset-lesson L=01 [EDITION=zh]"; exit 2; }
+	@$(WORKSPACE_CMD) reset '$(L)' --edition '$(EDITION)' --dir '$(WORKSPACE)'
 
 # Unit tests, then nbval over every notebook; both always run, either failing fails the target.
 # pytest exits 5 when it collects nothing: fine for notebooks/ (none written yet), not for tests/.
