@@ -3,13 +3,13 @@
 #   make lab      set up .venv (once), then serve your workspace work/ (copies of the lessons) in JupyterLab
 #   make lab-zh   the same for the Chinese edition: work/zh/, with the JupyterLab interface in 中文
 #   make reset-lesson L=01 [EDITION=zh]   put the course's version of a lesson back (yours kept beside it)
-#   make hub      a JupyterHub for a class on this machine (class list: HUB_USERS=hub/class.txt)
+#   make hub      a JupyterHub for a class on this machine (class list: HUB_USERS=class.txt); hub-collect
 #   make test     set up .venv (once), then unit tests + every notebook under nbval (fast mode)
 #   make course   run every notebook in learner mode; table of wall time and peak RSS
 #   make bench    performance figures, each with its unit
 #   make doctor   check the environment ([OK]/[FAIL] lines with the fix for each FAIL)
 #   make check-lab  start `make lab`'s and `make lab-zh`'s servers on free ports, check they answer, stop them
-#   make e2e      the browser tests alone: JupyterLab lessons 01-03 and the web demo in headless Chromium
+#   make e2e      the browser tests: JupyterLab lessons 01-03, the web demo, and the class hub with two students
 #   make grade SUBMISSIONS=folder [OUT=runs/grades]   run a class's notebooks; grades.csv + report.html
 #   make site     a static HTML site of the executed lessons, English and 中文, in runs/site/
 
@@ -59,7 +59,7 @@ command -v chromium >/dev/null || { \
 endef
 BROWSER_TESTS := tests/test_lab_browser.py tests/test_web_demo.py tests/test_site.py
 
-.PHONY: help setup lab lab-zh lab-port reset-lesson hub hub-deps test unit nbval course bench doctor check-lab e2e grade site clean-runs
+.PHONY: help setup lab lab-zh lab-port reset-lesson hub hub-deps hub-collect test unit nbval course bench doctor check-lab e2e grade site clean-runs
 
 help:
 	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
@@ -99,6 +99,33 @@ reset-lesson: $(STAMP)
 	@test -n "$(L)" || { echo "usage: make reset-lesson L=01 [EDITION=zh]"; exit 2; }
 	@$(WORKSPACE_CMD) reset '$(L)' --edition '$(EDITION)' --dir '$(WORKSPACE)'
 
+# A class hub (JupyterHub) on this machine: the class list is a file of user names, one a line; each
+# student signs up once (sets a password), then works in hub-data/students/NAME/. See README "A class hub".
+# The proxy comes from npm (package-lock.json), installed into node_modules/ by hub-deps.
+HUB_USERS ?= class.txt
+HUB_PORT ?= 8000
+HUB_DATA ?= hub-data
+HUB_MEMORY ?= 2G
+HUB_ARGS ?=
+HUB_SUBMISSIONS ?= runs/class-submissions
+NODE_STAMP := node_modules/.glmcourse-installed
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js 20 or newer (Debian: sudo apt-get install npm)"; exit 2; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+hub-deps: $(NODE_STAMP)
+
+hub: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m glmcourse.hub serve --users '$(HUB_USERS)' --port '$(HUB_PORT)' --data '$(HUB_DATA)' \
+		--memory-limit '$(HUB_MEMORY)' $(HUB_ARGS)
+
+# Instructors: every student's changed lessons into HUB_SUBMISSIONS/NAME/, then grade them.
+hub-collect: $(STAMP)
+	$(BIN)/python -m glmcourse.hub collect --data '$(HUB_DATA)' --out '$(HUB_SUBMISSIONS)'
+	@echo "next: make grade SUBMISSIONS=$(HUB_SUBMISSIONS)"
+
 # Unit tests, then nbval over every notebook; both always run, either failing fails the target.
 # pytest exits 5 when it collects nothing: fine for notebooks/ (none written yet), not for tests/.
 test: $(STAMP)
@@ -132,10 +159,10 @@ doctor: $(STAMP)
 check-lab: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_lab.py
 
-# The browser tests alone (they also run in `make test`).
-e2e: $(STAMP)
+# The browser tests alone (they also run in `make test`), and the class hub's end-to-end test (e2e only).
+e2e: $(STAMP) $(NODE_STAMP)
 	@$(ENSURE_CHROMIUM)
-	export $(TEST_ENV); $(BIN)/python -m pytest -q -rs $(BROWSER_TESTS)
+	export $(TEST_ENV) GLMCOURSE_HUB_E2E=1; $(BIN)/python -m pytest -q -rs $(BROWSER_TESTS) tests/test_hub_e2e.py
 
 # Instructors: grade a folder of students' notebooks (one file or one subfolder per student).
 OUT ?= runs/grades

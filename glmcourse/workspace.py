@@ -116,6 +116,11 @@ def sync(workspace, edition: str = "en", repo: Path = REPO_ROOT) -> list[str]:
         raise WorkspaceError(f"--edition {edition!r}: unknown; pass one of {', '.join(EDITIONS)}.")
     repo = Path(repo)
     folder = edition_dir(workspace, edition)
+    for inside in (repo / "notebooks", repo / "tests", repo / "glmcourse"):
+        real, course = Path(os.path.realpath(workspace)), Path(os.path.realpath(inside))
+        if real == course or course in real.parents:
+            raise WorkspaceError(f"WORKSPACE={workspace}: inside the course's {inside.name}/, where `make test` would "
+                                 f"collect your lessons; pick a folder outside it (default: work/).")
     if folder.exists() and not folder.is_dir():
         raise WorkspaceError(f"{folder}: is a file, not a folder; move it aside or pass another --dir.")
     lessons = course_lessons(edition, repo)

@@ -125,6 +125,13 @@ def test_reset_restores_one_lesson_and_keeps_the_learners_copy(course, tmp_path)
         reset(work, "9", "en", course)
 
 
+def test_a_workspace_inside_the_courses_folders_is_refused(course):
+    for inside in (course / "notebooks" / "mine", course / "notebooks"):
+        with pytest.raises(WorkspaceError, match="inside the course's notebooks/"):
+            sync(inside, "en", course)
+    assert not (course / "notebooks" / "mine").exists()
+
+
 def test_a_broken_manifest_is_one_line_not_a_traceback(course, tmp_path):
     work = tmp_path / "work"
     sync(work, "en", course)
