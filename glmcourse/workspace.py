@@ -4,8 +4,9 @@ The committed notebooks stay as the course ships them; the learner runs, edits a
 
 * ``work/`` holds the English lessons (``make lab``), ``work/zh/`` the Chinese ones (``make lab-zh``);
   both are created on first use from ``notebooks/`` and ``notebooks/zh/``.
-* Beside the lessons, two links let the prose's paths open from the workspace: ``glmcourse/`` (the
-  lesson modules) and ``notebooks/solutions/``. The lab serves them read-only
+* Beside the lessons, links let the prose's paths open from the workspace: ``glmcourse/`` (the lesson
+  modules) and ``notebooks/solutions/``, plus ``solutions/``, which the lessons import the reference
+  solutions from (as they do from ``notebooks/``). The lab serves them read-only
   (``glmcourse.workspace_contents``), so the learner's copies are the only files the lab writes.
 * Course updates, as nbgitpuller merges them: after a ``git pull``, ``sync`` copies new lessons and
   lessons the learner never changed; a lesson the learner changed is kept, and the course's new
@@ -35,7 +36,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EDITIONS = {"en": Path("notebooks"), "zh": Path("notebooks") / "zh"}  # lessons' source, under the repo
 SUBDIR = {"en": Path("."), "zh": Path("zh")}  # where each edition lives inside a workspace
 MANIFEST = ".glmcourse-workspace.json"
-LINKS = {Path("glmcourse"): Path("glmcourse"), Path("notebooks") / "solutions": Path("notebooks") / "solutions"}
+# name in the workspace -> the course's folder: the modules and solutions the prose names, and
+# ``solutions`` itself, which the lessons import (``importlib.import_module("solutions.01_...")``).
+LINKS = {Path("glmcourse"): Path("glmcourse"), Path("notebooks") / "solutions": Path("notebooks") / "solutions",
+         Path("solutions"): Path("notebooks") / "solutions"}
 UPDATE_SUFFIX = ".course-update"  # the course's new version of a lesson the learner changed
 MINE_SUFFIX = ".mine"  # the learner's copy that `reset` set aside
 

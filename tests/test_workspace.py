@@ -55,6 +55,7 @@ def test_first_use_copies_the_lessons_and_links_the_course_files(course, tmp_pat
     # The prose's paths open from the workspace: glmcourse/masks.py and notebooks/solutions/...
     assert (work / "glmcourse" / "masks.py").read_text() == "def mask(): ...\n"
     assert (work / "notebooks" / "solutions" / "01_masks_solutions.py").read_text() == "ANSWER = 1\n"
+    assert (work / "solutions" / "01_masks_solutions.py").read_text() == "ANSWER = 1\n"  # what lessons import
     manifest = json.loads((work / MANIFEST).read_text())
     assert manifest["lessons"]["01_masks.ipynb"] == workspace.sha256(course / "notebooks" / "01_masks.ipynb")
     # The Chinese edition lives in work/zh, from notebooks/zh.
