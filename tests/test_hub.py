@@ -96,6 +96,7 @@ def test_the_hub_configuration(tmp_path):
     assert c.JupyterHub.ip == "127.0.0.1" and c.JupyterHub.hub_ip == "127.0.0.1"
     assert c.Authenticator.allowed_users == {"alice", "bob", "teacher"}
     assert c.Authenticator.admin_users == {"teacher"}
+    assert c.NativeAuthenticator.open_signup is True and c.NativeAuthenticator.minimum_password_length == 8
     assert "--KernelManager.transport=ipc" in c.Spawner.args
     assert "--ServerApp.contents_manager_class=glmcourse.workspace_contents.WorkspaceContentsManager" in c.Spawner.args
     assert c.Spawner.mem_limit == 2 * 1024**3

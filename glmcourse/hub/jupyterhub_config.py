@@ -77,6 +77,7 @@ c.JupyterHub.cleanup_proxy = True
 c.JupyterHub.authenticator_class = ClassListAuthenticator
 c.Authenticator.allowed_users = USERS
 c.Authenticator.admin_users = ADMINS  # the admin page; /hub/change-password/NAME resets a student's password
+c.NativeAuthenticator.open_signup = True  # no approval step: validate_username already admits the class list only
 c.NativeAuthenticator.minimum_password_length = 8
 c.NativeAuthenticator.check_common_password = True
 c.JupyterHub.template_paths = [str(Path(nativeauthenticator.__file__).parent / "templates")]  # its sign-up page
