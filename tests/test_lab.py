@@ -87,9 +87,12 @@ def test_make_lab_zh_serves_the_chinese_edition_in_chinese(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2)
         assert refused.value.code == 403
-        # notebooks/zh/ is the root: its notebooks at the top, nothing of the English folder above it.
+        # work/zh/ is the root: the Chinese lesson copies at the top, the course's links beside them,
+        # nothing of the English workspace above it.
         listing = root_listing(port, token)
-        assert "00_start_here.ipynb" in listing and "zh" not in listing and "solutions" not in listing
+        assert {"00_start_here.ipynb", "glmcourse", "solutions"} <= listing and "zh" not in listing
+        status, lesson = get_json(port, token, "/api/contents/00_start_here.ipynb")
+        assert status == 200 and any(c.get("id") == "zh-setup" for c in lesson["content"]["cells"])  # 中文版
         assert (tmp_path / "work" / "zh" / "00_start_here.ipynb").exists()  # the workspace's Chinese edition
         status, module = get_json(port, token, "/api/contents/glmcourse/masks.py")
         assert status == 200 and module["writable"] is False
