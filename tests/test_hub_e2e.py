@@ -243,8 +243,8 @@ def test_two_students_on_the_class_hub(tmp_path):
     assert collected.returncode == 0, collected.stderr
     assert sorted(p.name for p in submissions.iterdir() if not p.name.startswith(".")) == ["alice", "bob"]
     assert [p.name for p in (submissions / "alice").iterdir()] == [LESSON]
-    graded = subprocess.run([sys.executable, "-m", "glmcourse.grade", str(submissions), "--out", str(grades)],
-                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    graded = subprocess.run([sys.executable, "-m", "glmcourse.grade", str(submissions), "--out", str(grades),
+                             "--jobs", "2"], cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert graded.returncode == 0, graded.stderr[-3000:]
     with open(grades / "grades.csv", newline="", encoding="utf-8") as handle:
         rows = {row["student"]: row for row in csv.DictReader(handle)}
