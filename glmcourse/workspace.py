@@ -159,8 +159,11 @@ def sync(workspace, edition: str = "en", repo: Path = REPO_ROOT) -> list[str]:
             _copy(src, beside)
             known[src.name] = course
             messages.append(f"{dest}: kept your changed copy; the course's new version is beside it as {beside.name}")
-    for name, target in LINKS.items():
-        _link(folder, name, repo / target, repo)
+    # The links in the edition's folder, and in the workspace's top folder too: the Chinese lessons' first cell
+    # moves from work/zh to work/ (as from notebooks/zh to notebooks/), and then imports solutions from there.
+    for top in {folder, Path(workspace)}:
+        for name, target in LINKS.items():
+            _link(top, name, repo / target, repo)
     manifest["source"] = str(EDITIONS[edition])
     _write_manifest(folder, manifest)
     if created:

@@ -62,6 +62,9 @@ def test_first_use_copies_the_lessons_and_links_the_course_files(course, tmp_pat
     assert "1 lessons copied from notebooks/zh/" in sync(work, "zh", course)[0]
     assert (work / "zh" / "01_masks.ipynb").read_text() == lesson("第一课 v1")
     assert (work / "zh" / "glmcourse" / "masks.py").exists()
+    zh_only = tmp_path / "work-zh-only"
+    sync(zh_only, "zh", course)  # `make lab-zh` alone: the lessons chdir to work/ and import solutions there
+    assert (zh_only / "solutions" / "01_masks_solutions.py").exists() and not (zh_only / "01_masks.ipynb").exists()
     # Nothing of the course changed, and a second sync has nothing to say.
     assert snapshot(course) == before
     assert sync(work, "en", course) == [] and sync(work, "zh", course) == []
