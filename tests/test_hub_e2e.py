@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,6 +136,7 @@ def class_hub(tmp_path: Path):
     while processes_in(data) and time.monotonic() < deadline:
         time.sleep(1)
     assert processes_in(data) == [], f"left running: {processes_in(data)}"
+    shutil.rmtree(runtime_root(data), ignore_errors=True)  # the kernels' socket folder under /tmp
 
 
 def sign_up(page, base: str, name: str, password: str) -> str:
