@@ -1,14 +1,16 @@
 # glmcourse: two commands from a fresh clone to a running course.
 #
-#   make lab      set up .venv (once), then serve JupyterLab on http://127.0.0.1:$(LAB_PORT)
-#   make lab-zh   the same for the Chinese edition: notebooks/zh/, with the JupyterLab interface in 中文
+#   make lab      set up .venv (once), then serve your workspace work/ (copies of the lessons) in JupyterLab
+#   make lab-zh   the same for the Chinese edition: work/zh/, with the JupyterLab interface in 中文
+#   make reset-lesson L=01 [EDITION=zh]   put the course's version of a lesson back (yours kept beside it)
+#   make hub      a JupyterHub for a class on this machine (class list: HUB_USERS=class.txt); hub-collect
 #   make test     set up .venv (once), then unit tests + every notebook under nbval (fast mode, both cores)
 #   make lock     regenerate requirements/lock.txt from pyproject.toml's ranges and print what changed
 #   make course   run every notebook in learner mode; table of wall time and peak RSS
 #   make bench    performance figures, each with its unit
 #   make doctor   check the environment ([OK]/[FAIL] lines with the fix for each FAIL)
 #   make check-lab  start `make lab`'s and `make lab-zh`'s servers on free ports, check they answer, stop them
-#   make e2e      the browser tests alone: JupyterLab lessons 01-03 and the web demo in headless Chromium
+#   make e2e      the browser tests: JupyterLab lessons 01-03, the web demo, and the class hub with two students
 #   make grade SUBMISSIONS=folder [OUT=runs/grades]   run a class's notebooks; grades.csv + report.html
 #   make site     a static HTML site of the executed lessons, English and 中文, in runs/site/
 
@@ -26,18 +28,24 @@ TORCH_VERSION := 2.13.0
 # Packages that only torch's CUDA build needs: `make lock` leaves them out, since torch's own install
 # brings them where (and only where) they belong.
 TORCH_RUNTIME := ^(nvidia-[a-z0-9-]+|cuda-[a-z-]+|triton)==
-UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --extra dev --extra web --universal --python-version 3.10 \
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --extra dev --extra web --extra hub --universal --python-version 3.10 \
 	--no-emit-package torch --custom-compile-command "make lock" --quiet $(LOCK_ARGS)
 
 LAB_PORT ?= 8888
 LAB_ARGS ?=
+# The learner's workspace (git-ignored): the lessons are copied here on first use and the lab serves it,
+# so the committed notebooks never change. A course update is brought in by the next `make lab`.
+WORKSPACE ?= work
+WORKSPACE_CMD = $(BIN)/python -m glmcourse.workspace
 # Jupyter refuses to run as root unless told (containers, CI); ordinary users never need it.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # The folder served and any extra JupyterLab options; `lab-zh` sets both for itself (see below).
-LAB_ROOT_DIR = notebooks
+# The workspace's links to glmcourse/ and notebooks/solutions/ are served read-only (workspace_contents).
+LAB_ROOT_DIR = $(WORKSPACE)
 LAB_APP_ARGS =
 LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 	--ServerApp.port_retries=0 --ServerApp.root_dir=$(LAB_ROOT_DIR) --ServerApp.open_browser=False $(ALLOW_ROOT) \
+	--ServerApp.contents_manager_class=glmcourse.workspace_contents.WorkspaceContentsManager \
 	$(LAB_APP_ARGS) $(LAB_ARGS)
 
 # Tests: fast mode, nothing may touch the network.
@@ -59,10 +67,10 @@ command -v chromium >/dev/null || { \
 endef
 BROWSER_TESTS := tests/test_lab_browser.py tests/test_web_demo.py tests/test_site.py
 
-.PHONY: help setup lock lab lab-zh test unit nbval course bench doctor check-lab e2e grade site clean-runs
+.PHONY: help setup lock lab lab-zh lab-port reset-lesson hub hub-deps hub-collect test unit nbval course bench doctor check-lab e2e grade site clean-runs
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -94,17 +102,58 @@ lock: | $(BIN)/python
 	echo "$(LOCK): $$(grep -cE '^[A-Za-z0-9]' $(LOCK)) pins; next: make test, then commit pyproject.toml and $(LOCK) together"; \
 	rm -f $$old $$new
 
-lab: $(STAMP)
+
+# An impossible or busy LAB_PORT is refused in one line before anything starts (stdlib only: no .venv needed).
+lab-port:
+	@$(PYTHON) -m glmcourse.workspace check-port '$(LAB_PORT)'
+
+lab: lab-port $(STAMP)
+	@$(WORKSPACE_CMD) sync --dir '$(WORKSPACE)'
 	$(LAB_CMD)
 
 # The Chinese edition. The interface language comes from lab-zh/settings/overrides.json (locale zh_CN,
 # the jupyterlab-language-pack-zh-cn dependency), a new default for the translation plugin: this server
 # reads it as its application settings directory; `make lab` keeps the installed one. A language the
 # learner picks in Settings > Language is a user setting and still wins, as in any JupyterLab.
-lab-zh: LAB_ROOT_DIR = notebooks/zh
+lab-zh: LAB_ROOT_DIR = $(WORKSPACE)/zh
 lab-zh: LAB_APP_ARGS = --LabApp.app_settings_dir='$(CURDIR)/lab-zh/settings'
-lab-zh: $(STAMP)
+lab-zh: lab-port $(STAMP)
+	@$(WORKSPACE_CMD) sync --edition zh --dir '$(WORKSPACE)'
 	$(LAB_CMD)
+
+# Restore one lesson of your workspace to the course's version; your copy is kept as NAME.mine.ipynb.
+EDITION ?= en
+reset-lesson: $(STAMP)
+	@test -n "$(L)" || { echo "usage: make reset-lesson L=01 [EDITION=zh]"; exit 2; }
+	@$(WORKSPACE_CMD) reset '$(L)' --edition '$(EDITION)' --dir '$(WORKSPACE)'
+
+# A class hub (JupyterHub) on this machine: the class list is a file of user names, one a line; each
+# student signs up once (sets a password), then works in hub-data/students/NAME/. See README "A class hub".
+# The proxy comes from npm (package-lock.json), installed into node_modules/ by hub-deps.
+HUB_USERS ?= class.txt
+HUB_PORT ?= 8000
+HUB_DATA ?= hub-data
+HUB_MEMORY ?= 2G
+HUB_ARGS ?=
+HUB_SUBMISSIONS ?= runs/class-submissions
+NODE_STAMP := node_modules/.glmcourse-installed
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js 20 or newer (Debian: sudo apt-get install npm)"; exit 2; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+hub-deps: $(NODE_STAMP)
+
+hub: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m glmcourse.hub serve --users '$(HUB_USERS)' --port '$(HUB_PORT)' --data '$(HUB_DATA)' \
+		--memory-limit '$(HUB_MEMORY)' $(HUB_ARGS)
+
+# Instructors: every student's changed lessons into HUB_SUBMISSIONS/NAME/, then grade them.
+hub-collect: $(STAMP)
+	$(BIN)/python -m glmcourse.hub collect --data '$(HUB_DATA)' --out '$(HUB_SUBMISSIONS)'
+	@echo "next: make grade SUBMISSIONS=$(HUB_SUBMISSIONS)"
+
 
 # Unit tests and nbval over every notebook in one pytest run, spread over the cores (pytest-xdist):
 # --dist loadfile keeps each notebook's cells, and each test file, on one worker, in order.
@@ -136,10 +185,10 @@ doctor: $(STAMP)
 check-lab: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_lab.py
 
-# The browser tests alone (they also run in `make test`).
-e2e: $(STAMP)
+# The browser tests alone (they also run in `make test`), and the class hub's end-to-end test (e2e only).
+e2e: $(STAMP) $(NODE_STAMP)
 	@$(ENSURE_CHROMIUM)
-	export $(TEST_ENV); $(BIN)/python -m pytest -q -rs $(BROWSER_TESTS)
+	export $(TEST_ENV) GLMCOURSE_HUB_E2E=1; $(BIN)/python -m pytest -q -rs $(BROWSER_TESTS) tests/test_hub_e2e.py
 
 # Instructors: grade a folder of students' notebooks (one file or one subfolder per student).
 OUT ?= runs/grades

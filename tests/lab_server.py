@@ -43,6 +43,8 @@ def get_status(port: int, token: str):
 def serving(target: str, tmp_path: Path, lab_args: str = "", user_settings: dict | None = None):
     """Run `make <target>` on a free port with a known token; yield (port, token) once it answers.
 
+    The server's workspace is ``tmp_path/work`` (``WORKSPACE=``), so the learner's own work/ is never used.
+
     ``lab_args`` are extra JupyterLab options; ``user_settings`` maps a plugin id to the user settings
     it starts with (for example autosave off, so a test never writes a committed notebook).
     """
@@ -56,7 +58,7 @@ def serving(target: str, tmp_path: Path, lab_args: str = "", user_settings: dict
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "user-settings"))
     # -o STAMP: never re-run the pip set-up from inside a test.
-    cmd = ["make", "-s", "-o", STAMP, target, f"LAB_PORT={port}",
+    cmd = ["make", "-s", "-o", STAMP, target, f"LAB_PORT={port}", f"WORKSPACE={tmp_path / 'work'}",
            f"LAB_ARGS=--IdentityProvider.token={token} {lab_args}".strip()]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -14,8 +14,10 @@ from glmcourse import nbtools
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+WORKSPACE_MANIFEST = ".glmcourse-workspace.json"  # a learner's workspace (glmcourse.workspace): not the course's
 COURSE_NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb")
-                          if ".ipynb_checkpoints" not in p.parts)
+                          if ".ipynb_checkpoints" not in p.parts
+                          and not any((folder / WORKSPACE_MANIFEST).exists() for folder in p.parents))
 
 
 @pytest.mark.parametrize("path", COURSE_NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO)))

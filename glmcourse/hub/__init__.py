@@ -1,0 +1,201 @@
+"""``make hub``: a JupyterHub for a class on one machine, and the instructor's ``collect`` for ``make grade``.
+
+    python -m glmcourse.hub serve --users class.txt [--port 8000] [--data hub-data] [--memory-limit 2G]
+    python -m glmcourse.hub collect [--data hub-data] --out runs/class-submissions [--all]
+
+* The class list is a text file of user names, one a line (``#`` starts a comment). Only those names can
+  sign up; each student picks a password on first visit (Sign up), then logs in (NativeAuthenticator).
+* Each student's server serves their own workspace, ``DATA/students/NAME/`` (``glmcourse.workspace``:
+  lesson copies, course updates merged at each start), with the course's environment as the kernel.
+* Each student's server and each of their kernels may use ``--memory-limit`` of memory (2 GiB by
+  default, as the grader), an operating-system limit set when the server starts.
+* Kernels talk to their server over IPC (Unix sockets in a folder only this account can read), not TCP.
+* The hub listens on 127.0.0.1 unless ``--ip`` says otherwise; its state (user database, cookie secret)
+  is in DATA (git-ignored).
+
+``collect`` copies every student's lessons that differ from the course's copy (``--all``: every lesson)
+into OUT/NAME/, the layout ``python -m glmcourse.grade OUT --out DIR`` grades.
+
+Nothing heavy is imported here, so ``--help`` is instant; the hub's configuration is jupyterhub_config.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from glmcourse import workspace
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
+PROXY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+GIB = 1024**3
+DEFAULT_MEMORY = 2 * GIB  # the grader's default cap
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")  # what JupyterHub, URLs and folder names all accept
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.I)
+
+
+class HubError(ValueError):
+    """Bad input for the hub: one line, with the fix."""
+
+
+def read_class_list(path) -> list[str]:
+    """The user names in a class list (one a line, ``#`` comments and blank lines skipped), checked."""
+    p = Path(path)
+    if not p.is_file():
+        raise HubError(f"--users {path}: no such file; write the class's user names into it, one a line "
+                       f"(e.g. alice), and pass it again.")
+    names, seen = [], set()
+    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        name = line.split("#", 1)[0].strip()
+        if not name:
+            continue
+        if not NAME.match(name):
+            raise HubError(f"--users {path}, line {number}: {name!r} is not a usable user name; use lower-case "
+                           f"letters, digits, '.', '_' or '-' (at most 32, starting with a letter or digit).")
+        if name in seen:
+            raise HubError(f"--users {path}, line {number}: {name} is listed twice; keep one line per student.")
+        seen.add(name)
+        names.append(name)
+    if not names:
+        raise HubError(f"--users {path}: no user names in it; write one a line (e.g. alice).")
+    return names
+
+
+def parse_size(text) -> int:
+    """``2G``, ``2GiB``, ``1536M``, ``2147483648`` -> bytes (powers of 1024), at least 256 MiB."""
+    match = SIZE.match(str(text))
+    if not match:
+        raise HubError(f"--memory-limit {text}: not a size; pass e.g. 2G, 1536M or a number of bytes.")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    size = int(number * 1024 ** " KMGT".index(unit or " "))
+    if size < 256 * 1024**2:
+        raise HubError(f"--memory-limit {text}: too small for a Python kernel; pass at least 256M (default 2G).")
+    return size
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def runtime_root(data: Path) -> Path:
+    """A short folder for the kernels' Unix sockets (a socket path may hold only ~107 bytes)."""
+    import hashlib
+
+    tag = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"glmcourse-hub-{os.getuid()}-{tag}"
+
+
+def serve(args) -> None:
+    """Check everything, then replace this process with JupyterHub (Ctrl-C / SIGTERM stop it and the servers)."""
+    users = read_class_list(args.users)
+    admins = [name for name in args.admin if name]
+    for name in admins:
+        if not NAME.match(name):
+            raise HubError(f"--admin {name!r}: not a usable user name; use lower-case letters, digits, '.', '_' or '-'.")
+    memory = parse_size(args.memory_limit)
+    workspace.check_port(args.port, "--port", args.ip)
+    if not os.access(PROXY, os.X_OK):
+        raise HubError(f"{PROXY.relative_to(REPO_ROOT)}: missing; install the proxy with `make hub-deps` "
+                       f"(npm ci), then run this again.")
+    data = Path(args.data).resolve()
+    if data.exists() and not data.is_dir():
+        raise HubError(f"--data {args.data}: is a file; pass a folder for the hub's state and the workspaces.")
+    (data / "students").mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)  # the user database and cookie secret
+    jupyterhub = Path(sys.executable).parent / "jupyterhub"
+    env = dict(os.environ, GLMCOURSE_HUB_DATA=str(data), GLMCOURSE_HUB_USERS=",".join(users),
+               GLMCOURSE_HUB_ADMINS=",".join(admins),
+               GLMCOURSE_HUB_IP=args.ip, GLMCOURSE_HUB_PORT=str(args.port),
+               GLMCOURSE_HUB_API_PORT=str(free_port()), GLMCOURSE_HUB_PROXY_API_PORT=str(free_port()),
+               GLMCOURSE_HUB_MEMORY=str(memory), GLMCOURSE_HUB_EDITION=args.edition,
+               GLMCOURSE_HUB_RUNTIME=str(runtime_root(data)), GLMCOURSE_HUB_PROXY=str(PROXY))
+    print(f"class hub for {len(users)} students on http://{args.ip}:{args.port}/ (first visit: Sign up with "
+          f"your user name; workspaces in {data / 'students'}); Ctrl-C stops it", flush=True)
+    os.chdir(data)
+    os.execve(str(jupyterhub), [str(jupyterhub), "-f", str(CONFIG)], env)
+
+
+def changed_lessons(folder: Path, edition: str, everything: bool) -> list[Path]:
+    """A student's lesson notebooks: those that differ from the copy the workspace made (all with ``everything``)."""
+    import json
+
+    edition_dir = workspace.edition_dir(folder, edition)
+    manifest = edition_dir / workspace.MANIFEST
+    copied = json.loads(manifest.read_text(encoding="utf-8")).get("lessons", {}) if manifest.exists() else {}
+    names = [p.name for p in workspace.course_lessons(edition)]
+    return [edition_dir / name for name in names if (edition_dir / name).is_file()
+            and (everything or workspace.sha256(edition_dir / name) != copied.get(name))]
+
+
+def collect(args) -> list[str]:
+    """Copy each student's lessons into OUT/NAME/ (a fresh folder each time); returns the summary lines."""
+    from glmcourse.cli import UsageError, check_output_dir
+    from glmcourse.files import write_marker
+
+    students_dir = Path(args.data) / "students"
+    if not students_dir.is_dir():
+        raise HubError(f"--data {args.data}: no students/ folder; pass the --data folder `make hub` used "
+                       f"(default hub-data).")
+    try:
+        out = check_output_dir(args.out, "--out", inputs=[("--data", Path(args.data))])
+    except UsageError as err:
+        raise HubError(str(err)) from None
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    lines = []
+    try:
+        for student in sorted(p for p in students_dir.iterdir() if p.is_dir() and NAME.match(p.name)):
+            lessons = changed_lessons(student, args.edition, args.all)
+            for path in lessons:
+                (staging / student.name).mkdir(exist_ok=True)
+                shutil.copyfile(path, staging / student.name / path.name)
+            lines.append(f"{student.name}: {len(lessons)} lessons" + (f" ({', '.join(p.name[:2] for p in lessons)})"
+                                                                    if lessons else ""))
+        write_marker(staging, "glmcourse.hub collect")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            shutil.rmtree(out)  # an earlier collect's output (check_output_dir made sure)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    lines.append(f"collected into {out}; grade them with: make grade SUBMISSIONS={out}")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m glmcourse.hub", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("serve", help="start the class hub (JupyterHub) in the foreground")
+    run.add_argument("--users", required=True, help="class list: a text file of user names, one a line")
+    run.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    run.add_argument("--port", default="8000", help="port to listen on (default 8000)")
+    run.add_argument("--admin", action="append", default=[],
+                     help="an instructor's user name (repeatable): signs up like a student, gets the admin page")
+    run.add_argument("--memory-limit", default="2G", help="memory of each student's server and kernel (default 2G)")
+    for cmd in (run, sub.add_parser("collect", help="copy every student's lessons into OUT/NAME/ for make grade")):
+        cmd.add_argument("--data", default=str(REPO_ROOT / "hub-data"),
+                         help="the hub's state and the students' workspaces (default hub-data/)")
+        cmd.add_argument("--edition", default="en", choices=sorted(workspace.EDITIONS),
+                         help="the lessons students work on: en (notebooks/) or zh (notebooks/zh/)")
+    col = sub.choices["collect"]
+    col.add_argument("--out", required=True, help="folder to create (or an earlier collect's, replaced)")
+    col.add_argument("--all", action="store_true", help="every lesson, also those the student never changed")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            serve(args)
+        else:
+            for line in collect(args):
+                print(line)
+    except (HubError, workspace.WorkspaceError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from glmcourse.hub import main
+
+sys.exit(main())
