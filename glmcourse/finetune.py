@@ -146,15 +146,78 @@ def checkpoint_problem(path) -> str | None:
         check_safetensors(path / ADAPTER_SAFETENSORS)
     except ModelFileError:
         return f"{ADAPTER_SAFETENSORS} is damaged (truncated or not safetensors)"
-    for name in ("optimizer.pt", "scheduler.pt"):
-        if (path / name).exists():
-            import torch
+    return None  # optimizer/scheduler/RNG state: see resume_state_problem (a fresh one, with a note)
 
-            try:  # small for an adapter or a prefix: the optimizer holds only the trainable parameters' moments
-                torch.load(path / name, map_location="cpu", weights_only=True)
-            except Exception:  # noqa: BLE001 - any failure to read it means the Trainer would fail too
-                return f"{name} is damaged (truncated or unreadable)"
+
+# What a resume does when the optimizer, scheduler or RNG state of the checkpoint is missing or damaged (one
+# behaviour, finetune and P-Tuning alike): it goes on from the checkpoint's weights and step with a fresh
+# state for that part, and prints one note saying so. The weights and trainer_state.json are checked above:
+# a checkpoint whose weights or state are damaged is skipped for the previous one ('last') or refused.
+RESUME_STATES = {"optimizer.pt": "a fresh AdamW optimizer (its moments start again from zero)",
+                 "scheduler.pt": "the learning-rate schedule recomputed for this step",
+                 "rng_state.pth": "fresh random-number state (data order and dropout differ from an uninterrupted run)"}
+
+
+def resume_state_problem(path, name: str) -> str | None:
+    """Why ``name`` (optimizer.pt, scheduler.pt, rng_state.pth) in a checkpoint cannot be restored, or None."""
+    file = Path(path) / name
+    if not file.is_file():
+        return f"{name} is missing"
+    import torch
+
+    try:  # small for an adapter or a prefix: the optimizer holds only the trainable parameters' moments
+        torch.load(file, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure to read it means the Trainer would fail too
+        return f"{name} is damaged (truncated or unreadable)"
     return None
+
+
+def resume_hooks(trainer_class):
+    """``trainer_class`` with the documented fall-backs for a missing or damaged optimizer/scheduler/RNG state."""
+
+    class Resuming(trainer_class):
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            if checkpoint is None or getattr(self, "is_deepspeed_enabled", False):
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            problems = [p for p in (resume_state_problem(checkpoint, n) for n in ("optimizer.pt", "scheduler.pt")) if p]
+            if not problems:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            step = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+            _say(f"note: {Path(checkpoint).name}: {' and '.join(problems)}; resuming at step {step} with "
+                 f"{RESUME_STATES['optimizer.pt']} and {RESUME_STATES['scheduler.pt']}.")
+            self.lr_scheduler.last_epoch = step  # the schedule is a function of the step: continue it there
+            self.lr_scheduler._last_lr = [lr(step) * base for lr, base in
+                                          zip(self.lr_scheduler.lr_lambdas, self.lr_scheduler.base_lrs)] \
+                if hasattr(self.lr_scheduler, "lr_lambdas") else self.lr_scheduler.get_last_lr()
+            for group, lr in zip(self.optimizer.param_groups, self.lr_scheduler._last_lr):
+                group["lr"] = lr
+            return None
+
+        def _load_rng_state(self, checkpoint):
+            if checkpoint is None or self.args.world_size > 1:
+                return super()._load_rng_state(checkpoint)
+            problem = resume_state_problem(checkpoint, "rng_state.pth")
+            if problem:
+                _say(f"note: {Path(checkpoint).name}: {problem}; resuming with {RESUME_STATES['rng_state.pth']}.")
+                return None
+            return super()._load_rng_state(checkpoint)
+
+    Resuming.__name__ = Resuming.__qualname__ = trainer_class.__name__
+    return Resuming
+
+
+def check_resume_step(resume, max_steps: int, error_class) -> int:
+    """The checkpoint's step; an ``error_class`` when it is already at or past --max_steps (nothing to train)."""
+    try:
+        step = int(json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        raise error_class(f"--resume_from_checkpoint {resume}: trainer_state.json is damaged (not the JSON the "
+                          f"Trainer writes); pass an earlier checkpoint-N.") from None
+    if step >= int(max_steps):
+        raise error_class(f"--resume_from_checkpoint: {Path(resume).name} is already at step {step}, and "
+                          f"--max_steps is {max_steps}: pass a --max_steps above {step} to train on. "
+                          f"Nothing was trained or deleted.")
+    return step
 
 
 def is_complete_checkpoint(path) -> bool:
@@ -432,11 +495,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
                                                          ("--model_name_or_path", local_model)], overwrite=True)
     resume = resolve_resume(resume_from_checkpoint, output_dir, int(s["lora_rank"]))
     if resume:
-        resumed_at = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-        if resumed_at >= int(s["max_steps"]):
-            raise LoraError(f"--resume_from_checkpoint: {Path(resume).name} is already at step {resumed_at}, and "
-                            f"--max_steps is {s['max_steps']}: pass a --max_steps above {resumed_at} to train on. "
-                            f"Nothing was trained or deleted.")
+        resumed_at = check_resume_step(resume, s["max_steps"], LoraError)
     old = checkpoints(output_dir)
     earlier = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
     if earlier and resume is None:
@@ -493,6 +552,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
         logging_nan_inf_filter=False,  # log a NaN loss as what it is (the guard then stops the run)
     )
 
+    @resume_hooks
     class LoraTrainer(Trainer):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
@@ -568,7 +628,10 @@ def save_final(model, output_dir, loss_log):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)  # before the heavy imports, so --help is instant
+    try:
+        args = build_parser().parse_args(argv)  # the guard: before the heavy imports, so --help is instant
+    except SystemExit as stop:  # --help, or a bad flag (one line, status 2)
+        return stop.code
     from glmcourse.cli import UsageError
     from glmcourse.data import DataError
     from glmcourse.files import OutputError

@@ -376,8 +376,7 @@ def test_output_dir_that_is_a_file_is_a_clear_error(tiny, tmp_path, capsys):
         assert code == 1 and "is a file" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("damage", ["adapter_model.safetensors", "trainer_state.json", "adapter_config.json",
-                                    "optimizer.pt"])
+@pytest.mark.parametrize("damage", ["adapter_model.safetensors", "trainer_state.json", "adapter_config.json"])
 def test_resume_skips_a_damaged_checkpoint_and_says_why(tmp_path, capsys, damage):
     from safetensors.torch import save_file
 
@@ -396,6 +395,23 @@ def test_resume_skips_a_damaged_checkpoint_and_says_why(tmp_path, capsys, damage
     assert "checkpoint-4 cannot be resumed from" in out and damage in out
     with pytest.raises(lora.LoraError, match=damage):
         finetune.resolve_resume(str(tmp_path / "checkpoint-4"), tmp_path, 8)
+
+
+def test_a_damaged_or_missing_optimizer_or_rng_state_resumes_fresh_with_a_note(tmp_path):
+    """One behaviour, finetune and P-Tuning alike: the checkpoint is used, that state starts afresh, one note."""
+    for step in (2, 4):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        torch.save({"state": {}}, folder / "optimizer.pt")
+    (tmp_path / "checkpoint-4" / "optimizer.pt").write_bytes(b"\x80\x02trunc")
+    assert finetune.resume_state_problem(tmp_path / "checkpoint-4", "optimizer.pt") == \
+        "optimizer.pt is damaged (truncated or unreadable)"
+    assert finetune.resume_state_problem(tmp_path / "checkpoint-4", "rng_state.pth") == "rng_state.pth is missing"
+    assert finetune.resume_state_problem(tmp_path / "checkpoint-2", "optimizer.pt") is None
+    with pytest.raises(lora.LoraError, match="already at step 4, and --max_steps is 4"):
+        finetune.check_resume_step(tmp_path / "checkpoint-4", 4, lora.LoraError)
+    assert finetune.check_resume_step(tmp_path / "checkpoint-4", 5, lora.LoraError) == 4
 
 
 def test_a_damaged_loss_log_does_not_stop_a_resume(tiny, tmp_path, capsys):

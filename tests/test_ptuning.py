@@ -95,8 +95,10 @@ class Capture:
 
 
 # ---------------------------------------------------------------------------------------------- command line
-def test_learner_defaults_need_only_the_paths():
-    args = ptuning_train.build_parser().parse_args(["--train_file", "t", "--output_dir", "o"])
+def test_learner_defaults_need_only_the_paths(tmp_path):
+    (tmp_path / "t.json").write_text('{"prompt": "a", "response": "b"}\n')
+    args = ptuning_train.build_parser().parse_args(["--train_file", str(tmp_path / "t.json"),
+                                                    "--output_dir", str(tmp_path / "o")])
     for key, value in ptuning.LEARNER_DEFAULTS.items():
         assert getattr(args, key) == value, key
     assert args.model_name_or_path == glmcourse.COURSE_MODEL and args.seed == 42 and args.quantization_bit is None
