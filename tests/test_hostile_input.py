@@ -561,3 +561,45 @@ def test_launch_is_quiet_with_no_share_link_and_prints_its_own_address(monkeypat
     assert seen["quiet"] is True and seen["share"] is False and seen["server_name"] == "127.0.0.1"
     out = capsys.readouterr().out
     assert f"Running on local URL:  http://127.0.0.1:{port}" in out and "share=True" not in out
+
+
+# ================================================================== G. round 2 (issue 25): demos
+def test_web_api_uses_only_the_history_the_client_sends():
+    model = ScriptedModel("ok")
+    hidden = [("my name is Ada", "hello Ada")]  # the page's state from an earlier chat
+    steps = list(web_demo.respond(model, TOK, "what is my name?", [], hidden, 2048, 0.7, 0.95))
+    assert prompts_seen(model)[-1] == "what is my name?"  # no earlier round: the client sent none
+    assert steps[-1][1] == [["what is my name?", "ok"]]
+    shown = [{"role": "user", "content": "my name is Ada"}, {"role": "assistant", "content": "hello Ada"}]
+    list(web_demo.respond(model, TOK, "again", shown, hidden, 2048, 0.7, 0.95))
+    assert prompts_seen(model)[-1].startswith("[Round 0]\n问：my name is Ada\n答：hello Ada")
+
+
+@pytest.mark.parametrize("values", [(None, 0.7, 0.95), (2048, "lots", 0.95), (2048, 0.7, float("nan")),
+                                    (10**9, 0.7, 0.95), (2048, -1, 0.95)])
+def test_web_out_of_range_api_values_get_one_line_in_the_chat(values):
+    model = ScriptedModel("ok")
+    messages, history, box = list(web_demo.respond(model, TOK, "hi", [], [], *values))[-1]
+    assert "not answered" in messages[-1]["content"] and model.calls == [] and box == "hi"
+
+
+def test_web_sliders_leave_range_checks_to_respond(tiny_dir):
+    from chat_fakes import tiny_chat_model
+
+    tok, model = tiny_chat_model()
+    demo = web_demo.build_demo(model, tok)
+    sliders = [b for b in demo.blocks.values() if type(b).__name__ == "Slider"]
+    assert len(sliders) == 3 and all(s.preprocess(None) is None and s.preprocess(10**9) == 10**9 for s in sliders)
+
+
+def test_web_host_ipv6_is_refused_clearly(monkeypatch, capsys):
+    no_model_load(monkeypatch)
+    assert web_demo.main(["--host", "::", "--port", "7861"]) == 2
+    err = capsys.readouterr().err
+    assert "--host ::: IPv6" in err and "0.0.0.0" in err and "Traceback" not in err
+
+
+def test_cli_demo_lone_surrogate_is_answered_not_a_traceback(capsys):
+    model = ScriptedModel("好")
+    assert cli_demo.run(model, TOK, {}, read=scripted(["a\ud800b", "stop"])) == 0
+    assert prompts_seen(model) == ["a\ufffdb"] and "Traceback" not in capsys.readouterr().out
