@@ -260,8 +260,8 @@ def build_parser():
                         help="replace --out even if it holds files other than a course model's")
     parser.add_argument("--data_dir", default=str(DATA_DIR), kind=INPUT_DIR)
     parser.add_argument("--seed", type=seed_arg(), default=0)
-    parser.add_argument("--pretrain_steps", type=int_arg("--pretrain_steps", 0), default=settings.fast_or(4, 600))
-    parser.add_argument("--sft_steps", type=int_arg("--sft_steps", 0), default=settings.fast_or(4, 1500))
+    parser.add_argument("--pretrain_steps", type=int_arg("--pretrain_steps", 0, 10**7), default=settings.fast_or(4, 600))
+    parser.add_argument("--sft_steps", type=int_arg("--sft_steps", 0, 10**7), default=settings.fast_or(4, 1500))
     parser.add_argument("--infill_mix", type=float_arg("--infill_mix", 0, 1), default=0.2,
                         help="share of blank-infilling steps in chat tuning")
     parser.add_argument("--tokens_per_batch", type=int_arg("--tokens_per_batch", 256, 2**20), default=4096)

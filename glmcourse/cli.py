@@ -88,7 +88,8 @@ def check_float(value, flag: str, lo: float | None = None, hi: float | None = No
     except (TypeError, ValueError):
         raise UsageError(f"{flag} {value!r}: not a number; pass a number {allowed}{fix}.") from None
     if not math.isfinite(number):
-        raise UsageError(f"{flag} {value}: must be a finite number {allowed}{fix}.")
+        raise UsageError(f"{flag} {value}: must be a finite number {allowed}; pass one"
+                         f"{fix.replace(' (e.g.', ', e.g.').rstrip(')') if fix else ' in that range'}.")
     too_low = lo is not None and (number <= lo if lo_open else number < lo)
     too_high = hi is not None and (number >= hi if hi_open else number > hi)
     if too_low or too_high:
@@ -420,9 +421,11 @@ def _check_context(parser, ns) -> None:
     """Numbers declared ``within_context=True`` must fit the model folder's context (its config.json)."""
     bounded = [a for a in parser._actions if getattr(a, "within_context", False)]
     models = [a for a in parser._actions if getattr(a, "kind", None) == MODEL_DIR]
-    if not bounded or not models or getattr(ns, models[0].dest, None) is None:
+    if not bounded or not models:
         return
-    model = str(getattr(ns, models[0].dest))
+    import glmcourse
+
+    model = str(getattr(ns, models[0].dest) or glmcourse.COURSE_MODEL)  # None: the commands' default model
     context = model_context(model)
     if not context:
         return
@@ -536,8 +539,8 @@ def parse_json(text: str, where: str):
         raise UsageError(f"{where}: not valid JSON at line {err.lineno}, column {err.colno} ({err.msg}); fix "
                          f"that line or re-create the file.") from None
     except RecursionError:
-        raise UsageError(f"{where}: nested too deeply to read (thousands of levels of brackets); the file is "
-                         f"damaged or not this kind of data.") from None
+        raise UsageError(f"{where}: nested too deeply to read (thousands of levels of brackets), so it is damaged "
+                         f"or not this kind of data; re-create the file from its source.") from None
 
 
 def check_input_content(path, flag: str, fmt: str = "any") -> Path:

@@ -288,7 +288,7 @@ def convert_file(data_path, save_path, overwrite: bool = False) -> int:
     save = Path(save_path)
     if is_same_or_inside(save, data_path):
         raise DataError(f"--save_path {save_path} is the input --data_path {data_path}: writing it would destroy "
-                        f"the input; choose another --save_path, e.g. {Path(data_path).with_suffix('.jsonl')}.")
+                        f"the input; choose another --save_path, e.g. {Path(data_path).with_name(Path(data_path).stem + '_rows.jsonl')}.")
     if save.is_dir():
         raise DataError(f"--save_path {save_path}: is a folder; give a file name, e.g. --save_path {save / 'rows.jsonl'}.")
     if save.exists() and not overwrite and not _is_converter_output(save):

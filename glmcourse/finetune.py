@@ -68,30 +68,40 @@ def is_main_process() -> bool:
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
+def foreign_output_entries(folder) -> list[str]:
+    """Names in --output_dir that no finetune run writes (the user's own files): the guard refuses those."""
+    from glmcourse.adapters import ADAPTER_BIN, ADAPTER_CONFIG, ADAPTER_SAFETENSORS
+    from glmcourse.files import OUTPUT_MARKER
+
+    ours = {ADAPTER_CONFIG, ADAPTER_SAFETENSORS, ADAPTER_BIN, LOSS_LOG, OUTPUT_MARKER, "README.md", "runs"}
+    return [p.name for p in Path(folder).iterdir() if p.name not in ours and not CHECKPOINT.match(p.name)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     import glmcourse
-    from glmcourse.cli import float_arg, int_arg, seed_arg
+    from glmcourse.cli import INPUT_DIR, INPUT_FILE, MODEL_DIR, OUTPUT_DIR, CourseParser, float_arg, int_arg, seed_arg
     from glmcourse.data import str2bool
 
     d = LEARNER_DEFAULTS
-    p = argparse.ArgumentParser(prog="python -m glmcourse.finetune", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset_path", required=True,
+    p = CourseParser(prog="python -m glmcourse.finetune", description=__doc__.splitlines()[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset_path", required=True, kind=INPUT_DIR,
                    help="tokenized rows from python -m glmcourse.tokenize_dataset_rows")
-    p.add_argument("--output_dir", required=True, help="adapter, loss log and checkpoints go here")
-    p.add_argument("--lora_rank", type=int_arg("--lora_rank", 1), default=d["lora_rank"], help="LoRA rank r (alpha stays 32, dropout 0.1)")
-    p.add_argument("--per_device_train_batch_size", type=int_arg("--per_device_train_batch_size", 1), default=d["per_device_train_batch_size"])
-    p.add_argument("--gradient_accumulation_steps", type=int_arg("--gradient_accumulation_steps", 1), default=d["gradient_accumulation_steps"])
-    p.add_argument("--max_steps", type=int_arg("--max_steps", 1), default=d["max_steps"], help="optimizer steps")
-    p.add_argument("--save_steps", type=int_arg("--save_steps", 1), default=d["save_steps"], help="checkpoint + adapter every N steps")
-    p.add_argument("--save_total_limit", type=int_arg("--save_total_limit", 1), default=d["save_total_limit"], help="checkpoints kept")
+    p.add_argument("--output_dir", required=True, kind=OUTPUT_DIR, replace_check=False,  # deletes only its own files
+                   overwrite_flag="--overwrite_output_dir", help="adapter, loss log and checkpoints go here")
+    p.add_argument("--lora_rank", type=int_arg("--lora_rank", 1, 10**9), default=d["lora_rank"], help="LoRA rank r (alpha stays 32, dropout 0.1)")
+    p.add_argument("--per_device_train_batch_size", type=int_arg("--per_device_train_batch_size", 1, 10**9), default=d["per_device_train_batch_size"])
+    p.add_argument("--gradient_accumulation_steps", type=int_arg("--gradient_accumulation_steps", 1, 10**9), default=d["gradient_accumulation_steps"])
+    p.add_argument("--max_steps", type=int_arg("--max_steps", 1, 10**9), default=d["max_steps"], help="optimizer steps")
+    p.add_argument("--save_steps", type=int_arg("--save_steps", 1, 10**9), default=d["save_steps"], help="checkpoint + adapter every N steps")
+    p.add_argument("--save_total_limit", type=int_arg("--save_total_limit", 1, 10**9), default=d["save_total_limit"], help="checkpoints kept")
     p.add_argument("--learning_rate", type=float_arg("--learning_rate", 0, 1, lo_open=True), default=d["learning_rate"])
     p.add_argument("--fp16", type=str2bool, nargs="?", const=True, default=False,
                    help="fp16 mixed precision (CUDA only; on a CPU it falls back to fp32 and says so)")
     p.add_argument("--remove_unused_columns", type=str2bool, nargs="?", const=True, default=False,
                    help="must stay false: the collator needs the seq_len column")
-    p.add_argument("--logging_steps", type=int_arg("--logging_steps", 1), default=d["logging_steps"])
-    p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL,
+    p.add_argument("--logging_steps", type=int_arg("--logging_steps", 1, 10**9), default=d["logging_steps"])
+    p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, kind=MODEL_DIR,
                    help="the base model (default: the course model)")
     p.add_argument("--load_in_8bit", action="store_true",
                    help="load the base with bitsandbytes LLM.int8(), as the seed")
@@ -103,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target_modules", nargs="+", default=None,
                    help="LoRA targets (default: peft's mapping for the model type; chatglm: query_key_value)")
     p.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for activation memory")
-    p.add_argument("--deepspeed", default=None, metavar="CONFIG.json",
+    p.add_argument("--deepspeed", default=None, metavar="CONFIG.json", kind=INPUT_FILE, fmt="json",
                    help="DeepSpeed config for multi-GPU runs of the real model (needs the deepspeed package)")
     p.add_argument("--seed", type=seed_arg(), default=42,
                    help="seeds the adapter's initial weights, dropout and data order (42, as the HF Trainer)")
@@ -497,7 +507,9 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
     if resume:
         resumed_at = check_resume_step(resume, s["max_steps"], LoraError)
     old = checkpoints(output_dir)
-    earlier = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
+    foreign = set(foreign_output_entries(output_dir)) if output_dir.is_dir() else set()
+    # only an earlier run's own files count (a user's files in the folder are left alone, never called a run)
+    earlier = sorted(p.name for p in output_dir.iterdir() if p.name not in foreign) if output_dir.is_dir() else []
     if earlier and resume is None:
         if not (overwrite_output_dir or overwrite):
             shown = ", ".join(earlier[:5]) + (", ..." if len(earlier) > 5 else "")

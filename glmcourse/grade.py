@@ -494,19 +494,26 @@ def write_html(path: Path, columns: list, table: list, options) -> None:
 
 
 # ------------------------------------------------------------------------------------------ command line
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m glmcourse.grade", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("submissions", metavar="SUBMISSIONS",
+def build_parser():
+    from glmcourse.cli import INPUT_DIR, OUTPUT_DIR, CourseParser
+
+    p = CourseParser(prog="python -m glmcourse.grade", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("submissions", metavar="SUBMISSIONS", kind=INPUT_DIR,
                    help="folder of students' notebooks: alice.ipynb per student, or a folder per student")
-    p.add_argument("--out", required=True, help="folder for grades.csv and report.html (created)")
-    p.add_argument("--cell-timeout", type=int_arg("--cell-timeout", 1, example=600), default=600,
+    p.add_argument("--out", required=True, kind=OUTPUT_DIR, replace_check=False,
+                   help="folder for grades.csv and report.html (created)")
+    p.add_argument("--cell-timeout", type=int_arg("--cell-timeout", 1, 24 * 3600, example=600), default=600,
                    help="seconds one cell may run before it is interrupted (default 600)")
-    p.add_argument("--notebook-timeout", type=int_arg("--notebook-timeout", 1, example=1800), default=1800,
+    p.add_argument("--notebook-timeout", type=int_arg("--notebook-timeout", 1, 24 * 3600, example=1800), default=1800,
                    help="seconds one notebook may run; the exercises left are TIMEOUT (default 1800)")
     p.add_argument("--jobs", type=int_arg("--jobs", 1, 64, example=2), default=1,
                    help="notebooks run at the same time (default 1)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def check_usage(args) -> list:

@@ -326,6 +326,14 @@ def format_table(rows) -> str:
 
 
 # ---------------------------------------------------------------------------- command line
+def _is_times_file(path) -> bool:
+    """An earlier --results of `course`: a JSON object (the guard replaces nothing else)."""
+    try:
+        return isinstance(json.loads(Path(path).read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
 def build_parser():
     from glmcourse.cli import INPUT_DIR, INPUT_FILE, OUTPUT_DIR, OUTPUT_FILE, CourseParser, int_arg
 
@@ -343,7 +351,7 @@ def build_parser():
     p_course.add_argument("only", nargs="*", help="notebook names to (re-)measure; default: all")
     p_course.add_argument("--notebooks-dir", default="notebooks", kind=INPUT_DIR)
     p_course.add_argument("--out-dir", default="runs/course", kind=OUTPUT_DIR, replace_check=False)
-    p_course.add_argument("--results", default="docs/course_times.json", kind=OUTPUT_FILE, owned=lambda p: True)
+    p_course.add_argument("--results", default="docs/course_times.json", kind=OUTPUT_FILE, owned=_is_times_file)
     p_course.add_argument("--timeout", type=int_arg("--timeout", 1, 24 * 3600, example=LEARNER_CELL_TIMEOUT_S),
                           default=LEARNER_CELL_TIMEOUT_S, help="seconds per cell (default 1800)")
     p_update = sub.add_parser("update-catalogs", help="add new English texts to i18n/zh_CN/*.po, mark changed ones fuzzy")

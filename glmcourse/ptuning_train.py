@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "every run, so there is no cache to go stale")
     p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, kind=MODEL_DIR,
                    help="the base (default: the course model)")
-    p.add_argument("--output_dir", required=True, kind=OUTPUT_DIR, owned=foreign_output_entries,
+    p.add_argument("--output_dir", required=True, kind=OUTPUT_DIR, replace_check=False,  # deletes only its own files
                    overwrite_flag="--overwrite_output_dir",
                    help="prefix, loss log, checkpoints and predictions go here")
     p.add_argument("--overwrite_output_dir", action="store_true",
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=d["pre_seq_len"], help="prefix positions per layer (at most the model's context)")
     p.add_argument("--prefix_projection", type=str2bool, nargs="?", const=True, default=d["prefix_projection"],
                    kind=TEXT, help="produce the prefix through a 2-layer MLP (--prefix_projection, or true/false)")
-    p.add_argument("--quantization_bit", type=int, choices=[4, 8], default=None,
+    p.add_argument("--quantization_bit", type=int_arg("--quantization_bit", 4, 8, example=4), choices=[4, 8], default=None,
                    help="4 or 8: model.quantize(bits) on the base; the prefix stays floating point")
     p.add_argument("--resume_from_checkpoint", nargs="?", const="last", default=None,
                    help="continue from a checkpoint folder; no value: the last complete one in --output_dir")
@@ -174,8 +174,7 @@ def check_paths(train_file, validation_file, model_path, output_dir, overwrite: 
         cli.check_not_course_model(output_dir, "--output_dir")
         inputs = [("--train_file", train_file), ("--validation_file", validation_file),
                   ("--model_name_or_path", model_path if Path(model_path).exists() else None)]
-        cli.check_output_dir(output_dir, "--output_dir", inputs=inputs, overwrite=overwrite,
-                             owned=foreign_output_entries)
+        cli.check_output_dir(output_dir, "--output_dir", inputs=inputs, overwrite=True)  # its own files only
     except cli.UsageError as err:
         raise PTuningError(str(err)) from None
     context = cli.model_context(model_path)

@@ -125,10 +125,10 @@ def history_from(messages, state) -> list:
     pairs = [(shown[i][1], shown[i + 1][1]) for i in range(0, len(shown) - 1, 2)
              if shown[i][0] == "user" and shown[i + 1][0] == "assistant"
              and not shown[i + 1][1].startswith("*(not answered")]
-    state = [tuple(t) for t in (state or []) if isinstance(t, (list, tuple)) and len(t) == 2]
-    if len(state) == len(pairs) and all((safe_markdown(q), safe_markdown(r)) == pair for (q, r), pair in zip(state, pairs)):
-        return [list(t) for t in state]
-    return [list(p) for p in pairs]
+    given = [t for t in (state or []) if isinstance(t, (list, tuple)) and len(t) == 2]
+    if len(given) == len(pairs) and all((safe_markdown(q), safe_markdown(r)) == pair for (q, r), pair in zip(given, pairs)):
+        return given  # the page's own raw history, exactly what it shows
+    return [tuple(p) for p in pairs]
 
 
 def respond(model, tokenizer, query: str, messages: list, history: list, max_length, top_p, temperature,

@@ -126,7 +126,7 @@ def test_a_decode_error_raised_by_input_is_caught_too(capsys):
     (["--temperature", "0"], "--temperature: 0: out of range; pass a number in (0, 2.0]"),
     (["--top_p", "5"], "--top_p: 5: out of range; pass a number in (0, 1]"),
     (["--top_p", "0"], "--top_p: 0: out of range"),
-    (["--max_new_tokens", "0"], "--max_new_tokens: 0: out of range; pass an integer >= 1"),
+    (["--max_new_tokens", "0"], "--max_new_tokens: 0: out of range; pass an integer in [1, "),
     (["--top_p", "lots"], "--top_p: 'lots': not a number"),
 ])
 def test_bad_demo_flags_are_refused_at_start_with_the_range(argv, expected, monkeypatch, capsys):
@@ -167,7 +167,7 @@ def test_converter_never_writes_over_its_input(tmp_path, capsys):
     src = write_alpaca(tmp_path / "data.json")
     before = src.read_bytes()
     for save in (src, tmp_path / "." / "data.json"):
-        assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(save)]) == 1
+        assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(save)]) == 2
         err = capsys.readouterr().err
         assert "--save_path" in err and "--data_path" in err and "destroy the input" in err
     assert src.read_bytes() == before
@@ -177,11 +177,11 @@ def test_converter_output_that_is_a_folder_or_under_a_file_is_a_clear_error(tmp_
     src = write_alpaca(tmp_path / "data.json")
     (tmp_path / "folder").mkdir()
     (tmp_path / "a_file").write_text("keep")
-    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(tmp_path / "folder")]) == 1
+    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(tmp_path / "folder")]) == 2
     assert "is a folder; give a file name" in capsys.readouterr().err
-    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(tmp_path / "a_file" / "x.jsonl")]) == 1
+    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(tmp_path / "a_file" / "x.jsonl")]) == 2
     assert "is a file, so nothing can be written under it" in capsys.readouterr().err
-    assert cover_alpaca2jsonl.main(["--data_path", str(tmp_path / "folder"), "--save_path", str(tmp_path / "o.jsonl")]) == 1
+    assert cover_alpaca2jsonl.main(["--data_path", str(tmp_path / "folder"), "--save_path", str(tmp_path / "o.jsonl")]) == 2
     assert "--data_path" in capsys.readouterr().err
     assert (tmp_path / "a_file").read_text() == "keep"
 
@@ -193,9 +193,9 @@ def test_converter_replaces_its_own_output_but_not_a_stranger_file(tmp_path, cap
     assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(out)]) == 0  # a rerun
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes")
-    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(notes)]) == 1
+    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(notes)]) == 2
     err = capsys.readouterr().err
-    assert "not a context/target JSONL written by this converter" in err and "--overwrite_output_dir" in err
+    assert "already exists and was not written by this command" in err and "--overwrite_output_dir" in err
     assert notes.read_text() == "my notes"
     assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(notes), "--overwrite_output_dir"]) == 0
     assert len(notes.read_text().splitlines()) == 2
@@ -214,7 +214,7 @@ def test_retokenizing_into_a_folder_with_other_work_is_refused(rows_jsonl, tmp_p
     (work / "adapter_model.safetensors").write_bytes(b"precious")
     (work / data.PARAMS_FILE).write_text("{}")  # even beside a params file, other work is not ours
     args = ["--jsonl_path", str(rows_jsonl), "--save_path", str(work), "--max_seq_length", "30"]
-    assert tokenize_dataset_rows.main(args) == 1
+    assert tokenize_dataset_rows.main(args) == 2
     err = capsys.readouterr().err
     assert "adapter_model.safetensors" in err and "checkpoint-40" in err and "--overwrite_output_dir" in err
     assert (work / "adapter_model.safetensors").read_bytes() == b"precious" and (work / "checkpoint-40").is_dir()
@@ -226,16 +226,16 @@ def test_retokenizing_into_a_folder_with_other_work_is_refused(rows_jsonl, tmp_p
 
 def test_tokenize_refuses_a_file_as_output_and_an_input_inside_the_output(rows_jsonl, tmp_path, capsys):
     base = ["--jsonl_path", str(rows_jsonl), "--max_seq_length", "30"]
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(rows_jsonl)]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(rows_jsonl)]) == 2
     assert "the same as --jsonl_path" in capsys.readouterr().err
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path), "--overwrite_output_dir"]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path), "--overwrite_output_dir"]) == 2
     assert "holds --jsonl_path" in capsys.readouterr().err
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(rows_jsonl / "tok")]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(rows_jsonl / "tok")]) == 2
     assert "is inside --jsonl_path" in capsys.readouterr().err
     (tmp_path / "a_file").write_text("keep")
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path / "a_file" / "tok")]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path / "a_file" / "tok")]) == 2
     assert "is a file, so no folder can be made under it" in capsys.readouterr().err
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path / "a_file")]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path / "a_file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert rows_jsonl.is_file()
 
@@ -392,11 +392,12 @@ def test_a_model_folders_python_code_runs_only_when_asked(tiny_dir, tmp_path):
     assert results["asked"] is True  # the marker does appear once the user asks: the test can fail
 
 
-def test_both_demos_have_a_trust_remote_code_flag_off_by_default():
+def test_both_demos_have_a_trust_remote_code_flag_off_by_default(rows_jsonl, tmp_path):
     for module in (cli_demo, web_demo):
         assert module.parse_args([]).trust_remote_code is False
         assert module.parse_args(["--trust_remote_code"]).trust_remote_code is True
-    assert tokenize_dataset_rows.parse_args(["--jsonl_path", "a", "--save_path", "b"]).trust_remote_code is False
+    assert tokenize_dataset_rows.parse_args(["--jsonl_path", str(rows_jsonl), "--save_path",
+                                             str(tmp_path / "b")]).trust_remote_code is False
 
 
 # ================================================================== E. ranges, ports, offline
@@ -467,11 +468,14 @@ def test_check_port_free_and_paths():
         cli.check_port_free("no-such-host.invalid", 7860)
 
 
+SHOWN_AB = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]  # the page shows history a/b
+
+
 def test_web_respond_refuses_zero_new_tokens_and_top_p_5_without_generating():
     model = ScriptedModel("ok")
     for kwargs in (dict(max_new_tokens=0), dict(top_p=5)):
         settings = dict(max_length=2048, top_p=0.7, temperature=0.95) | {k: v for k, v in kwargs.items() if k != "max_new_tokens"}
-        steps = list(web_demo.respond(model, TOK, "q", [], [("a", "b")], settings["max_length"], settings["top_p"],
+        steps = list(web_demo.respond(model, TOK, "q", SHOWN_AB, [("a", "b")], settings["max_length"], settings["top_p"],
                                       settings["temperature"], max_new_tokens=kwargs.get("max_new_tokens")))
         messages, history, box = steps[-1]
         assert "not answered" in messages[-1]["content"] and "out of range" in messages[-1]["content"]
@@ -481,7 +485,7 @@ def test_web_respond_refuses_zero_new_tokens_and_top_p_5_without_generating():
 
 def test_web_respond_keeps_the_history_when_a_message_does_not_fit():
     model = ScriptedModel("ok", max_sequence_length=512)
-    steps = list(web_demo.respond(model, TOK, "长" * 1400, [], [("a", "b")], 2048, 0.7, 0.95))
+    steps = list(web_demo.respond(model, TOK, "长" * 1400, SHOWN_AB, [("a", "b")], 2048, 0.7, 0.95))
     messages, history, _ = steps[-1]
     assert "too long" in messages[-1]["content"] and history == [("a", "b")] and model.calls == []
 
@@ -569,7 +573,7 @@ def test_web_api_uses_only_the_history_the_client_sends():
     hidden = [("my name is Ada", "hello Ada")]  # the page's state from an earlier chat
     steps = list(web_demo.respond(model, TOK, "what is my name?", [], hidden, 2048, 0.7, 0.95))
     assert prompts_seen(model)[-1] == "what is my name?"  # no earlier round: the client sent none
-    assert steps[-1][1] == [["what is my name?", "ok"]]
+    assert [list(t) for t in steps[-1][1]] == [["what is my name?", "ok"]]
     shown = [{"role": "user", "content": "my name is Ada"}, {"role": "assistant", "content": "hello Ada"}]
     list(web_demo.respond(model, TOK, "again", shown, hidden, 2048, 0.7, 0.95))
     assert prompts_seen(model)[-1].startswith("[Round 0]\n问：my name is Ada\n答：hello Ada")
