@@ -337,7 +337,7 @@ class CourseParser(argparse.ArgumentParser):
         message = " ".join(str(message).split("\n"))
         if not message.rstrip().endswith((".", ")")):
             message += f" (see {self.prog} --help)"
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)  # as run_cli's errors: one line, "error: " first
         raise SystemExit(2)
 
     def parse_known_args(self, args=None, namespace=None):
@@ -558,6 +558,10 @@ def check_input_content(path, flag: str, fmt: str = "any") -> Path:
         if fmt == "ipynb" and not (isinstance(value, dict) and isinstance(value.get("cells"), list)):
             raise UsageError(f"{flag} {path}: not a Jupyter notebook (no list of cells); pass an .ipynb file.")
     elif fmt == "jsonl":
+        if text.lstrip().startswith("["):
+            raise UsageError(f"{flag} {path}: is one JSON array, not JSON Lines (one object per line); convert Alpaca "
+                             f"records first (python -m glmcourse.cover_alpaca2jsonl, or python -m glmcourse.ptuning "
+                             f"convert).")
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 parse_json(line, f"{flag} {path} line {number}")

@@ -229,11 +229,7 @@ def load_alpaca(path) -> list[dict]:
             f"The line reads: {_line_excerpt(text, err.lineno)!r}. Common causes: a trailing comma before "
             f"] or }}, single quotes instead of double quotes, an unescaped quote or newline inside a string."
         ) from None
-    bad = lone_surrogate(data)
-    if bad:
-        raise DataError(f"{path}: holds {bad}, a lone surrogate escape that is not valid Unicode (no tokenizer can "
-                        f"read it); fix or remove that escape in the file.")
-    return validate_alpaca(data, source=str(path))
+    return validate_alpaca(data, source=str(path))  # it names a lone surrogate by record and field
 
 
 def format_example(record: dict) -> dict:

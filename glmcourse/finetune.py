@@ -387,7 +387,9 @@ def _progress_class():
         """tqdm's bar; the logged values are printed in a terminal only (a notebook plots them instead)."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not is_in_notebook():
+            # the Trainer's closing {'train_runtime': ...} dict is not printed: the command's own "done:" line
+            # says the same in words (it was the stray last line of every training run)
+            if not is_in_notebook() and not (logs and "train_runtime" in logs):
                 super().on_log(args, state, control, logs=logs, **kwargs)
 
     return TqdmProgress

@@ -25,7 +25,7 @@ import glmcourse
 from glmcourse import cli
 
 PACKAGE = Path(glmcourse.__file__).parent
-FIX_WORDS = ("pass ", "re-create", "choose", "e.g.", "re-save", "fix", "use ", "restore", "check the path", "rebuild", "copy ")
+FIX_WORDS = ("pass ", "convert", "re-create", "choose", "e.g.", "re-save", "fix", "use ", "restore", "check the path", "rebuild", "copy ")
 
 
 def registered_parsers():

@@ -354,11 +354,11 @@ def test_bad_flags_and_data_are_refused_before_any_model_loads(tiny, tmp_path, c
     history.write_text('{"prompt": "a", "response": "b", "history": "not a list"}\n', encoding="utf-8")
     out = tmp_path / "o"
     cases = [
-        (["--quantization_bit", 3], "--quantization_bit 3: ChatGLM-6B's quantize(bits) supports 4 or 8"),
-        (["--learning_rate", 0], "--learning_rate 0"),
-        (["--pre_seq_len", 0], "--pre_seq_len 0: must be at least 1"),
-        (["--max_source_length", 1], "--max_source_length 1"),
-        (["--max_target_length", 2], "--max_target_length 2"),
+        (["--quantization_bit", 3], "--quantization_bit: 3: out of range; pass an integer in [4, 8]"),
+        (["--learning_rate", 0], "--learning_rate: 0: out of range"),
+        (["--pre_seq_len", 0], "--pre_seq_len: 0: out of range"),
+        (["--max_source_length", 1], "--max_source_length: 1: out of range"),
+        (["--max_target_length", 2], "--max_target_length: 2: out of range"),
         (["--prompt_column", "content"], "line 1: no 'content' column (its keys: prompt, response)"),
         (["--predict_with_generate"], "--predict_with_generate needs --validation_file"),
         (["--resume_from_checkpoint"], "no complete checkpoint"),
@@ -366,7 +366,7 @@ def test_bad_flags_and_data_are_refused_before_any_model_loads(tiny, tmp_path, c
     for extra, message in cases:
         code, _, err = run_main(common(model_dir, train_file, out) + extra, capsys)
         assert code in (1, 2) and message in err, (extra, err)  # 2: refused by the command line's guard
-        assert "Traceback" not in err and "error: " in err and err.count("\n") == 1
+        assert "Traceback" not in err and err.startswith("error: ")
     for data, message in [(tmp_path / "missing.json", "no such file"), (bad_line, "line 2: not valid JSON"),
                           (empty, "0 training samples after filtering (1 of 1 rows have an empty prompt"),
                           (glmcourse.DATA_DIR / "lora_eval.json", "python -m glmcourse.ptuning convert")]:
