@@ -18,7 +18,6 @@ optional list of earlier ``[query, response]`` turns, as in ChatGLM-6B's P-Tunin
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from pathlib import Path
@@ -351,7 +350,7 @@ DEFAULT_SEED = 1234
 
 def build_parser():
     from glmcourse import DATA_DIR
-    from glmcourse.cli import INPUT_DIR, OUTPUT_DIR, CourseParser, seed_arg  # noqa: F401
+    from glmcourse.cli import OUTPUT_DIR, CourseParser, seed_arg
 
     parser = CourseParser(prog="python -m glmcourse.make_data", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(DATA_DIR), kind=OUTPUT_DIR, replace_check=False,

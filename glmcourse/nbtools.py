@@ -15,7 +15,6 @@ them tidy so diffs stay small. This module is the one tool for both jobs::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
