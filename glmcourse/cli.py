@@ -8,7 +8,11 @@ dataset), so bad input gets one line that names the flag, the value, what is all
 * ``check_input_file``, ``check_output_file``, ``check_output_dir``: paths (input exists and is a file;
   output not a folder/file of the wrong kind, not under a file, not equal to or inside the input);
 * ``is_offline``: ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` read the way huggingface_hub reads them;
-* ``run_cli``: a command body whose course errors become ``error: ...`` on stderr and exit status 1.
+* ``run_cli``: a command body whose course errors become ``error: ...`` on stderr and exit status 1;
+* ``CourseParser`` and ``COMMANDS``: every command's parser, each flag declared as one kind (input file,
+  input folder, model folder, output file, output folder, number, choice); the guard checks each value by
+  its kind right after parsing (exit status 2, one line), and tests/test_command_registry.py tries the
+  hostile values of each kind on every flag of every registered command.
 
 Nothing heavy is imported at module level, so ``--help`` stays instant.
 """

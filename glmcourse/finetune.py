@@ -20,6 +20,12 @@ What it adds to the seed: pre-flight checks (trainable parameters > 0, a non-zer
 the first step), a guard that stops on a NaN/inf loss or a loss stuck at 0 with a diagnosis, the
 adapter (adapter_config.json + adapter_model.safetensors) saved atomically and re-checked into
 --output_dir at every save step and at the end, and the loss log in OUTPUT_DIR/loss_log.json.
+
+Resume (the same for P-Tuning): never past --max_steps (a checkpoint already there is refused, nothing
+trained or deleted); a checkpoint whose weights or trainer_state.json are damaged is skipped for the one
+before it (no PATH) or refused (a PATH); a missing or damaged optimizer.pt, scheduler.pt or rng_state.pth
+does not stop it: that state starts afresh (the learning-rate schedule continues at the checkpoint's step)
+and one ``note:`` line says so.
 """
 from __future__ import annotations
 

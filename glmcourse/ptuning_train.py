@@ -20,7 +20,8 @@ checked before the model loads; pre-flight checks (trainable parameters > 0 and 
 non-zero prefix gradient at step 1); a guard that stops on a NaN/inf loss or a loss stuck at 0; only the prefix
 saved (safetensors + ptuning_config.json), atomically, at every save step and at the end; checkpoints that hold
 the prefix, not the 6B base; greedy held-out exact match with --predict_with_generate; and an --output_dir
-that is never emptied unless --overwrite_output_dir says so.
+that is never emptied unless --overwrite_output_dir says so. Resume behaves as finetune's (its docstring):
+never past --max_steps; a missing or damaged optimizer/scheduler/RNG state starts afresh with a note.
 """
 from __future__ import annotations
 
