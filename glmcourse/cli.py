@@ -319,8 +319,14 @@ def command_parser(name: str) -> argparse.ArgumentParser:
     return getattr(importlib.import_module(module), function)()
 
 
+class GuardExit(SystemExit):
+    """The guard refused a path or a number (a SystemExit with status 2; the line is already printed)."""
+
+
 class CourseParser(argparse.ArgumentParser):
     """argparse with a ``kind=`` per flag, checked by ``guard`` after parsing; errors are one line, exit 2."""
+
+    error_prefix = "error: "
 
     def add_argument(self, *args, kind=None, fmt=None, owned=None, overwrite_flag=None, same_as_input_ok=False,
                      replace_check=True, course_model_ok=False, within_context=False, **kwargs):
@@ -341,7 +347,7 @@ class CourseParser(argparse.ArgumentParser):
         message = " ".join(str(message).split("\n"))
         if not message.rstrip().endswith((".", ")")):
             message += f" (see {self.prog} --help)"
-        print(f"error: {message}", file=sys.stderr)  # as run_cli's errors: one line, "error: " first
+        print(f"{self.error_prefix}{message}", file=sys.stderr)  # as run_cli's errors: one line, "error: " first
         raise SystemExit(2)
 
     def parse_known_args(self, args=None, namespace=None):
@@ -349,7 +355,10 @@ class CourseParser(argparse.ArgumentParser):
         try:
             guard(self, namespace)
         except UsageError as err:
-            self.error(str(err))
+            try:
+                self.error(str(err))
+            except SystemExit:
+                raise GuardExit(2) from None
         return namespace, rest
 
 
@@ -365,7 +374,9 @@ def _default_kind(action) -> str:
 
 
 def flag_name(action) -> str:
-    return max(action.option_strings, key=len) if action.option_strings else action.dest
+    if action.option_strings:
+        return max(action.option_strings, key=len)
+    return action.metavar if isinstance(action.metavar, str) else action.dest
 
 
 def _values(value):
@@ -462,7 +473,7 @@ def check_input_dir(path, flag: str) -> Path:
     p = Path(path)
     _loop_or_dangling(p, flag, "folder")
     if p.is_file():
-        raise UsageError(f"{flag} {path}: is a file; pass the folder that holds it (e.g. {flag} {p.parent}).")
+        raise UsageError(f"{flag} {path}: is a file, not a folder; pass the folder that holds it (e.g. {flag} {p.parent}).")
     if not p.exists():
         raise UsageError(f"{flag} {path}: no such folder; check the path (relative paths start at {Path.cwd()}).")
     if not p.is_dir():

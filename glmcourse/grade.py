@@ -509,6 +509,7 @@ def build_parser():
                    help="seconds one notebook may run; the exercises left are TIMEOUT (default 1800)")
     p.add_argument("--jobs", type=int_arg("--jobs", 1, 64, example=2), default=1,
                    help="notebooks run at the same time (default 1)")
+    p.error_prefix = "grade: "
     return p
 
 
@@ -542,7 +543,12 @@ def check_usage(args) -> list:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    from glmcourse.cli import GuardExit
+
+    try:
+        args = parse_args(argv)  # the shared guard checks the paths first (one line, status 2)
+    except GuardExit as stop:
+        return stop.code
     try:
         lessons = check_usage(args)
     except UsageError as err:
