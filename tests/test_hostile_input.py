@@ -14,6 +14,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -607,3 +608,139 @@ def test_cli_demo_lone_surrogate_is_answered_not_a_traceback(capsys):
     model = ScriptedModel("好")
     assert cli_demo.run(model, TOK, {}, read=scripted(["a\ud800b", "stop"])) == 0
     assert prompts_seen(model) == ["a\ufffdb"] and "Traceback" not in capsys.readouterr().out
+
+
+# ================================================================== H. round 2 (issue 25): lost work, readers, stray lines
+def test_make_data_keeps_an_edited_file_unless_asked(tmp_path, capsys):
+    from glmcourse import make_data
+
+    out = tmp_path / "data"
+    assert make_data.main(["--out", str(out)]) == 0
+    assert make_data.main(["--out", str(out)]) == 0  # its own files: a rerun is fine
+    (out / "lora_train.json").write_text("[]\n")
+    with pytest.raises(SystemExit) as stop:
+        make_data.main(["--out", str(out)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "lora_train.json differs" in err and "--overwrite_output_dir" in err
+    assert (out / "lora_train.json").read_text() == "[]\n"
+    assert make_data.main(["--out", str(out), "--overwrite_output_dir"]) == 0
+    assert len(json.loads((out / "lora_train.json").read_text())) > 100
+
+
+def test_build_course_model_keeps_a_folder_it_did_not_write(tmp_path, capsys):
+    from glmcourse import build_course_model
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    with pytest.raises(SystemExit) as stop:
+        build_course_model.main(["--out", str(folder)])
+    assert stop.value.code == 2 and "thesis.tex" in capsys.readouterr().err
+    assert (folder / "thesis.tex").read_text() == "precious"
+    assert build_course_model.foreign_model_entries(glmcourse.COURSE_MODEL) == []  # the shipped one is replaceable
+
+
+def test_ptuning_convert_never_writes_over_its_input_or_a_stranger_file(tmp_path, capsys):
+    from glmcourse import ptuning_train
+
+    src = write_alpaca(tmp_path / "data.json")
+    before = src.read_bytes()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for save in (src, notes):
+        assert ptuning_train.main(["convert", "--data_path", str(src), "--save_path", str(save)]) == 2
+    err = capsys.readouterr().err
+    assert "destroy the input" in err and "was not written by this command" in err
+    assert src.read_bytes() == before and notes.read_text() == "mine"
+    out = tmp_path / "rows.json"
+    assert ptuning_train.main(["convert", "--data_path", str(src), "--save_path", str(out)]) == 0
+    assert ptuning_train.main(["convert", "--data_path", str(src), "--save_path", str(out)]) == 0  # its own
+    assert ptuning_train.main(["convert", "--data_path", str(src), "--save_path", str(notes),
+                               "--overwrite_output_dir"]) == 0
+
+
+def test_ptuning_refuses_the_course_model_folder_a_bad_seed_and_a_huge_prefix(tmp_path, capsys):
+    from glmcourse import ptuning_train
+
+    rows = tmp_path / "t.json"
+    rows.write_text('{"prompt": "a", "response": "b"}\n')
+    base = ["--train_file", str(rows), "--output_dir", str(tmp_path / "o")]
+    for extra, expected in [(["--output_dir", glmcourse.COURSE_MODEL], "shipped course model"),
+                            (["--seed", "-1"], "--seed: -1: out of range"),
+                            (["--pre_seq_len", "100000"], "context of 512 tokens")]:
+        assert ptuning_train.main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("damage", ["conflict", "truncated", "gbk", "garbage"])
+def test_a_damaged_catalog_is_one_line_naming_the_file(tmp_path, damage):
+    from glmcourse import translation
+
+    good = sorted((REPO / "i18n" / "zh_CN").glob("0*.po"))[0].read_text(encoding="utf-8")
+    po = tmp_path / "x.po"
+    text = {"conflict": good.replace('msgid ""', '<<<<<<< HEAD\nmsgid ""', 1),
+            "truncated": good[: len(good) // 2] + 'msgid "abc', "garbage": good + "\nthis is garbage\n"}.get(damage)
+    po.write_bytes(good.encode("gb18030") if damage == "gbk" else text.encode("utf-8"))
+    with pytest.raises(cli.UsageError) as caught:
+        translation.load_catalog(po)
+    message = str(caught.value)
+    assert str(po) in message and "\n" not in message and ("line" in message or "UTF-8" in message)
+
+
+def test_nbtools_and_site_name_a_damaged_notebook(tmp_path, capsys):
+    from glmcourse import nbtools, site
+
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("{ not json")
+    for command in ("run", "clean"):
+        assert nbtools.main([command, str(bad)]) == 2
+        assert nbtools.main([command, str(tmp_path / "missing.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert "not valid JSON at line 1" in err and "no such file" in err and "Traceback" not in err
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(REPO / "notebooks", notebooks)
+    first = sorted(notebooks.glob("0*.ipynb"))[0]
+    first.write_text(first.read_text(encoding="utf-8")[:300], encoding="utf-8")
+    with pytest.raises(cli.UsageError, match=rf"notebook {re.escape(str(first))}: not valid JSON"):
+        site.check_notebooks(notebooks)
+
+
+def test_readers_name_utf16_deep_nesting_and_lone_surrogates(tmp_path):
+    u16 = tmp_path / "u16.json"
+    u16.write_bytes(json.dumps(ALPACA).encode("utf-16-le"))  # no byte-order mark
+    with pytest.raises(data.DataError, match="UTF-16 text") as caught:
+        data.load_alpaca(u16)
+    assert "trailing comma" not in str(caught.value)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(data.DataError, match="nested too deeply"):
+        data.load_alpaca(deep)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"context": "a\\ud800", "target": "b"}\n')
+    with pytest.raises(data.DataError, match=r"line 1: holds \\ud800, a lone surrogate"):
+        data.load_jsonl(rows)
+
+
+def test_bench_only_with_a_typo_exits_2_naming_the_sections(capsys):
+    from glmcourse import bench
+
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--only", "lorra"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "'lorra' matches no section" in err and "'05-06 LoRA'" in err
+
+
+def test_training_runs_end_without_the_trainers_metrics_dict(capsys):
+    from types import SimpleNamespace
+
+    from glmcourse import finetune
+
+    written = []
+    progress = finetune._progress_class()()
+    progress.training_bar = SimpleNamespace(write=written.append)
+    state = SimpleNamespace(is_world_process_zero=True)
+    progress.on_log(None, state, None, logs={"loss": 1.0})
+    progress.on_log(None, state, None, logs={"train_runtime": 1.9, "train_loss": 5.8})
+    assert len(written) == 1 and "loss" in written[0]  # the step's loss is shown; the closing dict is not
