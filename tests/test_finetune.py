@@ -77,8 +77,9 @@ def run_main(argv, capsys):
     return code, out.out, out.err
 
 
-def test_learner_defaults_need_only_the_two_paths():
-    args = finetune.build_parser().parse_args(["--dataset_path", "d", "--output_dir", "o"])
+def test_learner_defaults_need_only_the_two_paths(tmp_path):
+    (tmp_path / "d").mkdir()
+    args = finetune.build_parser().parse_args(["--dataset_path", str(tmp_path / "d"), "--output_dir", str(tmp_path / "o")])
     for key, value in finetune.LEARNER_DEFAULTS.items():
         assert getattr(args, key) == value
     assert args.model_name_or_path == glmcourse.COURSE_MODEL
@@ -328,7 +329,7 @@ def test_output_dir_equal_to_the_dataset_is_refused(tiny, capsys):
     model_dir, data_dir = tiny
     before = sorted(p.name for p in Path(data_dir).iterdir())
     code, _, err = _train(data_dir, model_dir, data_dir, capsys)
-    assert code == 1 and "--output_dir" in err and "--dataset_path" in err
+    assert code == 2 and "--output_dir" in err and "--dataset_path" in err  # refused by the guard
     assert sorted(p.name for p in Path(data_dir).iterdir()) == before
 
 
@@ -373,7 +374,7 @@ def test_output_dir_that_is_a_file_is_a_clear_error(tiny, tmp_path, capsys):
     blocker.write_text("not a folder")
     for out in (blocker, blocker / "under"):
         code, _, err = _train(data_dir, model_dir, out, capsys)
-        assert code == 1 and "is a file" in err and "Traceback" not in err
+        assert code == 2 and "is a file" in err and "Traceback" not in err  # refused by the guard
 
 
 @pytest.mark.parametrize("damage", ["adapter_model.safetensors", "trainer_state.json", "adapter_config.json"])
