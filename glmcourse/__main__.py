@@ -14,6 +14,18 @@ COMMANDS = {
 }
 
 
+def build_parser():
+    """The dispatcher's parser (its one argument is the command; the command parses the rest)."""
+    import argparse
+
+    from glmcourse.cli import CourseParser
+
+    parser = CourseParser(prog="python -m glmcourse", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="the command's own flags")
+    return parser
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:

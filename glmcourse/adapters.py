@@ -316,13 +316,17 @@ def merge_lora(peft_model, base_path=None, reload_fp32: bool = True, verbose: bo
     return fp32.merge_and_unload().eval()
 
 
+def build_parser():
+    from glmcourse.cli import INPUT_DIR, CourseParser
+
+    parser = CourseParser(prog="python -m glmcourse.adapters", description=main.__doc__)
+    parser.add_argument("path", kind=INPUT_DIR, help="a saved adapter folder (adapter_config.json + weights)")
+    return parser
+
+
 def main(argv=None) -> int:
     """``python -m glmcourse.adapters PATH``: check a saved adapter folder and print what it holds."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.adapters", description=main.__doc__)
-    parser.add_argument("path")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         print(check_adapter(args.path).line())
     except LoraError as err:

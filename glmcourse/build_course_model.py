@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 
 from glmcourse import COURSE_MODEL, DATA_DIR, settings
 from glmcourse.chat import build_prompt
-from glmcourse.cli import UsageError, check_output_dir, float_arg, int_arg, seed_arg
+from glmcourse.cli import UsageError, float_arg, int_arg, seed_arg
 from glmcourse.course_data import load_course_data
 from glmcourse.data import DataCollator, format_example
 from glmcourse.evaluation import (
@@ -223,25 +222,61 @@ def evaluate(model, tokenizer, data) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.build_course_model",
-                                     description="Rebuild the course model from scratch (deterministic).")
-    parser.add_argument("--out", default=COURSE_MODEL, help="output folder (default: the shipped course model)")
-    parser.add_argument("--data_dir", default=str(DATA_DIR))
+COURSE_MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                      "tokenizer_config.json", "training_log.json", "configuration_chatglm.py", "modeling_chatglm.py",
+                      "tokenization_chatglm.py", "special_tokens_map.json", ".glmcourse-output"}
+
+
+def foreign_model_entries(folder) -> list[str]:
+    """Names in ``folder`` that a course-model build does not write (so replacing the folder would lose them)."""
+    return [p.name for p in Path(folder).iterdir() if p.name not in COURSE_MODEL_FILES]
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Every file the build reads is there, UTF-8 and (the JSON ones) valid JSON: a UsageError otherwise."""
+    from glmcourse.cli import parse_json, read_text
+
+    for name in ("course_chat.json", "chat_eval.json", "lora_train.json", "lora_eval.json", "corpus.txt",
+                 "corpus_eval.txt"):
+        path = data_dir / name
+        if not path.is_file():
+            raise UsageError(f"--data_dir {data_dir}: lacks {name}; run python -m glmcourse.make_data --out {data_dir} "
+                             f"first, or pass the repo's data/ folder.")
+        text = read_text(path, f"--data_dir {data_dir}: {name}")
+        if name.endswith(".json"):
+            parse_json(text, f"--data_dir {data_dir}: {name}")
+
+
+def build_parser():
+    from glmcourse.cli import INPUT_DIR, OUTPUT_DIR, CourseParser
+
+    parser = CourseParser(prog="python -m glmcourse.build_course_model",
+                          description="Rebuild the course model from scratch (deterministic).")
+    parser.add_argument("--out", default=COURSE_MODEL, kind=OUTPUT_DIR, course_model_ok=True,
+                        owned=foreign_model_entries, overwrite_flag="--overwrite_output_dir",
+                        help="output folder (default: the shipped course model); replaced as a whole")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="replace --out even if it holds files other than a course model's")
+    parser.add_argument("--data_dir", default=str(DATA_DIR), kind=INPUT_DIR)
     parser.add_argument("--seed", type=seed_arg(), default=0)
-    parser.add_argument("--pretrain_steps", type=int_arg("--pretrain_steps", 0), default=settings.fast_or(4, 600))
-    parser.add_argument("--sft_steps", type=int_arg("--sft_steps", 0), default=settings.fast_or(4, 1500))
+    parser.add_argument("--pretrain_steps", type=int_arg("--pretrain_steps", 0, 10**7), default=settings.fast_or(4, 600))
+    parser.add_argument("--sft_steps", type=int_arg("--sft_steps", 0, 10**7), default=settings.fast_or(4, 1500))
     parser.add_argument("--infill_mix", type=float_arg("--infill_mix", 0, 1), default=0.2,
                         help="share of blank-infilling steps in chat tuning")
-    parser.add_argument("--tokens_per_batch", type=int_arg("--tokens_per_batch", 256), default=4096)
+    parser.add_argument("--tokens_per_batch", type=int_arg("--tokens_per_batch", 256, 2**20), default=4096)
     parser.add_argument("--lr", type=float_arg("--lr", 0, 1, lo_open=True), default=2e-3)
     parser.add_argument("--threads", type=int_arg("--threads", 1, os.cpu_count() or 1), default=min(2, os.cpu_count() or 1),
                         help="torch threads (fixed, for repeatable results)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # the guard: --out is not a file, not the data, not a folder of someone else's
     if args.pretrain_steps + args.sft_steps < 1:
         parser.error("--pretrain_steps + --sft_steps must be at least 1")
     try:  # before half an hour of training, not after it
-        check_output_dir(args.out, "--out", inputs=[("--data_dir", args.data_dir)], overwrite=True)
+        check_data_dir(Path(args.data_dir))
         probe = Path(args.out).parent
         probe.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryDirectory(dir=probe).cleanup()

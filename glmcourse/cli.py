@@ -8,7 +8,11 @@ dataset), so bad input gets one line that names the flag, the value, what is all
 * ``check_input_file``, ``check_output_file``, ``check_output_dir``: paths (input exists and is a file;
   output not a folder/file of the wrong kind, not under a file, not equal to or inside the input);
 * ``is_offline``: ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` read the way huggingface_hub reads them;
-* ``run_cli``: a command body whose course errors become ``error: ...`` on stderr and exit status 1.
+* ``run_cli``: a command body whose course errors become ``error: ...`` on stderr and exit status 1;
+* ``CourseParser`` and ``COMMANDS``: every command's parser, each flag declared as one kind (input file,
+  input folder, model folder, output file, output folder, number, choice); the guard checks each value by
+  its kind right after parsing (exit status 2, one line), and tests/test_command_registry.py tries the
+  hostile values of each kind on every flag of every registered command.
 
 Nothing heavy is imported at module level, so ``--help`` stays instant.
 """
@@ -88,7 +92,8 @@ def check_float(value, flag: str, lo: float | None = None, hi: float | None = No
     except (TypeError, ValueError):
         raise UsageError(f"{flag} {value!r}: not a number; pass a number {allowed}{fix}.") from None
     if not math.isfinite(number):
-        raise UsageError(f"{flag} {value}: must be a finite number {allowed}{fix}.")
+        raise UsageError(f"{flag} {value}: must be a finite number {allowed}; pass one"
+                         f"{fix.replace(' (e.g.', ', e.g.').rstrip(')') if fix else ' in that range'}.")
     too_low = lo is not None and (number <= lo if lo_open else number < lo)
     too_high = hi is not None and (number >= hi if hi_open else number > hi)
     if too_low or too_high:
@@ -104,6 +109,7 @@ def _argparse_type(check, flag, **limits):
             raise argparse.ArgumentTypeError(str(err).removeprefix(f"{flag} ")) from None
 
     convert.__name__ = "integer" if check is check_int else "number"  # argparse names the type in some errors
+    convert.limits = dict(limits, integer=check is check_int)  # the guard's NUMBER kind; the registry test reads it
     return convert
 
 
@@ -229,6 +235,14 @@ def check_output_dir(path, flag: str, inputs=(), overwrite: bool = False, overwr
     return p
 
 
+def clean_text(text: str) -> str:
+    """``text`` with any lone surrogate (text that is not valid Unicode, e.g. from a broken paste or a
+    ``\\ud800`` escape) replaced by U+FFFD, so no encoder downstream fails on it; valid text is unchanged."""
+    if not any("\ud800" <= ch <= "\udfff" for ch in text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 # ------------------------------------------------------------------------------------------ the exit
 def one_line(err: BaseException) -> str:
     """The first line of an exception's message (or its type name when it has none)."""
@@ -252,3 +266,318 @@ def run_cli(main_body) -> int:
         print("interrupted: nothing was written.", file=sys.stderr)
         return 130
     return 0
+
+
+# ------------------------------------------------------------------------------------------ the guard
+# Every flag of every command is one of these kinds, declared where the flag is added
+# (``parser.add_argument("--data_path", kind=INPUT_FILE, fmt="json")``); ``CourseParser`` checks each
+# value by its kind right after parsing, before any slow work, and refuses a bad one with one line and
+# exit status 2. Flags whose kind is not given get SWITCH (store_true), CHOICE (choices=), NUMBER
+# (int_arg/float_arg/seed_arg/port_arg) or TEXT.
+INPUT_FILE = "input file"
+INPUT_DIR = "input folder"
+OUTPUT_FILE = "output file"
+OUTPUT_DIR = "output folder"
+MODEL_DIR = "model folder"
+NUMBER = "number"
+CHOICE = "choice"
+TEXT = "text"
+SWITCH = "switch"
+KINDS = (INPUT_FILE, INPUT_DIR, OUTPUT_FILE, OUTPUT_DIR, MODEL_DIR, NUMBER, CHOICE, TEXT, SWITCH)
+INPUT_KINDS = (INPUT_FILE, INPUT_DIR, MODEL_DIR)
+FORMATS = ("json", "jsonl", "ipynb", "text", "any")  # what an INPUT_FILE's content must be
+
+# Every ``python -m glmcourse.X`` command: its name -> "module:function returning its parser". A
+# command with sub-commands lists each (``"nbtools run"``). tests/test_command_registry.py checks that
+# every module with a ``__main__`` block is listed here, then tries hostile values on every flag.
+COMMANDS = {
+    "glmcourse.cover_alpaca2jsonl": "glmcourse.cover_alpaca2jsonl:build_parser",
+    "glmcourse.tokenize_dataset_rows": "glmcourse.tokenize_dataset_rows:build_parser",
+    "glmcourse.finetune": "glmcourse.finetune:build_parser",
+    "glmcourse.ptuning": "glmcourse.ptuning_train:build_parser",
+    "glmcourse.ptuning convert": "glmcourse.ptuning_train:convert_parser",
+    "glmcourse.make_data": "glmcourse.make_data:build_parser",
+    "glmcourse.build_course_model": "glmcourse.build_course_model:build_parser",
+    "glmcourse.cli_demo": "glmcourse.cli_demo:build_parser",
+    "glmcourse.web_demo": "glmcourse.web_demo:build_parser",
+    "glmcourse.site": "glmcourse.site:build_parser",
+    "glmcourse.bench": "glmcourse.bench:build_parser",
+    "glmcourse.nbtools": "glmcourse.nbtools:build_parser",
+    "glmcourse.adapters": "glmcourse.adapters:build_parser",
+    "glmcourse.memory": "glmcourse.memory:build_parser",
+    "glmcourse.doctor": "glmcourse.doctor:build_parser",
+    "glmcourse.grade": "glmcourse.grade:build_parser",
+    "glmcourse": "glmcourse.__main__:build_parser",
+}
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of a registered command (``COMMANDS``); sub-commands are reached through it."""
+    import importlib
+
+    module, function = COMMANDS[name].split(":")
+    return getattr(importlib.import_module(module), function)()
+
+
+class GuardExit(SystemExit):
+    """The guard refused a path or a number (a SystemExit with status 2; the line is already printed)."""
+
+
+class CourseParser(argparse.ArgumentParser):
+    """argparse with a ``kind=`` per flag, checked by ``guard`` after parsing; errors are one line, exit 2."""
+
+    error_prefix = "error: "
+
+    def add_argument(self, *args, kind=None, fmt=None, owned=None, overwrite_flag=None, same_as_input_ok=False,
+                     replace_check=True, course_model_ok=False, within_context=False, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        action.kind = kind or _default_kind(action)
+        if action.kind not in KINDS:
+            raise ValueError(f"{action.kind!r}: not one of the guard's kinds {KINDS}")
+        if fmt is not None and fmt not in FORMATS:
+            raise ValueError(f"fmt {fmt!r}: not one of {FORMATS}")
+        action.fmt, action.owned, action.overwrite_flag = fmt, owned, overwrite_flag
+        action.replace_check, action.course_model_ok = replace_check, course_model_ok
+        action.same_as_input_ok, action.within_context = same_as_input_ok, within_context
+        return action
+
+    def error(self, message):  # one line (no usage block): what, where and the fix
+        import sys
+
+        message = " ".join(str(message).split("\n"))
+        if not message.rstrip().endswith((".", ")")):
+            message += f" (see {self.prog} --help)"
+        print(f"{self.error_prefix}{message}", file=sys.stderr)  # as run_cli's errors: one line, "error: " first
+        raise SystemExit(2)
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, rest = super().parse_known_args(args, namespace)
+        try:
+            guard(self, namespace)
+        except UsageError as err:
+            try:
+                self.error(str(err))
+            except SystemExit:
+                raise GuardExit(2) from None
+        return namespace, rest
+
+
+def _default_kind(action) -> str:
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction,
+                           argparse._VersionAction, argparse._SubParsersAction, argparse._StoreConstAction)):
+        return SWITCH
+    if action.choices is not None:
+        return CHOICE
+    if getattr(action.type, "limits", None) is not None:
+        return NUMBER
+    return TEXT
+
+
+def flag_name(action) -> str:
+    if action.option_strings:
+        return max(action.option_strings, key=len)
+    return action.metavar if isinstance(action.metavar, str) else action.dest
+
+
+def _values(value):
+    if value is None or value is argparse.SUPPRESS:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def guard(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> None:
+    """Check every path flag of ``parser`` in ``ns`` by its kind (numbers and choices argparse has checked)."""
+    actions = [a for a in parser._actions if getattr(a, "kind", None) in INPUT_KINDS + (OUTPUT_FILE, OUTPUT_DIR)]
+    inputs = [(flag_name(a), str(v)) for a in actions if a.kind in INPUT_KINDS
+              for v in _values(getattr(ns, a.dest, None))]
+    for action in actions:
+        flag = flag_name(action)
+        for value in _values(getattr(ns, action.dest, None)):
+            value = str(value)
+            if action.kind == INPUT_FILE:
+                check_input_content(value, flag, action.fmt or "any")
+            elif action.kind == INPUT_DIR:
+                check_input_dir(value, flag)
+            elif action.kind == MODEL_DIR:
+                check_model_dir(value, flag)
+            else:
+                others = [(f, p) for f, p in inputs if f != flag]
+                overwrite = bool(action.overwrite_flag and getattr(ns, action.overwrite_flag.lstrip("-"), False))
+                if not action.course_model_ok:
+                    check_not_course_model(value, flag)
+                if action.kind == OUTPUT_FILE:
+                    check_output_file(value, flag, inputs=others if not action.same_as_input_ok else ())
+                    if Path(value).is_file() and not overwrite and not (action.owned and action.owned(Path(value))):
+                        how = f", or pass {action.overwrite_flag} to replace it" if action.overwrite_flag else ""
+                        raise UsageError(f"{flag} {value}: already exists and was not written by this command; "
+                                         f"nothing was changed. Choose another {flag}{how}.")
+                else:
+                    check_output_dir(value, flag, inputs=others, overwrite=overwrite or not action.replace_check,
+                                     overwrite_flag=action.overwrite_flag or "--overwrite_output_dir",
+                                     owned=action.owned)
+    _check_context(parser, ns)
+
+
+def model_context(path) -> int | None:
+    """A model folder's context length from its config.json (None for a hub id or no readable config)."""
+    import json
+
+    try:
+        data = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    for key in ("max_sequence_length", "seq_length", "max_position_embeddings"):
+        if isinstance(data, dict) and isinstance(data.get(key), int):
+            return data[key]
+    return None
+
+
+def _check_context(parser, ns) -> None:
+    """Numbers declared ``within_context=True`` must fit the model folder's context (its config.json)."""
+    bounded = [a for a in parser._actions if getattr(a, "within_context", False)]
+    models = [a for a in parser._actions if getattr(a, "kind", None) == MODEL_DIR]
+    if not bounded or not models:
+        return
+    import glmcourse
+
+    model = str(getattr(ns, models[0].dest) or glmcourse.COURSE_MODEL)  # None: the commands' default model
+    context = model_context(model)
+    if not context:
+        return
+    for action in bounded:
+        value = getattr(ns, action.dest, None)
+        if value is not None and value > context:
+            raise UsageError(f"{flag_name(action)} {value}: does not fit the model's context of {context} tokens "
+                             f"(max_sequence_length in {model}/config.json); pass {context} or less, e.g. "
+                             f"{flag_name(action)} {min(action.default or 1, context // 4) or 1}.")
+
+
+def _loop_or_dangling(path: Path, flag: str, what: str) -> None:
+    if path.is_symlink() and not path.exists():
+        try:
+            os.stat(path)
+        except OSError as err:
+            reason = "a symbolic link loop" if err.errno == 40 else "a symbolic link to nothing"
+            raise UsageError(f"{flag} {path}: is {reason}; pass the real {what} (or fix the link).") from None
+
+
+def check_not_course_model(path, flag: str) -> None:
+    import glmcourse
+
+    if is_same_or_inside(path, glmcourse.COURSE_MODEL):
+        raise UsageError(f"{flag} {path}: is the shipped course model's folder, which this command must not "
+                         f"write into; choose another {flag}, e.g. {flag} runs/my_output.")
+
+
+def check_input_dir(path, flag: str) -> Path:
+    p = Path(path)
+    _loop_or_dangling(p, flag, "folder")
+    if p.is_file():
+        raise UsageError(f"{flag} {path}: is a file, not a folder; pass the folder that holds it (e.g. {flag} {p.parent}).")
+    if not p.exists():
+        raise UsageError(f"{flag} {path}: no such folder; check the path (relative paths start at {Path.cwd()}).")
+    if not p.is_dir():
+        raise UsageError(f"{flag} {path}: not a folder; pass a folder.")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot be read (permission denied); fix with chmod u+rx {path}.")
+    return p
+
+
+def looks_like_hub_id(text: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text)) and not text.startswith((".", "/"))
+
+
+def check_model_dir(path, flag: str) -> Path:
+    """A model folder: exists (or, online, a hub id), and its config.json is readable JSON."""
+    import json
+
+    p = Path(path)
+    if not p.exists() and not p.is_symlink() and looks_like_hub_id(str(path)):
+        if is_offline():
+            raise UsageError(f"{flag} {path}: no such folder here, and {offline_variable()} forbids downloading it; "
+                             f"pass a local model folder (e.g. {flag} glmcourse/course_model), or unset "
+                             f"{offline_variable().split('=')[0]} to download it.")
+        return p  # a hub id: the loader's business
+    check_input_dir(path, flag)
+    config = p / "config.json"
+    if not config.is_file():
+        raise UsageError(f"{flag} {path}: no config.json in this folder, so it is not a model folder; pass the "
+                         f"folder save_pretrained() wrote (e.g. {flag} glmcourse/course_model).")
+    try:
+        parsed = json.loads(read_text(config, f"{flag} {path}: config.json"))
+    except ValueError as err:
+        raise UsageError(f"{flag} {path}: config.json is damaged ({one_line(err)}); copy the model folder "
+                         f"again, or rebuild the course model with python -m glmcourse.build_course_model.") from None
+    if not isinstance(parsed, dict):
+        raise UsageError(f"{flag} {path}: config.json is not a JSON object; copy the model folder again.")
+    return p
+
+
+def read_text(path, where: str | None = None) -> str:
+    """A file's text as UTF-8, or a UsageError that says which encoding it seems to be in and how to fix it."""
+    p = Path(path)
+    where = where or str(path)
+    try:
+        raw = p.read_bytes()
+    except PermissionError:
+        raise UsageError(f"{where}: cannot be read (permission denied); fix with chmod u+r {path}.") from None
+    except IsADirectoryError:
+        raise UsageError(f"{where}: is a folder; pass a file.") from None
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no such file; check the path (relative paths start at {Path.cwd()}).") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) >= 4 and (raw[1::2].count(0) > len(raw) // 4
+                                                                     or raw[0::2].count(0) > len(raw) // 4)):
+        raise UsageError(f"{where}: is UTF-16, not UTF-8; re-save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8).")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        guess = ""
+        try:
+            raw.decode("gb18030")
+            guess = " (it looks like GBK/GB18030)"
+        except UnicodeDecodeError:
+            pass
+        raise UsageError(f"{where}: not valid UTF-8 at line {line} (byte {err.start}){guess}; re-save it as "
+                         f"UTF-8 (e.g. iconv -f GB18030 -t UTF-8).") from None
+
+
+def parse_json(text: str, where: str):
+    """``json.loads`` with the line and column of the first error, and no RecursionError on deep nesting."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{where}: not valid JSON at line {err.lineno}, column {err.colno} ({err.msg}); fix "
+                         f"that line or re-create the file.") from None
+    except RecursionError:
+        raise UsageError(f"{where}: nested too deeply to read (thousands of levels of brackets), so it is damaged "
+                         f"or not this kind of data; re-create the file from its source.") from None
+
+
+def check_input_content(path, flag: str, fmt: str = "any") -> Path:
+    """An input file: exists, is a file, readable, UTF-8 (text formats), and parses as ``fmt``."""
+    p = Path(path)
+    _loop_or_dangling(p, flag, "file")
+    check_input_file(path, flag)
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{flag} {path}: cannot be read (permission denied); fix with chmod u+r {path}.")
+    if fmt == "any":
+        return p
+    text = read_text(p, f"{flag} {path}")
+    if fmt == "json" or fmt == "ipynb":
+        value = parse_json(text, f"{flag} {path}")
+        if fmt == "ipynb" and not (isinstance(value, dict) and isinstance(value.get("cells"), list)):
+            raise UsageError(f"{flag} {path}: not a Jupyter notebook (no list of cells); pass an .ipynb file.")
+    elif fmt == "jsonl":
+        if text.lstrip().startswith("["):
+            raise UsageError(f"{flag} {path}: is one JSON array, not JSON Lines (one object per line); convert Alpaca "
+                             f"records first (python -m glmcourse.cover_alpaca2jsonl, or python -m glmcourse.ptuning "
+                             f"convert).")
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                parse_json(line, f"{flag} {path} line {number}")
+    return p

@@ -11,12 +11,11 @@ keeps the conversation and asks again. Flags are checked before the model is loa
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
 
-from glmcourse.cli import UsageError, check_float, check_int, float_arg, int_arg, one_line
+from glmcourse.cli import UsageError, check_float, check_int, clean_text, float_arg, int_arg, one_line
 
 # What the course model was trained to do (data/course_chat.json, written by glmcourse.make_data):
 # greetings, capitals, sums, translation of a word, remembering a name told earlier in the chat.
@@ -138,7 +137,7 @@ def run(model, tokenizer, gen: dict, read=input) -> int:
         if _undecodable(line):
             print(NOT_UTF8, flush=True)
             continue
-        query = line.strip()
+        query = clean_text(line).strip()  # a lone surrogate (not valid Unicode) becomes U+FFFD, not a crash
         if not query:
             continue
         if query.lower() == "stop":
@@ -151,13 +150,15 @@ def run(model, tokenizer, gen: dict, read=input) -> int:
         history = answer(model, tokenizer, query, history, gen)
 
 
-def parse_args(argv=None):
+def build_parser():
+    from glmcourse.cli import MODEL_DIR, CourseParser
+
     lo, hi = MAX_LENGTH_RANGE
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.cli_demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, help="model folder (default: the course model)")
+    parser = CourseParser(prog="python -m glmcourse.cli_demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, kind=MODEL_DIR, help="model folder (default: the course model)")
     parser.add_argument("--max_length", type=int_arg("--max_length", lo, hi, example=2048), default=2048,
                         help=f"prompt + reply tokens, {lo}-{hi} (2048; the model's own limit applies)")
-    parser.add_argument("--max_new_tokens", type=int_arg("--max_new_tokens", 1, None, example=128), default=None,
+    parser.add_argument("--max_new_tokens", type=int_arg("--max_new_tokens", 1, 2**20, example=128), default=None,
                         help="at most this many reply tokens, >= 1 (default: whatever fits max_length)")
     parser.add_argument("--top_p", type=float_arg("--top_p", 0, 1, lo_open=True, example=0.7), default=0.7,
                         help="nucleus sampling mass, in (0, 1] (0.7)")
@@ -166,7 +167,11 @@ def parse_args(argv=None):
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="allow the model folder's own Python code to run (off by default; the course model "
                              "needs none). Read that code first.")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:

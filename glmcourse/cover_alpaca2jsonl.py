@@ -15,17 +15,29 @@ from glmcourse.cli import check_input_file, check_output_file, run_cli
 from glmcourse.data import convert_file
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_path", required=True, help="Alpaca JSON: an array of instruction/input/output records")
-    parser.add_argument("--save_path", required=True, help="output JSONL, one {context, target} per line")
+def build_parser():
+    from glmcourse.cli import INPUT_FILE, OUTPUT_FILE, CourseParser
+    from glmcourse.data import _is_converter_output
+
+    parser = CourseParser(prog="python -m glmcourse.cover_alpaca2jsonl", description=__doc__.splitlines()[0])
+    parser.add_argument("--data_path", required=True, kind=INPUT_FILE, fmt="json",
+                        help="Alpaca JSON: an array of instruction/input/output records")
+    parser.add_argument("--save_path", required=True, kind=OUTPUT_FILE, owned=_is_converter_output,
+                        overwrite_flag="--overwrite_output_dir", help="output JSONL, one {context, target} per line")
     parser.add_argument("--overwrite_output_dir", action="store_true",
                         help="replace --save_path even if it is not an earlier output of this converter")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)  # the guard: exit 2 with one line on a bad path
+    except SystemExit as stop:
+        return stop.code
 
     def body():
         check_input_file(args.data_path, "--data_path")

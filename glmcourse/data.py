@@ -68,6 +68,10 @@ def read_text(path) -> str:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a file.")
     raw = path.read_bytes()
+    if len(raw) >= 4 and (raw[1::2].count(0) > len(raw) // 4 or raw[0::2].count(0) > len(raw) // 4):
+        # UTF-16 without a byte-order mark decodes as "UTF-8" full of NUL characters: say what it is
+        raise DataError(f"{path}: UTF-16 text (no byte-order mark), not UTF-8. Re-save it as UTF-8: in your editor "
+                        f"choose 'Save with encoding: UTF-8', or run  iconv -f UTF-16LE -t UTF-8 IN > OUT.")
     try:
         return raw.decode("utf-8-sig")  # utf-8-sig drops a leading BOM and reads plain UTF-8 too
     except UnicodeDecodeError as err:
@@ -98,7 +102,7 @@ def _json_lines(text: str):
             continue
         try:
             parsed.append((lineno, json.loads(line)))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return None
     return parsed
 
@@ -202,6 +206,9 @@ def load_alpaca(path) -> list[dict]:
         raise DataError(f"{path}: the file is empty; an Alpaca file is a JSON array [{{...}}, {{...}}].")
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to read (thousands of levels of brackets); an Alpaca file is a "
+                        f"flat array of {{instruction, input, output}} objects. Re-create the file.") from None
     except json.JSONDecodeError as err:
         rows = _json_lines(text)
         if rows and len(rows) > 1:
@@ -222,7 +229,7 @@ def load_alpaca(path) -> list[dict]:
             f"The line reads: {_line_excerpt(text, err.lineno)!r}. Common causes: a trailing comma before "
             f"] or }}, single quotes instead of double quotes, an unescaped quote or newline inside a string."
         ) from None
-    return validate_alpaca(data, source=str(path))
+    return validate_alpaca(data, source=str(path))  # it names a lone surrogate by record and field
 
 
 def format_example(record: dict) -> dict:
@@ -277,7 +284,7 @@ def convert_file(data_path, save_path, overwrite: bool = False) -> int:
     save = Path(save_path)
     if is_same_or_inside(save, data_path):
         raise DataError(f"--save_path {save_path} is the input --data_path {data_path}: writing it would destroy "
-                        f"the input; choose another --save_path, e.g. {Path(data_path).with_suffix('.jsonl')}.")
+                        f"the input; choose another --save_path, e.g. {Path(data_path).with_name(Path(data_path).stem + '_rows.jsonl')}.")
     if save.is_dir():
         raise DataError(f"--save_path {save_path}: is a folder; give a file name, e.g. --save_path {save / 'rows.jsonl'}.")
     if save.exists() and not overwrite and not _is_converter_output(save):
@@ -305,10 +312,35 @@ def json_lines(path, array_hint: str) -> tuple[list[tuple[int, object]], list[tu
         if not line.strip():
             continue
         try:
-            values.append((lineno, json.loads(line)))
+            value = json.loads(line)
         except json.JSONDecodeError as err:
             problems.append((lineno, f"not valid JSON at column {err.colno}: {err.msg}"))
+            continue
+        except RecursionError:
+            problems.append((lineno, "nested too deeply to read (thousands of levels of brackets)"))
+            continue
+        bad = lone_surrogate(value)
+        if bad:
+            problems.append((lineno, f"holds {bad}, a lone surrogate escape that is not valid Unicode (no tokenizer "
+                                     f"can read it); fix or remove that escape"))
+            continue
+        values.append((lineno, value))
     return values, problems
+
+
+def lone_surrogate(value) -> str | None:
+    """The first lone surrogate (e.g. from a ``\\ud800`` escape) in a parsed JSON value, as text; None if none."""
+    if isinstance(value, str):
+        for ch in value:
+            if "\ud800" <= ch <= "\udfff":
+                return f"\\u{ord(ch):04x}"
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        found = lone_surrogate(item)
+        if found:
+            return found
+    return None
 
 
 def load_jsonl(path) -> list[dict]:

@@ -331,7 +331,15 @@ def run_checks() -> list[Check]:
     ]
 
 
+def build_parser():
+    from glmcourse.cli import CourseParser
+
+    return CourseParser(prog="python -m glmcourse doctor", description="Check the environment: [OK]/[FAIL] lines, "
+                        "each FAIL with its fix; exit 1 on any FAIL.")
+
+
 def main(argv=None) -> int:
+    build_parser().parse_args(argv)
     checks = run_checks()
     for check in checks:
         print("\n".join(check.lines()))

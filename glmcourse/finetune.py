@@ -20,6 +20,12 @@ What it adds to the seed: pre-flight checks (trainable parameters > 0, a non-zer
 the first step), a guard that stops on a NaN/inf loss or a loss stuck at 0 with a diagnosis, the
 adapter (adapter_config.json + adapter_model.safetensors) saved atomically and re-checked into
 --output_dir at every save step and at the end, and the loss log in OUTPUT_DIR/loss_log.json.
+
+Resume (the same for P-Tuning): never past --max_steps (a checkpoint already there is refused, nothing
+trained or deleted); a checkpoint whose weights or trainer_state.json are damaged is skipped for the one
+before it (no PATH) or refused (a PATH); a missing or damaged optimizer.pt, scheduler.pt or rng_state.pth
+does not stop it: that state starts afresh (the learning-rate schedule continues at the checkpoint's step)
+and one ``note:`` line says so.
 """
 from __future__ import annotations
 
@@ -68,30 +74,40 @@ def is_main_process() -> bool:
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
+def foreign_output_entries(folder) -> list[str]:
+    """Names in --output_dir that no finetune run writes (the user's own files): the guard refuses those."""
+    from glmcourse.adapters import ADAPTER_BIN, ADAPTER_CONFIG, ADAPTER_SAFETENSORS
+    from glmcourse.files import OUTPUT_MARKER
+
+    ours = {ADAPTER_CONFIG, ADAPTER_SAFETENSORS, ADAPTER_BIN, LOSS_LOG, OUTPUT_MARKER, "README.md", "runs"}
+    return [p.name for p in Path(folder).iterdir() if p.name not in ours and not CHECKPOINT.match(p.name)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     import glmcourse
-    from glmcourse.cli import float_arg, int_arg, seed_arg
+    from glmcourse.cli import INPUT_DIR, INPUT_FILE, MODEL_DIR, OUTPUT_DIR, CourseParser, float_arg, int_arg, seed_arg
     from glmcourse.data import str2bool
 
     d = LEARNER_DEFAULTS
-    p = argparse.ArgumentParser(prog="python -m glmcourse.finetune", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset_path", required=True,
+    p = CourseParser(prog="python -m glmcourse.finetune", description=__doc__.splitlines()[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset_path", required=True, kind=INPUT_DIR,
                    help="tokenized rows from python -m glmcourse.tokenize_dataset_rows")
-    p.add_argument("--output_dir", required=True, help="adapter, loss log and checkpoints go here")
-    p.add_argument("--lora_rank", type=int_arg("--lora_rank", 1), default=d["lora_rank"], help="LoRA rank r (alpha stays 32, dropout 0.1)")
-    p.add_argument("--per_device_train_batch_size", type=int_arg("--per_device_train_batch_size", 1), default=d["per_device_train_batch_size"])
-    p.add_argument("--gradient_accumulation_steps", type=int_arg("--gradient_accumulation_steps", 1), default=d["gradient_accumulation_steps"])
-    p.add_argument("--max_steps", type=int_arg("--max_steps", 1), default=d["max_steps"], help="optimizer steps")
-    p.add_argument("--save_steps", type=int_arg("--save_steps", 1), default=d["save_steps"], help="checkpoint + adapter every N steps")
-    p.add_argument("--save_total_limit", type=int_arg("--save_total_limit", 1), default=d["save_total_limit"], help="checkpoints kept")
+    p.add_argument("--output_dir", required=True, kind=OUTPUT_DIR, replace_check=False,  # deletes only its own files
+                   overwrite_flag="--overwrite_output_dir", help="adapter, loss log and checkpoints go here")
+    p.add_argument("--lora_rank", type=int_arg("--lora_rank", 1, 10**9), default=d["lora_rank"], help="LoRA rank r (alpha stays 32, dropout 0.1)")
+    p.add_argument("--per_device_train_batch_size", type=int_arg("--per_device_train_batch_size", 1, 10**9), default=d["per_device_train_batch_size"])
+    p.add_argument("--gradient_accumulation_steps", type=int_arg("--gradient_accumulation_steps", 1, 10**9), default=d["gradient_accumulation_steps"])
+    p.add_argument("--max_steps", type=int_arg("--max_steps", 1, 10**9), default=d["max_steps"], help="optimizer steps")
+    p.add_argument("--save_steps", type=int_arg("--save_steps", 1, 10**9), default=d["save_steps"], help="checkpoint + adapter every N steps")
+    p.add_argument("--save_total_limit", type=int_arg("--save_total_limit", 1, 10**9), default=d["save_total_limit"], help="checkpoints kept")
     p.add_argument("--learning_rate", type=float_arg("--learning_rate", 0, 1, lo_open=True), default=d["learning_rate"])
     p.add_argument("--fp16", type=str2bool, nargs="?", const=True, default=False,
                    help="fp16 mixed precision (CUDA only; on a CPU it falls back to fp32 and says so)")
     p.add_argument("--remove_unused_columns", type=str2bool, nargs="?", const=True, default=False,
                    help="must stay false: the collator needs the seq_len column")
-    p.add_argument("--logging_steps", type=int_arg("--logging_steps", 1), default=d["logging_steps"])
-    p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL,
+    p.add_argument("--logging_steps", type=int_arg("--logging_steps", 1, 10**9), default=d["logging_steps"])
+    p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, kind=MODEL_DIR,
                    help="the base model (default: the course model)")
     p.add_argument("--load_in_8bit", action="store_true",
                    help="load the base with bitsandbytes LLM.int8(), as the seed")
@@ -103,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target_modules", nargs="+", default=None,
                    help="LoRA targets (default: peft's mapping for the model type; chatglm: query_key_value)")
     p.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for activation memory")
-    p.add_argument("--deepspeed", default=None, metavar="CONFIG.json",
+    p.add_argument("--deepspeed", default=None, metavar="CONFIG.json", kind=INPUT_FILE, fmt="json",
                    help="DeepSpeed config for multi-GPU runs of the real model (needs the deepspeed package)")
     p.add_argument("--seed", type=seed_arg(), default=42,
                    help="seeds the adapter's initial weights, dropout and data order (42, as the HF Trainer)")
@@ -146,15 +162,78 @@ def checkpoint_problem(path) -> str | None:
         check_safetensors(path / ADAPTER_SAFETENSORS)
     except ModelFileError:
         return f"{ADAPTER_SAFETENSORS} is damaged (truncated or not safetensors)"
-    for name in ("optimizer.pt", "scheduler.pt"):
-        if (path / name).exists():
-            import torch
+    return None  # optimizer/scheduler/RNG state: see resume_state_problem (a fresh one, with a note)
 
-            try:  # small for an adapter or a prefix: the optimizer holds only the trainable parameters' moments
-                torch.load(path / name, map_location="cpu", weights_only=True)
-            except Exception:  # noqa: BLE001 - any failure to read it means the Trainer would fail too
-                return f"{name} is damaged (truncated or unreadable)"
+
+# What a resume does when the optimizer, scheduler or RNG state of the checkpoint is missing or damaged (one
+# behaviour, finetune and P-Tuning alike): it goes on from the checkpoint's weights and step with a fresh
+# state for that part, and prints one note saying so. The weights and trainer_state.json are checked above:
+# a checkpoint whose weights or state are damaged is skipped for the previous one ('last') or refused.
+RESUME_STATES = {"optimizer.pt": "a fresh AdamW optimizer (its moments start again from zero)",
+                 "scheduler.pt": "the learning-rate schedule recomputed for this step",
+                 "rng_state.pth": "fresh random-number state (data order and dropout differ from an uninterrupted run)"}
+
+
+def resume_state_problem(path, name: str) -> str | None:
+    """Why ``name`` (optimizer.pt, scheduler.pt, rng_state.pth) in a checkpoint cannot be restored, or None."""
+    file = Path(path) / name
+    if not file.is_file():
+        return f"{name} is missing"
+    import torch
+
+    try:  # small for an adapter or a prefix: the optimizer holds only the trainable parameters' moments
+        torch.load(file, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure to read it means the Trainer would fail too
+        return f"{name} is damaged (truncated or unreadable)"
     return None
+
+
+def resume_hooks(trainer_class):
+    """``trainer_class`` with the documented fall-backs for a missing or damaged optimizer/scheduler/RNG state."""
+
+    class Resuming(trainer_class):
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            if checkpoint is None or getattr(self, "is_deepspeed_enabled", False):
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            problems = [p for p in (resume_state_problem(checkpoint, n) for n in ("optimizer.pt", "scheduler.pt")) if p]
+            if not problems:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            step = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+            _say(f"note: {Path(checkpoint).name}: {' and '.join(problems)}; resuming at step {step} with "
+                 f"{RESUME_STATES['optimizer.pt']} and {RESUME_STATES['scheduler.pt']}.")
+            self.lr_scheduler.last_epoch = step  # the schedule is a function of the step: continue it there
+            self.lr_scheduler._last_lr = [lr(step) * base for lr, base in
+                                          zip(self.lr_scheduler.lr_lambdas, self.lr_scheduler.base_lrs)] \
+                if hasattr(self.lr_scheduler, "lr_lambdas") else self.lr_scheduler.get_last_lr()
+            for group, lr in zip(self.optimizer.param_groups, self.lr_scheduler._last_lr):
+                group["lr"] = lr
+            return None
+
+        def _load_rng_state(self, checkpoint):
+            if checkpoint is None or self.args.world_size > 1:
+                return super()._load_rng_state(checkpoint)
+            problem = resume_state_problem(checkpoint, "rng_state.pth")
+            if problem:
+                _say(f"note: {Path(checkpoint).name}: {problem}; resuming with {RESUME_STATES['rng_state.pth']}.")
+                return None
+            return super()._load_rng_state(checkpoint)
+
+    Resuming.__name__ = Resuming.__qualname__ = trainer_class.__name__
+    return Resuming
+
+
+def check_resume_step(resume, max_steps: int, error_class) -> int:
+    """The checkpoint's step; an ``error_class`` when it is already at or past --max_steps (nothing to train)."""
+    try:
+        step = int(json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        raise error_class(f"--resume_from_checkpoint {resume}: trainer_state.json is damaged (not the JSON the "
+                          f"Trainer writes); pass an earlier checkpoint-N.") from None
+    if step >= int(max_steps):
+        raise error_class(f"--resume_from_checkpoint: {Path(resume).name} is already at step {step}, and "
+                          f"--max_steps is {max_steps}: pass a --max_steps above {step} to train on. "
+                          f"Nothing was trained or deleted.")
+    return step
 
 
 def is_complete_checkpoint(path) -> bool:
@@ -314,7 +393,9 @@ def _progress_class():
         """tqdm's bar; the logged values are printed in a terminal only (a notebook plots them instead)."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not is_in_notebook():
+            # the Trainer's closing {'train_runtime': ...} dict is not printed: the command's own "done:" line
+            # says the same in words (it was the stray last line of every training run)
+            if not is_in_notebook() and not (logs and "train_runtime" in logs):
                 super().on_log(args, state, control, logs=logs, **kwargs)
 
     return TqdmProgress
@@ -432,13 +513,11 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
                                                          ("--model_name_or_path", local_model)], overwrite=True)
     resume = resolve_resume(resume_from_checkpoint, output_dir, int(s["lora_rank"]))
     if resume:
-        resumed_at = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-        if resumed_at >= int(s["max_steps"]):
-            raise LoraError(f"--resume_from_checkpoint: {Path(resume).name} is already at step {resumed_at}, and "
-                            f"--max_steps is {s['max_steps']}: pass a --max_steps above {resumed_at} to train on. "
-                            f"Nothing was trained or deleted.")
+        resumed_at = check_resume_step(resume, s["max_steps"], LoraError)
     old = checkpoints(output_dir)
-    earlier = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
+    foreign = set(foreign_output_entries(output_dir)) if output_dir.is_dir() else set()
+    # only an earlier run's own files count (a user's files in the folder are left alone, never called a run)
+    earlier = sorted(p.name for p in output_dir.iterdir() if p.name not in foreign) if output_dir.is_dir() else []
     if earlier and resume is None:
         if not (overwrite_output_dir or overwrite):
             shown = ", ".join(earlier[:5]) + (", ..." if len(earlier) > 5 else "")
@@ -493,6 +572,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
         logging_nan_inf_filter=False,  # log a NaN loss as what it is (the guard then stops the run)
     )
 
+    @resume_hooks
     class LoraTrainer(Trainer):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
@@ -568,7 +648,10 @@ def save_final(model, output_dir, loss_log):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)  # before the heavy imports, so --help is instant
+    try:
+        args = build_parser().parse_args(argv)  # the guard: before the heavy imports, so --help is instant
+    except SystemExit as stop:  # --help, or a bad flag (one line, status 2)
+        return stop.code
     from glmcourse.cli import UsageError
     from glmcourse.data import DataError
     from glmcourse.files import OutputError

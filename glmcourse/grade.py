@@ -960,15 +960,18 @@ def default_jobs(memory: int) -> int:
     return max(1, min(os.cpu_count() or 1, free // memory, 16))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m glmcourse.grade", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("submissions", metavar="SUBMISSIONS",
+def build_parser():
+    from glmcourse.cli import INPUT_DIR, OUTPUT_DIR, CourseParser
+
+    p = CourseParser(prog="python -m glmcourse.grade", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("submissions", metavar="SUBMISSIONS", kind=INPUT_DIR,
                    help="folder of students' notebooks: alice.ipynb per student, or a folder per student")
-    p.add_argument("--out", required=True, help="folder for grades.csv and report.html (created)")
-    p.add_argument("--cell-timeout", type=int_arg("--cell-timeout", 1, example=600), default=600,
+    p.add_argument("--out", required=True, kind=OUTPUT_DIR, replace_check=False,
+                   help="folder for grades.csv and report.html (created)")
+    p.add_argument("--cell-timeout", type=int_arg("--cell-timeout", 1, 24 * 3600, example=600), default=600,
                    help="seconds one cell may run before it is interrupted (default 600)")
-    p.add_argument("--notebook-timeout", type=int_arg("--notebook-timeout", 1, example=1800), default=1800,
+    p.add_argument("--notebook-timeout", type=int_arg("--notebook-timeout", 1, 24 * 3600, example=1800), default=1800,
                    help="seconds one notebook may run; the exercises left are TIMEOUT (default 1800)")
     p.add_argument("--jobs", type=int_arg("--jobs", 1, 64, example=2), default=None,
                    help="notebooks run at the same time (default: the number of cores, fewer when the free "
@@ -976,7 +979,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--memory-limit", type=memory_arg, default=DEFAULT_MEMORY, metavar="SIZE",
                    help="memory one student's kernel may allocate, e.g. 2G or 1536M (default 2G); past it the "
                         "allocation fails in that kernel only and the cell's exercise is MEMORY")
-    return p.parse_args(argv)
+    p.error_prefix = "grade: "
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def check_usage(args) -> list:
@@ -1005,7 +1013,12 @@ def check_usage(args) -> list:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    from glmcourse.cli import GuardExit
+
+    try:
+        args = parse_args(argv)  # the shared guard checks the paths first (one line, status 2)
+    except GuardExit as stop:
+        return stop.code
     if args.jobs is None:
         args.jobs = default_jobs(args.memory_limit)
     try:

@@ -18,9 +18,7 @@ optional list of earlier ``[query, response]`` turns, as in ChatGLM-6B's P-Tunin
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import random
 from pathlib import Path
 
@@ -334,28 +332,68 @@ def evenly_thinned(items: list, limit: int | None) -> list:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from glmcourse.files import atomic_write
+
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
+def render(content: list, name: str) -> str:
+    """A dataset file's text as this script writes it."""
+    if name.endswith(".txt"):
+        return DOCUMENT_SEPARATOR.join(content) + "\n"
+    return json.dumps(content, ensure_ascii=False, indent=1) + "\n"
+
+
+DEFAULT_SEED = 1234
+
+
+def build_parser():
+    from glmcourse import DATA_DIR
+    from glmcourse.cli import OUTPUT_DIR, CourseParser, seed_arg
+
+    parser = CourseParser(prog="python -m glmcourse.make_data", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=str(DATA_DIR), kind=OUTPUT_DIR, replace_check=False,
+                        help="output folder (default: the repo's data/); only the six dataset files are written")
+    parser.add_argument("--seed", type=seed_arg(), default=DEFAULT_SEED)
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="replace same-named files in --out even if they differ from what this script writes "
+                             "(e.g. an edited data/lora_train.json)")
+    return parser
 
 
 def main(argv=None) -> int:
-    from glmcourse import DATA_DIR
+    from glmcourse.cli import run_cli
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=str(DATA_DIR), help="output folder (default: the repo's data/)")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser = build_parser()
     args = parser.parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, content in build(args.seed).items():
-        if name.endswith(".txt"):
-            text = DOCUMENT_SEPARATOR.join(content) + "\n"
-        else:
-            text = json.dumps(content, ensure_ascii=False, indent=1) + "\n"
-        write_atomic(out / name, text)
-        print(f"{name:18s} {len(content):6d} {'documents' if name.endswith('.txt') else 'records'}")
-    return 0
+    data = build(args.seed)
+    built = {name: render(content, name) for name, content in data.items()}
+    if out.is_dir() and not args.overwrite_output_dir:
+        # a same-named file is replaced only when it is this script's own output (for this seed or the default)
+        default = built if args.seed == DEFAULT_SEED else {n: render(c, n) for n, c in build(DEFAULT_SEED).items()}
+        theirs = []
+        for name in built:
+            path = out / name
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                theirs.append(name)
+            elif path.is_file():
+                old = path.read_bytes()
+                if old not in (built[name].encode("utf-8"), default[name].encode("utf-8")):
+                    theirs.append(name)
+        if theirs:
+            parser.error(f"--out {out}: {', '.join(theirs)} differ{'s' if len(theirs) == 1 else ''} from what this "
+                         f"script writes (edited, or from another --seed); nothing was changed. Choose another "
+                         f"--out, or pass --overwrite_output_dir to replace them.")
+
+    def body():
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in built.items():
+            write_atomic(out / name, text)
+            print(f"{name:18s} {len(data[name]):6d} {'documents' if name.endswith('.txt') else 'records'}")
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ training, in a fresh process so that one measurement never inherits another's al
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -212,16 +211,23 @@ def memory_in_subprocess(mode: str, **kwargs) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def build_parser():
+    from glmcourse.cli import MODEL_DIR, CourseParser, int_arg
+
+    parser = CourseParser(prog="python -m glmcourse.memory", description=main.__doc__)
+    parser.add_argument("--mode", choices=["lora", "ptuning", "full"], default="lora")
+    parser.add_argument("--steps", type=int_arg("--steps", 1, 10**6), default=3)
+    parser.add_argument("--batch_size", type=int_arg("--batch_size", 1, 2**16), default=8)
+    parser.add_argument("--seq_len", type=int_arg("--seq_len", 2, 2**20), default=48, within_context=True)
+    parser.add_argument("--model_path", default=None, kind=MODEL_DIR)
+    parser.add_argument("--pre_seq_len", type=int_arg("--pre_seq_len", 1, 2**20), default=16, within_context=True,
+                        help="prefix positions (--mode ptuning)")
+    return parser
+
+
 def main(argv=None) -> int:
     """``python -m glmcourse.memory``: peak RSS and optimizer state of a few training steps (one JSON line)."""
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.memory", description=main.__doc__)
-    parser.add_argument("--mode", choices=["lora", "ptuning", "full"], default="lora")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--seq_len", type=int, default=48)
-    parser.add_argument("--model_path", default=None)
-    parser.add_argument("--pre_seq_len", type=int, default=16, help="prefix positions (--mode ptuning)")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         print(json.dumps(measure_training_memory(**vars(args))))
     except LoraError as err:

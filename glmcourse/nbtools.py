@@ -15,7 +15,6 @@ them tidy so diffs stay small. This module is the one tool for both jobs::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -43,9 +42,21 @@ BINARY_MIME_PREFIXES = ("image/",)  # base64 payloads can contain "/tmp/" by cha
 
 # ---------------------------------------------------------------------------- reading and writing
 def read_notebook(path):
+    """A notebook (nbformat 4); a missing, non-UTF-8 or damaged one is a one-line ``cli.UsageError``."""
     import nbformat
 
-    return nbformat.read(str(path), as_version=4)
+    from glmcourse.cli import UsageError, one_line, parse_json, read_text
+
+    text = read_text(path, f"notebook {path}")
+    value = parse_json(text, f"notebook {path}")
+    if not isinstance(value, dict) or not isinstance(value.get("cells"), list):
+        raise UsageError(f"notebook {path}: not a Jupyter notebook (no list of cells); restore it with "
+                         f"`git checkout -- {path}`, or pass an .ipynb file.")
+    try:
+        return nbformat.reads(text, as_version=4)
+    except Exception as err:  # noqa: BLE001 - nbformat's validation and conversion errors
+        raise UsageError(f"notebook {path}: not a valid notebook ({one_line(err)}); restore it with "
+                         f"`git checkout -- {path}`.") from None
 
 
 def write_notebook(nb, path) -> None:
@@ -314,30 +325,56 @@ def format_table(rows) -> str:
 
 
 # ---------------------------------------------------------------------------- command line
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.nbtools", description=__doc__.split("\n\n")[0])
+def _is_times_file(path) -> bool:
+    """An earlier --results of `course`: a JSON object (the guard replaces nothing else)."""
+    try:
+        return isinstance(json.loads(Path(path).read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
+def build_parser():
+    from glmcourse.cli import INPUT_DIR, INPUT_FILE, OUTPUT_DIR, OUTPUT_FILE, CourseParser, int_arg
+
+    parser = CourseParser(prog="python -m glmcourse.nbtools", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    timeout = int_arg("--timeout", 1, 24 * 3600, example=CELL_TIMEOUT_S)
     p_run = sub.add_parser("run", help="execute notebooks in place, then clean them")
-    p_run.add_argument("notebooks", nargs="+")
-    p_run.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell (default 300)")
+    p_run.add_argument("notebooks", nargs="+", kind=INPUT_FILE, fmt="ipynb")
+    p_run.add_argument("--timeout", type=timeout, default=CELL_TIMEOUT_S, help="seconds per cell (default 300)")
     p_clean = sub.add_parser("clean", help="clean metadata and renumber, without executing")
-    p_clean.add_argument("notebooks", nargs="+")
+    p_clean.add_argument("notebooks", nargs="+", kind=INPUT_FILE, fmt="ipynb")
     p_check = sub.add_parser("check", help="report hygiene problems; exit 1 if any")
-    p_check.add_argument("notebooks", nargs="+")
+    p_check.add_argument("notebooks", nargs="+", kind=INPUT_FILE, fmt="ipynb")
     p_course = sub.add_parser("course", help="execute every notebook in learner mode and time it")
     p_course.add_argument("only", nargs="*", help="notebook names to (re-)measure; default: all")
-    p_course.add_argument("--notebooks-dir", default="notebooks")
-    p_course.add_argument("--out-dir", default="runs/course")
-    p_course.add_argument("--results", default="docs/course_times.json")
-    p_course.add_argument("--timeout", type=int, default=LEARNER_CELL_TIMEOUT_S, help="seconds per cell (default 1800)")
+    p_course.add_argument("--notebooks-dir", default="notebooks", kind=INPUT_DIR)
+    p_course.add_argument("--out-dir", default="runs/course", kind=OUTPUT_DIR, replace_check=False)
+    p_course.add_argument("--results", default="docs/course_times.json", kind=OUTPUT_FILE, owned=_is_times_file)
+    p_course.add_argument("--timeout", type=int_arg("--timeout", 1, 24 * 3600, example=LEARNER_CELL_TIMEOUT_S),
+                          default=LEARNER_CELL_TIMEOUT_S, help="seconds per cell (default 1800)")
     p_update = sub.add_parser("update-catalogs", help="add new English texts to i18n/zh_CN/*.po, mark changed ones fuzzy")
-    p_update.add_argument("notebooks", nargs="*", help="default: every notebooks/NN_*.ipynb")
+    p_update.add_argument("notebooks", nargs="*", kind=INPUT_FILE, fmt="ipynb", help="default: every notebooks/NN_*.ipynb")
     p_translate = sub.add_parser("translate", help="write notebooks/zh/ from the English notebooks and the catalogs")
-    p_translate.add_argument("notebooks", nargs="*", help="default: every notebooks/NN_*.ipynb")
+    p_translate.add_argument("notebooks", nargs="*", kind=INPUT_FILE, fmt="ipynb", help="default: every notebooks/NN_*.ipynb")
     p_translate.add_argument("--strict", action="store_true",
                              help="exit 1 if any text is untranslated or fuzzy (nothing is written)")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv=None) -> int:
+    from glmcourse.cli import run_cli
+
+    try:
+        args = build_parser().parse_args(argv)  # the guard: every notebook named exists and is a notebook
+    except SystemExit as stop:
+        return stop.code
+    status = []
+    code = run_cli(lambda: status.append(_main(args)))
+    return status[0] if status and code == 0 else code
+
+
+def _main(args) -> int:
     if args.command == "run":
         failed = 0
         for nb_path in args.notebooks:

@@ -20,7 +20,8 @@ checked before the model loads; pre-flight checks (trainable parameters > 0 and 
 non-zero prefix gradient at step 1); a guard that stops on a NaN/inf loss or a loss stuck at 0; only the prefix
 saved (safetensors + ptuning_config.json), atomically, at every save step and at the end; checkpoints that hold
 the prefix, not the 6B base; greedy held-out exact match with --predict_with_generate; and an --output_dir
-that is never emptied unless --overwrite_output_dir says so.
+that is never emptied unless --overwrite_output_dir says so. Resume behaves as finetune's (its docstring):
+never past --max_steps; a missing or damaged optimizer/scheduler/RNG state starts afresh with a note.
 """
 from __future__ import annotations
 
@@ -53,54 +54,95 @@ def _say(*args):
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
+def foreign_output_entries(folder) -> list[str]:
+    """Names in --output_dir that no P-Tuning run writes (the user's own files): the guard refuses those."""
+    from glmcourse.files import OUTPUT_MARKER
+
+    ours = set(OURS) | {OUTPUT_MARKER, "runs"}
+    return [p.name for p in Path(folder).iterdir() if p.name not in ours and not CHECKPOINT.match(p.name)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     import glmcourse
+    from glmcourse.cli import (INPUT_FILE, MODEL_DIR, OUTPUT_DIR, TEXT, CourseParser, float_arg, int_arg,
+                               seed_arg)
     from glmcourse.data import str2bool
 
     d = LEARNER_DEFAULTS
-    p = argparse.ArgumentParser(prog="python -m glmcourse.ptuning", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = CourseParser(prog="python -m glmcourse.ptuning", description=__doc__.splitlines()[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--do_train", action="store_true", help="accepted for train.sh; this command always trains")
-    p.add_argument("--train_file", required=True, help="JSON lines, one object per line (prompt/response columns)")
-    p.add_argument("--validation_file", default=None, help="held-out JSON lines, scored with --predict_with_generate")
+    p.add_argument("--train_file", required=True, kind=INPUT_FILE, fmt="jsonl",
+                   help="JSON lines, one object per line (prompt/response columns)")
+    p.add_argument("--validation_file", default=None, kind=INPUT_FILE, fmt="jsonl",
+                   help="held-out JSON lines, scored with --predict_with_generate")
     p.add_argument("--prompt_column", default="prompt")
     p.add_argument("--response_column", default="response")
     p.add_argument("--history_column", default=None, help="a column of [[query, response], ...] past turns")
     p.add_argument("--overwrite_cache", action="store_true", help="accepted for train.sh; rows are tokenized afresh "
                    "every run, so there is no cache to go stale")
-    p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, help="the base (default: the course model)")
-    p.add_argument("--output_dir", required=True, help="prefix, loss log, checkpoints and predictions go here")
+    p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, kind=MODEL_DIR,
+                   help="the base (default: the course model)")
+    p.add_argument("--output_dir", required=True, kind=OUTPUT_DIR, replace_check=False,  # deletes only its own files
+                   overwrite_flag="--overwrite_output_dir",
+                   help="prefix, loss log, checkpoints and predictions go here")
     p.add_argument("--overwrite_output_dir", action="store_true",
                    help="start over in an --output_dir that holds an earlier run (deletes that run's files only)")
-    p.add_argument("--max_source_length", type=int, default=d["max_source_length"], help="prompt tokens + 1")
-    p.add_argument("--max_target_length", type=int, default=d["max_target_length"], help="answer tokens + 2")
-    p.add_argument("--per_device_train_batch_size", type=int, default=d["per_device_train_batch_size"])
-    p.add_argument("--per_device_eval_batch_size", type=int, default=32, help="prompts per generate() call")
-    p.add_argument("--gradient_accumulation_steps", type=int, default=d["gradient_accumulation_steps"])
+    p.add_argument("--max_source_length", type=int_arg("--max_source_length", 2, 2**20), within_context=True,
+                   default=d["max_source_length"], help="prompt tokens + 1")
+    p.add_argument("--max_target_length", type=int_arg("--max_target_length", 3, 2**20), within_context=True,
+                   default=d["max_target_length"], help="answer tokens + 2")
+    p.add_argument("--per_device_train_batch_size", type=int_arg("--per_device_train_batch_size", 1, 2**16),
+                   default=d["per_device_train_batch_size"])
+    p.add_argument("--per_device_eval_batch_size", type=int_arg("--per_device_eval_batch_size", 1, 2**16), default=32,
+                   help="prompts per generate() call")
+    p.add_argument("--gradient_accumulation_steps", type=int_arg("--gradient_accumulation_steps", 1, 2**16),
+                   default=d["gradient_accumulation_steps"])
     p.add_argument("--predict_with_generate", action="store_true",
                    help="after training, greedy answers for --validation_file and their exact match")
-    p.add_argument("--max_steps", type=int, default=d["max_steps"], help="optimizer steps")
-    p.add_argument("--logging_steps", type=int, default=d["logging_steps"])
-    p.add_argument("--save_steps", type=int, default=d["save_steps"], help="checkpoint + prefix every N steps")
-    p.add_argument("--save_total_limit", type=int, default=d["save_total_limit"], help="checkpoints kept")
-    p.add_argument("--learning_rate", type=float, default=d["learning_rate"])
-    p.add_argument("--pre_seq_len", type=int, default=d["pre_seq_len"], help="prefix positions per layer")
+    p.add_argument("--max_steps", type=int_arg("--max_steps", 1, 10**9), default=d["max_steps"], help="optimizer steps")
+    p.add_argument("--logging_steps", type=int_arg("--logging_steps", 1, 10**9), default=d["logging_steps"])
+    p.add_argument("--save_steps", type=int_arg("--save_steps", 1, 10**9), default=d["save_steps"],
+                   help="checkpoint + prefix every N steps")
+    p.add_argument("--save_total_limit", type=int_arg("--save_total_limit", 1, 10**6), default=d["save_total_limit"],
+                   help="checkpoints kept")
+    p.add_argument("--learning_rate", type=float_arg("--learning_rate", 0, 1, lo_open=True), default=d["learning_rate"])
+    p.add_argument("--pre_seq_len", type=int_arg("--pre_seq_len", 1, 2**20, example=128), within_context=True,
+                   default=d["pre_seq_len"], help="prefix positions per layer (at most the model's context)")
     p.add_argument("--prefix_projection", type=str2bool, nargs="?", const=True, default=d["prefix_projection"],
-                   help="produce the prefix through a 2-layer MLP (--prefix_projection, or true/false)")
-    p.add_argument("--quantization_bit", type=int, default=None, help="4 or 8: model.quantize(bits) on the base; "
-                   "the prefix stays floating point")
+                   kind=TEXT, help="produce the prefix through a 2-layer MLP (--prefix_projection, or true/false)")
+    p.add_argument("--quantization_bit", type=int_arg("--quantization_bit", 4, 8, example=4), choices=[4, 8], default=None,
+                   help="4 or 8: model.quantize(bits) on the base; the prefix stays floating point")
     p.add_argument("--resume_from_checkpoint", nargs="?", const="last", default=None,
                    help="continue from a checkpoint folder; no value: the last complete one in --output_dir")
-    p.add_argument("--seed", type=int, default=42, help="seeds the prefix's initial values, dropout and data order")
+    p.add_argument("--seed", type=seed_arg(), default=42,
+                   help="seeds the prefix's initial values, dropout and data order")
     return p
 
 
+def is_ptuning_rows(path) -> bool:
+    """True for a JSON-lines file whose every line is an object with prompt and response: convert's own output."""
+    try:
+        lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        return bool(lines) and all({"prompt", "response"} <= set(json.loads(line)) for line in lines)
+    except (OSError, ValueError, TypeError, RecursionError):
+        return False
+
+
 def convert_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m glmcourse.ptuning convert",
-                                description="Alpaca JSON (instruction/input/output) -> P-Tuning JSON lines "
-                                            "(prompt/response, and history when a record has one).")
-    p.add_argument("--data_path", required=True, help="an Alpaca JSON array, e.g. data/lora_train.json")
-    p.add_argument("--save_path", required=True, help="the JSON-lines file to write (e.g. runs/ptuning_data/train.json)")
+    from glmcourse.cli import INPUT_FILE, OUTPUT_FILE, CourseParser
+
+    p = CourseParser(prog="python -m glmcourse.ptuning convert",
+                     description="Alpaca JSON (instruction/input/output) -> P-Tuning JSON lines "
+                                 "(prompt/response, and history when a record has one).")
+    p.add_argument("--data_path", required=True, kind=INPUT_FILE, fmt="json",
+                   help="an Alpaca JSON array, e.g. data/lora_train.json")
+    p.add_argument("--save_path", required=True, kind=OUTPUT_FILE, owned=is_ptuning_rows,
+                   overwrite_flag="--overwrite_output_dir",
+                   help="the JSON-lines file to write (e.g. runs/ptuning_data/train.json); an existing file is "
+                        "replaced only when it is an earlier output of convert")
+    p.add_argument("--overwrite_output_dir", action="store_true",
+                   help="replace --save_path even if it is not an earlier output of convert")
     p.add_argument("--style", choices=["instruction", "chat"], default="instruction",
                    help="instruction: the LoRA lesson's 'Instruction: ... Answer: ' prompt; chat: the bare chat query")
     return p
@@ -109,8 +151,11 @@ def convert_parser() -> argparse.ArgumentParser:
 def convert(data_path, save_path, style: str = "instruction") -> int:
     """Alpaca JSON -> P-Tuning JSON lines (ensure_ascii=False, one object per line), written atomically."""
     from glmcourse.data import load_alpaca
-    from glmcourse.files import atomic_write
+    from glmcourse.files import atomic_write, is_same_or_inside
 
+    if is_same_or_inside(save_path, data_path):
+        raise PTuningError(f"--save_path {save_path}: is --data_path {data_path}; writing it would destroy the input. "
+                           f"Choose another --save_path, e.g. runs/ptuning_data/train.json.")
     records = load_alpaca(data_path)
     with atomic_write(save_path) as out:
         for record in records:
@@ -118,8 +163,37 @@ def convert(data_path, save_path, style: str = "instruction") -> int:
     return len(records)
 
 
+def check_paths(train_file, validation_file, model_path, output_dir, overwrite: bool, s: dict) -> None:
+    """What the command line's guard checks, for callers of train() too: the files, the folders and the context."""
+    from glmcourse import cli
+
+    try:
+        cli.check_input_content(train_file, "--train_file", "jsonl")
+        if validation_file:
+            cli.check_input_content(validation_file, "--validation_file", "jsonl")
+        cli.check_model_dir(model_path, "--model_name_or_path")
+        cli.check_not_course_model(output_dir, "--output_dir")
+        inputs = [("--train_file", train_file), ("--validation_file", validation_file),
+                  ("--model_name_or_path", model_path if Path(model_path).exists() else None)]
+        cli.check_output_dir(output_dir, "--output_dir", inputs=inputs, overwrite=True)  # its own files only
+    except cli.UsageError as err:
+        raise PTuningError(str(err)) from None
+    context = cli.model_context(model_path)
+    if context and int(s["pre_seq_len"]) > context:
+        raise PTuningError(f"--pre_seq_len {s['pre_seq_len']}: more prefix positions than the model's context of "
+                           f"{context} tokens ({model_path}/config.json); pass {context} or less (the lesson uses "
+                           f"{LEARNER_DEFAULTS['pre_seq_len']}, train.sh 128 for the 6B model).")
+
+
 def check_settings(s: dict) -> None:
     """Every numeric flag, before anything slow (known-failures #8)."""
+    if s.get("seed") is not None:
+        from glmcourse.cli import SEED_RANGE, UsageError, check_int
+
+        try:
+            check_int(s["seed"], "--seed", *SEED_RANGE, example=42)
+        except UsageError as err:
+            raise PTuningError(str(err)) from None
     for key in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                 "max_steps", "save_steps", "logging_steps", "pre_seq_len"):
         if s.get(key) is not None and int(s[key]) < 1:
@@ -212,9 +286,31 @@ def checkpoints(output_dir) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT.match(p.name).group(1)))
 
 
+def checkpoint_problem(path) -> str | None:
+    """Why a P-Tuning checkpoint cannot be resumed from (None when it can): a file missing (the Trainer writes
+    trainer_state.json last, so an interrupted save lacks it) or damaged. Optimizer/RNG state: see
+    finetune.resume_hooks (a fresh one, with a note)."""
+    from glmcourse.loading import ModelFileError, check_safetensors
+
+    path = Path(path)
+    for name in ("trainer_state.json", PREFIX_WEIGHTS, PTUNING_CONFIG):
+        if not (path / name).is_file():
+            return f"{name} is missing (interrupted while saving)"
+    try:
+        int(json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+        config = json.loads((path / PTUNING_CONFIG).read_text(encoding="utf-8"))
+        int(config["pre_seq_len"]), bool(config["prefix_projection"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        return "trainer_state.json or ptuning_config.json is damaged (not the JSON this command writes)"
+    try:
+        check_safetensors(path / PREFIX_WEIGHTS)
+    except ModelFileError:
+        return f"{PREFIX_WEIGHTS} is damaged (truncated or not safetensors)"
+    return None
+
+
 def is_complete_checkpoint(path) -> bool:
-    """The Trainer writes trainer_state.json last, so its presence marks a finished save."""
-    return all((Path(path) / n).exists() for n in ("trainer_state.json", PREFIX_WEIGHTS, PTUNING_CONFIG))
+    return checkpoint_problem(path) is None
 
 
 def resolve_resume(resume, output_dir, pre_seq_len: int, prefix_projection: bool) -> str | None:
@@ -222,19 +318,22 @@ def resolve_resume(resume, output_dir, pre_seq_len: int, prefix_projection: bool
         return None
     if str(resume).lower() in {"last", "true", "yes", "1"}:
         found = checkpoints(output_dir)
-        complete = [c for c in found if is_complete_checkpoint(c)]
-        for broken in sorted(set(found) - set(complete)):
-            _say(f"note: {broken.name} is incomplete (interrupted while saving); skipped.")
+        problems = {c: checkpoint_problem(c) for c in found}
+        complete = [c for c in found if problems[c] is None]
+        for broken in found:
+            if problems[broken]:
+                _say(f"note: {broken.name} cannot be resumed from: {problems[broken]}; skipped.")
         if not complete:
             raise PTuningError(f"--resume_from_checkpoint: no complete checkpoint-N folder in {output_dir}; start "
                                f"without it (the first save happens after --save_steps steps).")
         path = complete[-1]
     else:
         path = Path(resume)
-        if not is_complete_checkpoint(path):
-            raise PTuningError(f"--resume_from_checkpoint {resume}: not a complete P-Tuning checkpoint (needs "
-                               f"trainer_state.json, {PREFIX_WEIGHTS}, {PTUNING_CONFIG}); pass a checkpoint-N folder, "
-                               f"or no value for the last one in --output_dir.")
+        problem = checkpoint_problem(path) if path.is_dir() else "not a folder"
+        if problem:
+            raise PTuningError(f"--resume_from_checkpoint {resume}: not a complete P-Tuning checkpoint ({problem}; "
+                               f"it needs trainer_state.json, {PREFIX_WEIGHTS}, {PTUNING_CONFIG}); pass a checkpoint-N "
+                               f"folder, or no value for the last one in --output_dir.")
     config = json.loads((path / PTUNING_CONFIG).read_text(encoding="utf-8"))
     if (config["pre_seq_len"], config["prefix_projection"]) != (pre_seq_len, bool(prefix_projection)):
         raise PTuningError(f"{path} was trained with --pre_seq_len {config['pre_seq_len']}"
@@ -372,15 +471,18 @@ def train(train_file, output_dir, *, validation_file=None, prompt_column="prompt
     s = dict(LEARNER_DEFAULTS)
     s.update({k: v for k, v in settings_given.items() if v is not None})
     s["quantization_bit"], s["per_device_eval_batch_size"] = quantization_bit, per_device_eval_batch_size
-    check_settings(s)
+    check_settings(s | {"seed": seed})
     quiet = settings.QUIET if quiet is None else quiet
     output_dir, model_path = Path(output_dir), str(model_name_or_path or glmcourse.COURSE_MODEL)
+    check_paths(train_file, validation_file, model_path, output_dir, overwrite_output_dir, s)
     if predict_with_generate and not validation_file:
         raise PTuningError("--predict_with_generate needs --validation_file (the held-out rows to answer).")
     # every data row is read and checked before the model loads
     train_rows = read_rows(train_file, prompt_column, response_column, history_column)
     eval_rows = read_rows(validation_file, prompt_column, response_column, history_column) if validation_file else None
     resume = resolve_resume(resume_from_checkpoint, output_dir, int(s["pre_seq_len"]), bool(s["prefix_projection"]))
+    if resume:  # never past --max_steps (as finetune)
+        finetune.check_resume_step(resume, s["max_steps"], PTuningError)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     dataset, counts = tokenize_rows(tokenizer, train_rows, s["max_source_length"], s["max_target_length"],
                                     bool(history_column), source=str(train_file))
@@ -405,7 +507,7 @@ def train(train_file, output_dir, *, validation_file=None, prompt_column="prompt
         learning_rate=float(s["learning_rate"]), remove_unused_columns=False, logging_steps=int(s["logging_steps"]),
         logging_first_step=True, report_to="none", seed=seed, data_seed=seed, disable_tqdm=quiet, use_cpu=cpu,
         dataloader_pin_memory=not cpu, label_names=["labels"], weight_decay=0.0, warmup_steps=0)
-    trainer = _trainer_class()(model=model, args=args, train_dataset=dataset,
+    trainer = finetune.resume_hooks(_trainer_class())(model=model, args=args, train_dataset=dataset,
                                data_collator=ptuning.PrefixCollator(ptuning.special_ids(tokenizer)["pad"]),
                                callbacks=[preflight, guard, PrefixSaver(output_dir, guard), loss_log, *callbacks])
     trainer.guard = guard
@@ -501,9 +603,14 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        parser = convert_parser() if argv[:1] == ["convert"] else build_parser()
+        parser.parse_args(argv[1:] if argv[:1] == ["convert"] else argv)  # the guard, before anything slow
+    except SystemExit as stop:  # --help, or a bad flag (one line, status 2)
+        return stop.code
+    try:
         with sigterm_as_exit():
             if argv[:1] == ["convert"]:
-                args = convert_parser().parse_args(argv[1:])
+                args = convert_parser().parse_args(argv[1:])  # the guard: exit 2 on a bad path
                 n = convert(args.data_path, args.save_path, args.style)
                 print(f"{n} records -> {args.save_path} (prompt/response JSON lines, style {args.style})")
                 return 0

@@ -12,7 +12,6 @@ no widget JavaScript (an interactive widget shows a note saying where it runs).
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -172,6 +171,10 @@ def check_notebooks(notebooks_dir: Path) -> None:
     if missing:
         raise UsageError(f"--notebooks {notebooks_dir}: the English and zh/ lessons differ ({', '.join(missing)}); "
                          f"run `python -m glmcourse.nbtools translate` to write notebooks/zh/.")
+    from glmcourse.nbtools import read_notebook
+
+    for notebook in english + chinese:  # a damaged one is named here, not deep inside Sphinx
+        read_notebook(notebook)
 
 
 def build_site(out: Path, notebooks_dir: Path, overwrite: bool = False) -> None:
@@ -198,16 +201,23 @@ def build_site(out: Path, notebooks_dir: Path, overwrite: bool = False) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog=TOOL, description="Build the static HTML site of the executed "
-                                     "lessons (English and 中文) from the committed notebooks; nothing is run.")
-    parser.add_argument("--out", type=Path, default=Path("runs/site"),
+def build_parser():
+    from glmcourse.cli import INPUT_DIR, OUTPUT_DIR, CourseParser
+
+    parser = CourseParser(prog=TOOL, description="Build the static HTML site of the executed "
+                          "lessons (English and 中文) from the committed notebooks; nothing is run.")
+    parser.add_argument("--out", type=Path, default=Path("runs/site"), kind=OUTPUT_DIR,
+                        overwrite_flag="--overwrite_output_dir",
                         help="the site folder, replaced as a whole (default: runs/site)")
-    parser.add_argument("--notebooks", type=Path, default=REPO_ROOT / "notebooks",
+    parser.add_argument("--notebooks", type=Path, default=REPO_ROOT / "notebooks", kind=INPUT_DIR,
                         help="the English lessons NN_*.ipynb, the Chinese ones in its zh/ (default: notebooks)")
     parser.add_argument("--overwrite_output_dir", action="store_true",
                         help="replace --out even if it holds files this command did not write")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:

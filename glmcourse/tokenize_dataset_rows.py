@@ -28,24 +28,32 @@ from glmcourse.data import (
 )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser():
     import glmcourse
+    from glmcourse.cli import INPUT_FILE, MODEL_DIR, OUTPUT_DIR, TEXT, CourseParser, int_arg
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jsonl_path", required=True, help="context/target JSONL from cover_alpaca2jsonl")
-    parser.add_argument("--save_path", required=True, help="folder for the tokenized dataset (save_to_disk)")
-    parser.add_argument("--max_seq_length", type=int, default=200, help="longest row in tokens (default 200)")
+    parser = CourseParser(prog="python -m glmcourse.tokenize_dataset_rows", description=__doc__.splitlines()[0])
+    parser.add_argument("--jsonl_path", required=True, kind=INPUT_FILE, fmt="jsonl",
+                        help="context/target JSONL from cover_alpaca2jsonl")
+    parser.add_argument("--save_path", required=True, kind=OUTPUT_DIR, owned=foreign_dataset_entries,
+                        overwrite_flag="--overwrite_output_dir", help="folder for the tokenized dataset (save_to_disk)")
+    parser.add_argument("--max_seq_length", type=int_arg("--max_seq_length", 1, 2**20, example=200), default=200,
+                        within_context=True, help="longest row in tokens (default 200)")
     parser.add_argument(
-        "--skip_overlength", type=str2bool, nargs="?", const=True, default=False,
+        "--skip_overlength", type=str2bool, nargs="?", const=True, default=False, kind=TEXT,
         help="true: drop rows longer than max_seq_length; false (default): truncate their target",
     )
-    parser.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, help="tokenizer (default: the course model)")
+    parser.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, kind=MODEL_DIR, help="tokenizer (default: the course model)")
     parser.add_argument("--overwrite_output_dir", action="store_true",
                         help="replace --save_path even if it holds files this command did not write")
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="allow the tokenizer folder's own Python code to run (off: the course's tokenizer "
                              "is built in; read that code first)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def load_tokenizer(path, trust_remote_code: bool = False):
@@ -82,7 +90,10 @@ def model_context(path) -> int | None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)  # the guard: exit 2 with one line on a bad path or number
+    except SystemExit as stop:
+        return stop.code
 
     def body():
         check_max_seq_length(args.max_seq_length)  # fail before any work

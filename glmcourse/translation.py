@@ -265,9 +265,24 @@ def _ref_cell_ids(entry) -> set[str]:
 
 
 def load_catalog(path):
+    """A .po catalog; a damaged one (merge conflict, not UTF-8, cut short, a garbage line) is a one-line
+    ``cli.UsageError`` naming the file, the line and the fix, never polib's traceback."""
     import polib
 
-    return polib.pofile(str(path), wrapwidth=WRAP)
+    from glmcourse.cli import UsageError, read_text
+
+    fix = ("restore it with `git checkout -- {p}` (or from your copy), then run python -m glmcourse.nbtools "
+           "update-catalogs").format(p=path)
+    text = read_text(path, f"catalog {path}")
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith(("<<<<<<<", ">>>>>>>")) or line.rstrip() == "=======":
+            raise UsageError(f"catalog {path}: line {number} is a git merge-conflict marker; resolve the conflict "
+                             f"(keep one side of each block), or {fix}.")
+    try:
+        return polib.pofile(text, wrapwidth=WRAP)
+    except Exception as err:  # noqa: BLE001 - polib raises OSError/ValueError/its own errors for bad syntax
+        raise UsageError(f"catalog {path}: not a valid .po file ({' '.join(str(err).split())}); fix that line, "
+                         f"or {fix}.") from None
 
 
 def _new_catalog(name: str, old=None):

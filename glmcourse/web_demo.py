@@ -12,7 +12,6 @@ before the model is loaded. Needs the ``web`` extra: ``pip install -e '.[web]'``
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -104,6 +103,34 @@ def safe_markdown(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------ one turn
+def _text_of(content) -> str:
+    """The text of one chat message as gradio hands it over (a string, or a list of content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("content") or "")
+    if isinstance(content, (list, tuple)):
+        return "".join(_text_of(part) for part in content)
+    return ""
+
+
+def history_from(messages, state) -> list:
+    """The (query, response) pairs of the conversation the client sent, and nothing else.
+
+    ``state`` (the page's hidden raw history) is used only when it is exactly the conversation shown in
+    ``messages``; otherwise (an API call, an edited chat) the pairs are read from ``messages`` themselves,
+    skipping turns that were not answered. So an API call with an empty history gets an answer with none.
+    """
+    shown = [(m.get("role"), _text_of(m.get("content"))) for m in (messages or []) if isinstance(m, dict)]
+    pairs = [(shown[i][1], shown[i + 1][1]) for i in range(0, len(shown) - 1, 2)
+             if shown[i][0] == "user" and shown[i + 1][0] == "assistant"
+             and not shown[i + 1][1].startswith("*(not answered")]
+    given = [t for t in (state or []) if isinstance(t, (list, tuple)) and len(t) == 2]
+    if len(given) == len(pairs) and all((safe_markdown(q), safe_markdown(r)) == pair for (q, r), pair in zip(given, pairs)):
+        return given  # the page's own raw history, exactly what it shows
+    return [tuple(p) for p in pairs]
+
+
 def respond(model, tokenizer, query: str, messages: list, history: list, max_length, top_p, temperature,
             max_new_tokens=None):
     """Stream one answer into the chat box. Yields ``(messages, history, textbox_value)``.
@@ -114,7 +141,11 @@ def respond(model, tokenizer, query: str, messages: list, history: list, max_len
     of range) shows one line in the chat box and keeps the history as it was.
     """
     from glmcourse.chat import stream_chat
+    from glmcourse.cli import clean_text
 
+    messages = list(messages or [])
+    history = history_from(messages, history)
+    query = clean_text(query) if isinstance(query, str) else ""
     if not query or not query.strip():
         yield messages, history, query
         return
@@ -169,6 +200,10 @@ def build_demo(model, tokenizer, max_new_tokens=None):
                                        info=note)
                 top_p = gr.Slider(0.01, 1.0, value=DEFAULTS["top_p"], step=0.01, label="Top P")
                 temperature = gr.Slider(0.01, 1.5, value=DEFAULTS["temperature"], step=0.01, label="Temperature")
+        for slider in (max_length, top_p, temperature):
+            # gradio's own range check fails with a server traceback on a value it cannot compare (an API
+            # call's None or text); respond() checks every setting and answers with one line instead
+            slider.preprocess = lambda payload: payload
         inputs = [user_input, chatbot, history, max_length, top_p, temperature]
         outputs = [chatbot, history, user_input]
         submit.click(on_submit, inputs, outputs, concurrency_limit=1)
@@ -177,17 +212,23 @@ def build_demo(model, tokenizer, max_new_tokens=None):
     return demo
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.web_demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, help="model folder (default: the course model)")
+def build_parser():
+    from glmcourse.cli import MODEL_DIR, CourseParser
+
+    parser = CourseParser(prog="python -m glmcourse.web_demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, kind=MODEL_DIR, help="model folder (default: the course model)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=port_arg("--port"), default=7860, help="port, 1-65535 (default 7860)")
-    parser.add_argument("--max_new_tokens", type=int_arg("--max_new_tokens", 1, None, example=128), default=None,
+    parser.add_argument("--max_new_tokens", type=int_arg("--max_new_tokens", 1, 2**20, example=128), default=None,
                         help="at most this many reply tokens, >= 1 (default: whatever fits Maximum length)")
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="allow the model folder's own Python code to run (off by default; the course model "
                              "needs none). Read that code first.")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
@@ -198,6 +239,9 @@ def main(argv=None) -> int:
         print("web_demo needs gradio, the `web` extra: pip install -e '.[web]'", file=sys.stderr)
         return 2
     try:
+        if ":" in args.host:
+            raise UsageError(f"--host {args.host}: IPv6 addresses are not supported by the web demo (gradio serves "
+                             f"IPv4); use 127.0.0.1 (this machine only), or 0.0.0.0 for every IPv4 address.")
         check_port_free(args.host, args.port)
     except UsageError as err:
         print(f"web_demo: {err}", file=sys.stderr)

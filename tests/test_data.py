@@ -557,8 +557,9 @@ def test_upstream_type_bool_parses_false_as_true():
     assert parser.parse_args(["--skip_overlength", "False"]).skip_overlength is True
 
 
-def test_cli_parses_skip_overlength_strictly(capsys):
-    base = ["--jsonl_path", "x.jsonl", "--save_path", "out"]
+def test_cli_parses_skip_overlength_strictly(capsys, tmp_path):
+    (tmp_path / "x.jsonl").write_text('{"context": "c", "target": "t"}\n')
+    base = ["--jsonl_path", str(tmp_path / "x.jsonl"), "--save_path", str(tmp_path / "out")]
     assert tokenize_dataset_rows.parse_args(base + ["--skip_overlength", "False"]).skip_overlength is False
     assert tokenize_dataset_rows.parse_args(base + ["--skip_overlength", "true"]).skip_overlength is True
     assert tokenize_dataset_rows.parse_args(base).skip_overlength is False
@@ -577,7 +578,7 @@ def test_converter_cli_counts_and_exit_status(tmp_path, capsys):
     assert cover_alpaca2jsonl.main(["--data_path", str(MALFORMED / "utf8_bom.json"), "--save_path", str(out)]) == 0
     assert "converted 2 records" in capsys.readouterr().out
     assert len(out.read_text().splitlines()) == 2
-    assert cover_alpaca2jsonl.main(["--data_path", str(MALFORMED / "gbk.json"), "--save_path", str(out)]) == 1
+    assert cover_alpaca2jsonl.main(["--data_path", str(MALFORMED / "gbk.json"), "--save_path", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "GBK" in err and "Traceback" not in err
 
@@ -588,7 +589,7 @@ def test_converter_cli_reports_os_errors_and_restores_the_sigterm_handler(tmp_pa
     before = signal.getsignal(signal.SIGTERM)
     code = cover_alpaca2jsonl.main(["--data_path", str(MALFORMED / "utf8_bom.json"),
                                     "--save_path", str(blocker / "rows.jsonl")])
-    assert code == 1 and capsys.readouterr().err.startswith("error: ")
+    assert code == 2 and capsys.readouterr().err.startswith("error: ")  # refused by the guard
     assert signal.getsignal(signal.SIGTERM) is before
 
 
@@ -610,7 +611,7 @@ def test_converter_module_exits_non_zero_without_a_traceback(tmp_path):
 def test_tokenize_cli_checks_max_seq_length_before_reading(tmp_path, capsys):
     code = tokenize_dataset_rows.main(["--jsonl_path", str(tmp_path / "missing.jsonl"), "--save_path",
                                        str(tmp_path / "out"), "--max_seq_length", "0"])
-    assert code == 1 and "max_seq_length=0 is too small" in capsys.readouterr().err
+    assert code == 2 and "--max_seq_length: 0: out of range" in capsys.readouterr().err  # before reading
 
 
 @pytest.fixture()
@@ -782,4 +783,4 @@ def test_max_seq_length_beyond_the_models_context_is_refused(tmp_path, capsys):
     code = tokenize_dataset_rows.main(["--jsonl_path", str(src), "--save_path", str(tmp_path / "tok"),
                                        "--max_seq_length", "100000"])
     err = capsys.readouterr().err
-    assert code == 1 and "context of 512" in err and not (tmp_path / "tok").exists()
+    assert code == 2 and "context of 512" in err and not (tmp_path / "tok").exists()

@@ -77,8 +77,9 @@ def run_main(argv, capsys):
     return code, out.out, out.err
 
 
-def test_learner_defaults_need_only_the_two_paths():
-    args = finetune.build_parser().parse_args(["--dataset_path", "d", "--output_dir", "o"])
+def test_learner_defaults_need_only_the_two_paths(tmp_path):
+    (tmp_path / "d").mkdir()
+    args = finetune.build_parser().parse_args(["--dataset_path", str(tmp_path / "d"), "--output_dir", str(tmp_path / "o")])
     for key, value in finetune.LEARNER_DEFAULTS.items():
         assert getattr(args, key) == value
     assert args.model_name_or_path == glmcourse.COURSE_MODEL
@@ -153,18 +154,18 @@ def test_bad_inputs_are_explained(tiny, tmp_path, capsys):
     model_dir, data_dir = tiny
     common = ["--output_dir", tmp_path / "o", "--model_name_or_path", model_dir, "--max_steps", 1]
     code, _, err = run_main(["--dataset_path", tmp_path / "missing", *common], capsys)
-    assert code == 1 and "tokenize_dataset_rows" in err
+    assert code == 2 and "--dataset_path" in err and "no such folder" in err
     code, _, err = run_main(["--dataset_path", data_dir, *common, "--target_modules", "q_proj"], capsys)  # #13
     assert code == 1 and "q_proj" in err and "attention.query_key_value" in err
     code, _, err = run_main(["--dataset_path", data_dir, *common, "--resume_from_checkpoint"], capsys)
     assert code == 1 and "no complete checkpoint" in err
-    with pytest.raises(SystemExit) as stop:  # refused by argparse, before anything loads
-        run_main(["--dataset_path", data_dir, *common, "--learning_rate", "0"], capsys)
-    assert stop.value.code == 2 and "--learning_rate" in capsys.readouterr().err
+    code, _, err = run_main(["--dataset_path", data_dir, *common, "--learning_rate", "0"], capsys)
+    assert code == 2 and "--learning_rate" in err  # refused by the guard, before anything loads
     import importlib.util
 
     if importlib.util.find_spec("deepspeed") is None:
-        code, _, err = run_main(["--dataset_path", data_dir, *common, "--deepspeed", "ds.json"], capsys)
+        (tmp_path / "ds.json").write_text("{}")
+        code, _, err = run_main(["--dataset_path", data_dir, *common, "--deepspeed", tmp_path / "ds.json"], capsys)
         assert code == 1 and "pip install deepspeed" in err
 
 
@@ -328,7 +329,7 @@ def test_output_dir_equal_to_the_dataset_is_refused(tiny, capsys):
     model_dir, data_dir = tiny
     before = sorted(p.name for p in Path(data_dir).iterdir())
     code, _, err = _train(data_dir, model_dir, data_dir, capsys)
-    assert code == 1 and "--output_dir" in err and "--dataset_path" in err
+    assert code == 2 and "--output_dir" in err and "--dataset_path" in err  # refused by the guard
     assert sorted(p.name for p in Path(data_dir).iterdir()) == before
 
 
@@ -373,11 +374,10 @@ def test_output_dir_that_is_a_file_is_a_clear_error(tiny, tmp_path, capsys):
     blocker.write_text("not a folder")
     for out in (blocker, blocker / "under"):
         code, _, err = _train(data_dir, model_dir, out, capsys)
-        assert code == 1 and "is a file" in err and "Traceback" not in err
+        assert code == 2 and "is a file" in err and "Traceback" not in err  # refused by the guard
 
 
-@pytest.mark.parametrize("damage", ["adapter_model.safetensors", "trainer_state.json", "adapter_config.json",
-                                    "optimizer.pt"])
+@pytest.mark.parametrize("damage", ["adapter_model.safetensors", "trainer_state.json", "adapter_config.json"])
 def test_resume_skips_a_damaged_checkpoint_and_says_why(tmp_path, capsys, damage):
     from safetensors.torch import save_file
 
@@ -396,6 +396,23 @@ def test_resume_skips_a_damaged_checkpoint_and_says_why(tmp_path, capsys, damage
     assert "checkpoint-4 cannot be resumed from" in out and damage in out
     with pytest.raises(lora.LoraError, match=damage):
         finetune.resolve_resume(str(tmp_path / "checkpoint-4"), tmp_path, 8)
+
+
+def test_a_damaged_or_missing_optimizer_or_rng_state_resumes_fresh_with_a_note(tmp_path):
+    """One behaviour, finetune and P-Tuning alike: the checkpoint is used, that state starts afresh, one note."""
+    for step in (2, 4):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        torch.save({"state": {}}, folder / "optimizer.pt")
+    (tmp_path / "checkpoint-4" / "optimizer.pt").write_bytes(b"\x80\x02trunc")
+    assert finetune.resume_state_problem(tmp_path / "checkpoint-4", "optimizer.pt") == \
+        "optimizer.pt is damaged (truncated or unreadable)"
+    assert finetune.resume_state_problem(tmp_path / "checkpoint-4", "rng_state.pth") == "rng_state.pth is missing"
+    assert finetune.resume_state_problem(tmp_path / "checkpoint-2", "optimizer.pt") is None
+    with pytest.raises(lora.LoraError, match="already at step 4, and --max_steps is 4"):
+        finetune.check_resume_step(tmp_path / "checkpoint-4", 4, lora.LoraError)
+    assert finetune.check_resume_step(tmp_path / "checkpoint-4", 5, lora.LoraError) == 4
 
 
 def test_a_damaged_loss_log_does_not_stop_a_resume(tiny, tmp_path, capsys):

@@ -14,6 +14,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -126,7 +127,7 @@ def test_a_decode_error_raised_by_input_is_caught_too(capsys):
     (["--temperature", "0"], "--temperature: 0: out of range; pass a number in (0, 2.0]"),
     (["--top_p", "5"], "--top_p: 5: out of range; pass a number in (0, 1]"),
     (["--top_p", "0"], "--top_p: 0: out of range"),
-    (["--max_new_tokens", "0"], "--max_new_tokens: 0: out of range; pass an integer >= 1"),
+    (["--max_new_tokens", "0"], "--max_new_tokens: 0: out of range; pass an integer in [1, "),
     (["--top_p", "lots"], "--top_p: 'lots': not a number"),
 ])
 def test_bad_demo_flags_are_refused_at_start_with_the_range(argv, expected, monkeypatch, capsys):
@@ -167,7 +168,7 @@ def test_converter_never_writes_over_its_input(tmp_path, capsys):
     src = write_alpaca(tmp_path / "data.json")
     before = src.read_bytes()
     for save in (src, tmp_path / "." / "data.json"):
-        assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(save)]) == 1
+        assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(save)]) == 2
         err = capsys.readouterr().err
         assert "--save_path" in err and "--data_path" in err and "destroy the input" in err
     assert src.read_bytes() == before
@@ -177,11 +178,11 @@ def test_converter_output_that_is_a_folder_or_under_a_file_is_a_clear_error(tmp_
     src = write_alpaca(tmp_path / "data.json")
     (tmp_path / "folder").mkdir()
     (tmp_path / "a_file").write_text("keep")
-    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(tmp_path / "folder")]) == 1
+    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(tmp_path / "folder")]) == 2
     assert "is a folder; give a file name" in capsys.readouterr().err
-    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(tmp_path / "a_file" / "x.jsonl")]) == 1
+    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(tmp_path / "a_file" / "x.jsonl")]) == 2
     assert "is a file, so nothing can be written under it" in capsys.readouterr().err
-    assert cover_alpaca2jsonl.main(["--data_path", str(tmp_path / "folder"), "--save_path", str(tmp_path / "o.jsonl")]) == 1
+    assert cover_alpaca2jsonl.main(["--data_path", str(tmp_path / "folder"), "--save_path", str(tmp_path / "o.jsonl")]) == 2
     assert "--data_path" in capsys.readouterr().err
     assert (tmp_path / "a_file").read_text() == "keep"
 
@@ -193,9 +194,9 @@ def test_converter_replaces_its_own_output_but_not_a_stranger_file(tmp_path, cap
     assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(out)]) == 0  # a rerun
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes")
-    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(notes)]) == 1
+    assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(notes)]) == 2
     err = capsys.readouterr().err
-    assert "not a context/target JSONL written by this converter" in err and "--overwrite_output_dir" in err
+    assert "already exists and was not written by this command" in err and "--overwrite_output_dir" in err
     assert notes.read_text() == "my notes"
     assert cover_alpaca2jsonl.main(["--data_path", str(src), "--save_path", str(notes), "--overwrite_output_dir"]) == 0
     assert len(notes.read_text().splitlines()) == 2
@@ -214,7 +215,7 @@ def test_retokenizing_into_a_folder_with_other_work_is_refused(rows_jsonl, tmp_p
     (work / "adapter_model.safetensors").write_bytes(b"precious")
     (work / data.PARAMS_FILE).write_text("{}")  # even beside a params file, other work is not ours
     args = ["--jsonl_path", str(rows_jsonl), "--save_path", str(work), "--max_seq_length", "30"]
-    assert tokenize_dataset_rows.main(args) == 1
+    assert tokenize_dataset_rows.main(args) == 2
     err = capsys.readouterr().err
     assert "adapter_model.safetensors" in err and "checkpoint-40" in err and "--overwrite_output_dir" in err
     assert (work / "adapter_model.safetensors").read_bytes() == b"precious" and (work / "checkpoint-40").is_dir()
@@ -226,16 +227,16 @@ def test_retokenizing_into_a_folder_with_other_work_is_refused(rows_jsonl, tmp_p
 
 def test_tokenize_refuses_a_file_as_output_and_an_input_inside_the_output(rows_jsonl, tmp_path, capsys):
     base = ["--jsonl_path", str(rows_jsonl), "--max_seq_length", "30"]
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(rows_jsonl)]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(rows_jsonl)]) == 2
     assert "the same as --jsonl_path" in capsys.readouterr().err
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path), "--overwrite_output_dir"]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path), "--overwrite_output_dir"]) == 2
     assert "holds --jsonl_path" in capsys.readouterr().err
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(rows_jsonl / "tok")]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(rows_jsonl / "tok")]) == 2
     assert "is inside --jsonl_path" in capsys.readouterr().err
     (tmp_path / "a_file").write_text("keep")
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path / "a_file" / "tok")]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path / "a_file" / "tok")]) == 2
     assert "is a file, so no folder can be made under it" in capsys.readouterr().err
-    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path / "a_file")]) == 1
+    assert tokenize_dataset_rows.main(base + ["--save_path", str(tmp_path / "a_file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert rows_jsonl.is_file()
 
@@ -392,11 +393,12 @@ def test_a_model_folders_python_code_runs_only_when_asked(tiny_dir, tmp_path):
     assert results["asked"] is True  # the marker does appear once the user asks: the test can fail
 
 
-def test_both_demos_have_a_trust_remote_code_flag_off_by_default():
+def test_both_demos_have_a_trust_remote_code_flag_off_by_default(rows_jsonl, tmp_path):
     for module in (cli_demo, web_demo):
         assert module.parse_args([]).trust_remote_code is False
         assert module.parse_args(["--trust_remote_code"]).trust_remote_code is True
-    assert tokenize_dataset_rows.parse_args(["--jsonl_path", "a", "--save_path", "b"]).trust_remote_code is False
+    assert tokenize_dataset_rows.parse_args(["--jsonl_path", str(rows_jsonl), "--save_path",
+                                             str(tmp_path / "b")]).trust_remote_code is False
 
 
 # ================================================================== E. ranges, ports, offline
@@ -467,11 +469,14 @@ def test_check_port_free_and_paths():
         cli.check_port_free("no-such-host.invalid", 7860)
 
 
+SHOWN_AB = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]  # the page shows history a/b
+
+
 def test_web_respond_refuses_zero_new_tokens_and_top_p_5_without_generating():
     model = ScriptedModel("ok")
     for kwargs in (dict(max_new_tokens=0), dict(top_p=5)):
         settings = dict(max_length=2048, top_p=0.7, temperature=0.95) | {k: v for k, v in kwargs.items() if k != "max_new_tokens"}
-        steps = list(web_demo.respond(model, TOK, "q", [], [("a", "b")], settings["max_length"], settings["top_p"],
+        steps = list(web_demo.respond(model, TOK, "q", SHOWN_AB, [("a", "b")], settings["max_length"], settings["top_p"],
                                       settings["temperature"], max_new_tokens=kwargs.get("max_new_tokens")))
         messages, history, box = steps[-1]
         assert "not answered" in messages[-1]["content"] and "out of range" in messages[-1]["content"]
@@ -481,7 +486,7 @@ def test_web_respond_refuses_zero_new_tokens_and_top_p_5_without_generating():
 
 def test_web_respond_keeps_the_history_when_a_message_does_not_fit():
     model = ScriptedModel("ok", max_sequence_length=512)
-    steps = list(web_demo.respond(model, TOK, "长" * 1400, [], [("a", "b")], 2048, 0.7, 0.95))
+    steps = list(web_demo.respond(model, TOK, "长" * 1400, SHOWN_AB, [("a", "b")], 2048, 0.7, 0.95))
     messages, history, _ = steps[-1]
     assert "too long" in messages[-1]["content"] and history == [("a", "b")] and model.calls == []
 
@@ -561,3 +566,181 @@ def test_launch_is_quiet_with_no_share_link_and_prints_its_own_address(monkeypat
     assert seen["quiet"] is True and seen["share"] is False and seen["server_name"] == "127.0.0.1"
     out = capsys.readouterr().out
     assert f"Running on local URL:  http://127.0.0.1:{port}" in out and "share=True" not in out
+
+
+# ================================================================== G. round 2 (issue 25): demos
+def test_web_api_uses_only_the_history_the_client_sends():
+    model = ScriptedModel("ok")
+    hidden = [("my name is Ada", "hello Ada")]  # the page's state from an earlier chat
+    steps = list(web_demo.respond(model, TOK, "what is my name?", [], hidden, 2048, 0.7, 0.95))
+    assert prompts_seen(model)[-1] == "what is my name?"  # no earlier round: the client sent none
+    assert [list(t) for t in steps[-1][1]] == [["what is my name?", "ok"]]
+    shown = [{"role": "user", "content": "my name is Ada"}, {"role": "assistant", "content": "hello Ada"}]
+    list(web_demo.respond(model, TOK, "again", shown, hidden, 2048, 0.7, 0.95))
+    assert prompts_seen(model)[-1].startswith("[Round 0]\n问：my name is Ada\n答：hello Ada")
+
+
+@pytest.mark.parametrize("values", [(None, 0.7, 0.95), (2048, "lots", 0.95), (2048, 0.7, float("nan")),
+                                    (10**9, 0.7, 0.95), (2048, -1, 0.95)])
+def test_web_out_of_range_api_values_get_one_line_in_the_chat(values):
+    model = ScriptedModel("ok")
+    messages, history, box = list(web_demo.respond(model, TOK, "hi", [], [], *values))[-1]
+    assert "not answered" in messages[-1]["content"] and model.calls == [] and box == "hi"
+
+
+def test_web_sliders_leave_range_checks_to_respond(tiny_dir):
+    from chat_fakes import tiny_chat_model
+
+    tok, model = tiny_chat_model()
+    demo = web_demo.build_demo(model, tok)
+    sliders = [b for b in demo.blocks.values() if type(b).__name__ == "Slider"]
+    assert len(sliders) == 3 and all(s.preprocess(None) is None and s.preprocess(10**9) == 10**9 for s in sliders)
+
+
+def test_web_host_ipv6_is_refused_clearly(monkeypatch, capsys):
+    no_model_load(monkeypatch)
+    assert web_demo.main(["--host", "::", "--port", "7861"]) == 2
+    err = capsys.readouterr().err
+    assert "--host ::: IPv6" in err and "0.0.0.0" in err and "Traceback" not in err
+
+
+def test_cli_demo_lone_surrogate_is_answered_not_a_traceback(capsys):
+    model = ScriptedModel("好")
+    assert cli_demo.run(model, TOK, {}, read=scripted(["a\ud800b", "stop"])) == 0
+    assert prompts_seen(model) == ["a\ufffdb"] and "Traceback" not in capsys.readouterr().out
+
+
+# ================================================================== H. round 2 (issue 25): lost work, readers, stray lines
+def test_make_data_keeps_an_edited_file_unless_asked(tmp_path, capsys):
+    from glmcourse import make_data
+
+    out = tmp_path / "data"
+    assert make_data.main(["--out", str(out)]) == 0
+    assert make_data.main(["--out", str(out)]) == 0  # its own files: a rerun is fine
+    (out / "lora_train.json").write_text("[]\n")
+    with pytest.raises(SystemExit) as stop:
+        make_data.main(["--out", str(out)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "lora_train.json differs" in err and "--overwrite_output_dir" in err
+    assert (out / "lora_train.json").read_text() == "[]\n"
+    assert make_data.main(["--out", str(out), "--overwrite_output_dir"]) == 0
+    assert len(json.loads((out / "lora_train.json").read_text())) > 100
+
+
+def test_build_course_model_keeps_a_folder_it_did_not_write(tmp_path, capsys):
+    from glmcourse import build_course_model
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    with pytest.raises(SystemExit) as stop:
+        build_course_model.main(["--out", str(folder)])
+    assert stop.value.code == 2 and "thesis.tex" in capsys.readouterr().err
+    assert (folder / "thesis.tex").read_text() == "precious"
+    assert build_course_model.foreign_model_entries(glmcourse.COURSE_MODEL) == []  # the shipped one is replaceable
+
+
+def test_ptuning_convert_never_writes_over_its_input_or_a_stranger_file(tmp_path, capsys):
+    from glmcourse import ptuning_train
+
+    src = write_alpaca(tmp_path / "data.json")
+    before = src.read_bytes()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for save in (src, notes):
+        assert ptuning_train.main(["convert", "--data_path", str(src), "--save_path", str(save)]) == 2
+    err = capsys.readouterr().err
+    assert "destroy the input" in err and "was not written by this command" in err
+    assert src.read_bytes() == before and notes.read_text() == "mine"
+    out = tmp_path / "rows.json"
+    assert ptuning_train.main(["convert", "--data_path", str(src), "--save_path", str(out)]) == 0
+    assert ptuning_train.main(["convert", "--data_path", str(src), "--save_path", str(out)]) == 0  # its own
+    assert ptuning_train.main(["convert", "--data_path", str(src), "--save_path", str(notes),
+                               "--overwrite_output_dir"]) == 0
+
+
+def test_ptuning_refuses_the_course_model_folder_a_bad_seed_and_a_huge_prefix(tmp_path, capsys):
+    from glmcourse import ptuning_train
+
+    rows = tmp_path / "t.json"
+    rows.write_text('{"prompt": "a", "response": "b"}\n')
+    base = ["--train_file", str(rows), "--output_dir", str(tmp_path / "o")]
+    for extra, expected in [(["--output_dir", glmcourse.COURSE_MODEL], "shipped course model"),
+                            (["--seed", "-1"], "--seed: -1: out of range"),
+                            (["--pre_seq_len", "100000"], "context of 512 tokens")]:
+        assert ptuning_train.main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("damage", ["conflict", "truncated", "gbk", "garbage"])
+def test_a_damaged_catalog_is_one_line_naming_the_file(tmp_path, damage):
+    from glmcourse import translation
+
+    good = sorted((REPO / "i18n" / "zh_CN").glob("0*.po"))[0].read_text(encoding="utf-8")
+    po = tmp_path / "x.po"
+    text = {"conflict": good.replace('msgid ""', '<<<<<<< HEAD\nmsgid ""', 1),
+            "truncated": good[: len(good) // 2] + 'msgid "abc', "garbage": good + "\nthis is garbage\n"}.get(damage)
+    po.write_bytes(good.encode("gb18030") if damage == "gbk" else text.encode("utf-8"))
+    with pytest.raises(cli.UsageError) as caught:
+        translation.load_catalog(po)
+    message = str(caught.value)
+    assert str(po) in message and "\n" not in message and ("line" in message or "UTF-8" in message)
+
+
+def test_nbtools_and_site_name_a_damaged_notebook(tmp_path, capsys):
+    from glmcourse import nbtools, site
+
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("{ not json")
+    for command in ("run", "clean"):
+        assert nbtools.main([command, str(bad)]) == 2
+        assert nbtools.main([command, str(tmp_path / "missing.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert "not valid JSON at line 1" in err and "no such file" in err and "Traceback" not in err
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(REPO / "notebooks", notebooks)
+    first = sorted(notebooks.glob("0*.ipynb"))[0]
+    first.write_text(first.read_text(encoding="utf-8")[:300], encoding="utf-8")
+    with pytest.raises(cli.UsageError, match=rf"notebook {re.escape(str(first))}: not valid JSON"):
+        site.check_notebooks(notebooks)
+
+
+def test_readers_name_utf16_deep_nesting_and_lone_surrogates(tmp_path):
+    u16 = tmp_path / "u16.json"
+    u16.write_bytes(json.dumps(ALPACA).encode("utf-16-le"))  # no byte-order mark
+    with pytest.raises(data.DataError, match="UTF-16 text") as caught:
+        data.load_alpaca(u16)
+    assert "trailing comma" not in str(caught.value)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(data.DataError, match="nested too deeply"):
+        data.load_alpaca(deep)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"context": "a\\ud800", "target": "b"}\n')
+    with pytest.raises(data.DataError, match=r"line 1: holds \\ud800, a lone surrogate"):
+        data.load_jsonl(rows)
+
+
+def test_bench_only_with_a_typo_exits_2_naming_the_sections(capsys):
+    from glmcourse import bench
+
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--only", "lorra"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "'lorra' matches no section" in err and "'05-06 LoRA'" in err
+
+
+def test_training_runs_end_without_the_trainers_metrics_dict(capsys):
+    from types import SimpleNamespace
+
+    from glmcourse import finetune
+
+    written = []
+    progress = finetune._progress_class()()
+    progress.training_bar = SimpleNamespace(write=written.append)
+    state = SimpleNamespace(is_world_process_zero=True)
+    progress.on_log(None, state, None, logs={"loss": 1.0})
+    progress.on_log(None, state, None, logs={"train_runtime": 1.9, "train_loss": 5.8})
+    assert len(written) == 1 and "loss" in written[0]  # the step's loss is shown; the closing dict is not

@@ -39,7 +39,8 @@ def test_respond_ignores_an_empty_message_and_passes_the_sliders():
     model = ScriptedModel("ok")
     assert list(web_demo.respond(model, TOK, "  ", [], [], 2048, 0.7, 0.95)) == [([], [], "  ")]
     assert model.calls == []
-    list(web_demo.respond(model, TOK, "q", [], [("a", "b")], 100.0, 0.5, 0.3))
+    shown = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]  # what the page shows
+    list(web_demo.respond(model, TOK, "q", shown, [("a", "b")], 100.0, 0.5, 0.3))
     call = model.calls[0]
     assert (call["top_p"], call["temperature"]) == (0.5, 0.3)
     prompt_ids = len("[Round 0]\n问：a\n答：b\n[Round 1]\n问：q\n答：".encode()) + 2  # + [gMASK] <sop>

@@ -222,24 +222,51 @@ def run(only: str | None = None) -> dict[str, list[Figure]]:
     return results
 
 
+def _only_arg(text: str) -> str:
+    """``--only`` must match at least one section title (case-insensitive), else argparse names the choices."""
+    if not any(text.lower() in title.lower() for title, _ in SECTIONS):
+        shown = "; ".join(repr(title.split(" (")[0]) for title, _ in SECTIONS)
+        raise argparse.ArgumentTypeError(f"{text!r} matches no section; pass part of a section title: {shown} "
+                                         f"(e.g. --only LoRA).")
+    return text
+
+
+def build_parser():
+    from glmcourse.cli import OUTPUT_FILE, CourseParser
+
+    parser = CourseParser(prog="python -m glmcourse.bench", description="Print the course's performance figures.")
+    parser.add_argument("--only", type=_only_arg, kind="choice",
+                        help="run only sections whose title contains this text")
+    parser.add_argument("--json", kind=OUTPUT_FILE, owned=_is_bench_json,
+                        help="also write the figures to this JSON file (replaces only an earlier bench JSON)")
+    return parser
+
+
+def _is_bench_json(path) -> bool:
+    from pathlib import Path
+
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and all(isinstance(v, list) for v in value.values())
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["gpu"]:  # python -m glmcourse.bench gpu: ChatGLM-6B's GPU memory, measured (bench/gpu.py)
         from glmcourse.bench.gpu import main as gpu_main
 
         return gpu_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.bench", description="Print the course's performance figures.")
-    parser.add_argument("--only", help="run only sections whose title contains this text")
-    parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     print(f"glmcourse bench: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
     results = run(args.only)
     if args.json:
         payload = {title: [asdict(f) for f in figs] for title, figs in results.items()}
-        tmp = args.json + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        from glmcourse.files import atomic_write
+
+        with atomic_write(args.json) as f:
             json.dump(payload, f, indent=2)
-        os.replace(tmp, args.json)
     failed = [title for title, figs in results.items() if not figs]
     return 1 if failed else 0
 
