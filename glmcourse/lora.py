@@ -232,12 +232,8 @@ def add_lora(model: nn.Module, r: int = 8, lora_alpha: float = 32, lora_dropout:
     """``get_peft_model`` after checking the targets, then the trainable-parameter check (#14)."""
     from peft import get_peft_model
 
-    bits = getattr(model, "quantized_bits", None)
-    if bits:
-        raise LoraError(f"this model was quantized with model.quantize({bits}) (weight-only int{bits}, as ChatGLM-6B's "
-                        f"quantize), whose layers peft cannot wrap. For LoRA on a low-bit base, load it with "
-                        f"bitsandbytes instead: glmcourse.loading.load_base_model(path, load_in_8bit=True), or "
-                        f"--load_in_8bit, as the seed does; or add LoRA to the float model.")
+    # A quantize(4/8) or pre-quantized base works too: its QuantizedLinear layers are nn.Linear to peft, which
+    # adds float LoRA matrices beside the frozen codes (the seed's P-Tuning/LoRA-on-INT4 case, README "GPU").
     targets, _ = resolve_target_modules(model, target_modules, verbose=verbose)
     default = peft_default_targets(getattr(model.config, "model_type", ""))
     # leave target_modules out when peft's default applies, exactly as the seed does

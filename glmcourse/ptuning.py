@@ -416,10 +416,24 @@ def load_ptuned_model(folder, base_path=None, quantization_bit: int | None = Non
     model = ChatGLMForConditionalGeneration.from_pretrained(
         str(base_path or glmcourse.COURSE_MODEL), pre_seq_len=config["pre_seq_len"],
         prefix_projection=config["prefix_projection"], dtype=torch.float32)
-    if quantization_bit is not None:
-        model.quantize(quantization_bit)
+    quantize_once(model, base_path or glmcourse.COURSE_MODEL, quantization_bit)
+    if model.quantized_bits:
         model.freeze_for_prefix_tuning()
     return load_prefix(model, folder, verbose=verbose).eval()
+
+
+def quantize_once(model, model_path, quantization_bit: int | None) -> None:
+    """``model.quantize(bits)`` unless the folder is already quantized (THUDM's chatglm-6b-int4/int8 layout):
+    the same bits then mean nothing to do, as in ChatGLM-6B's own code; other bits are an error."""
+    loaded = getattr(model, "quantized_bits", None)
+    if quantization_bit is None:
+        return
+    if loaded is None:
+        model.quantize(quantization_bit)
+    elif loaded != quantization_bit:
+        raise PTuningError(f"{model_path} is already quantized to int{loaded} (config.json quantization_bit); "
+                           f"--quantization_bit {quantization_bit} cannot re-quantize it: leave the flag out, or "
+                           f"pass the fp16 folder to quantize to int{quantization_bit}.")
 
 
 if __name__ == "__main__":  # python -m glmcourse.ptuning: the CLI lives one floor up, in ptuning_train.py

@@ -445,8 +445,8 @@ def load_base(model_path: str, pre_seq_len: int, prefix_projection: bool, quanti
         raise PTuningError(f"{model_path} ({type(model).__name__}, model_type {model.config.model_type!r}) has no "
                            f"P-Tuning v2 prefix encoder: pre_seq_len is ChatGLM-6B's built-in; for other models use "
                            f"LoRA (python -m glmcourse.finetune).")
-    if quantization_bit is not None:
-        model.quantize(quantization_bit)
+    ptuning.quantize_once(model, model_path, quantization_bit)
+    if model.quantized_bits:
         model.freeze_for_prefix_tuning()
         model.transformer.prefix_encoder.float()
     return model

@@ -388,10 +388,23 @@ def test_solutions_pass_their_checkers():
 
 
 # ---------------------------------------------------------------------------------- wrong base, no training
-def test_add_lora_on_a_quantize8_model_names_the_real_cause(base):
-    base.quantize(8)
-    with pytest.raises(lora.LoraError, match=r"quantize\(8\).*load_in_8bit"):
-        lora.add_lora(base, verbose=False)
+def test_add_lora_on_a_quantize4_model_trains_beside_frozen_codes(base, tokenizer):
+    """peft wraps the course's QuantizedLinear (an nn.Linear): LoRA learns, the int4 codes stay as they were."""
+    base.quantize(4)
+    codes = base.transformer.layers[0].attention.query_key_value.weight.clone()
+    model = lora.add_lora(base, r=4, verbose=False)
+    batch = tokenizer(["Instruction: say hi\nAnswer: hi"], return_tensors="pt")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(5):
+        loss = model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    layer = model.base_model.model.transformer.layers[0].attention.query_key_value
+    assert torch.equal(layer.base_layer.weight, codes)
 
 
 def test_adapter_from_another_base_is_a_clear_error(tmp_path, base, tokenizer):

@@ -194,17 +194,28 @@ def test_ptuning_command_trains_on_an_int4_folder_and_the_prefix_loads(folders, 
     out = tmp_path / "pt"
     code = ptuning_train.main(["--do_train", "--train_file", str(tmp_path / "train.json"), "--model_name_or_path",
                                str(folders[4]), "--output_dir", str(out), "--per_device_train_batch_size", "4",
-                               "--max_steps", "2", "--save_steps", "2", "--logging_steps", "1", "--pre_seq_len", "4"])
+                               "--max_steps", "2", "--save_steps", "2", "--logging_steps", "1", "--pre_seq_len", "4",
+                               "--quantization_bit", "4"])  # train.sh's flag on an INT4 folder: nothing to redo
     captured = capsys.readouterr()
     assert code == 0, captured.err
     prefix = load_file(out / ptuning.PREFIX_WEIGHTS)["transformer.prefix_encoder.embedding.weight"]
     assert prefix.dtype == torch.float32 and prefix.shape[0] == 4
-    model = ptuning.load_ptuned_model(out, base_path=folders[4], verbose=False)
+    model = ptuning.load_ptuned_model(out, base_path=folders[4], quantization_bit=4, verbose=False)
     assert model.quantized_bits == 4
     assert isinstance(model.transformer.layers[0].attention.query_key_value, quant.QuantizedLinear)
     assert torch.equal(model.transformer.prefix_encoder.embedding.weight, prefix)
     with torch.no_grad():
         assert torch.isfinite(model(IDS).logits).all()
+
+
+def test_other_bits_on_a_quantized_folder_are_refused_with_the_fix(folders):
+    from glmcourse import ptuning
+
+    model = auto_model(folders[4], torch.float32)
+    ptuning.quantize_once(model, folders[4], 4)  # already int4: nothing to do
+    assert model.quantized_bits == 4
+    with pytest.raises(ptuning.PTuningError, match=r"already quantized to int4.*leave the flag out.*fp16 folder"):
+        ptuning.quantize_once(model, folders[4], 8)
 
 
 def test_a_pytorch_model_bin_folder_loads_too(folders, tmp_path):
