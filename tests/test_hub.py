@@ -43,7 +43,7 @@ def test_memory_sizes(text, size):
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["lots", "-1G", "100M", "2X"])
+@pytest.mark.parametrize("text", ["lots", "-1G", "100M", "2X", "2T", "nan"])
 def test_bad_memory_sizes(text):
     with pytest.raises(HubError, match=f"--memory-limit {text}: "):
         parse_size(text)
@@ -59,8 +59,8 @@ def test_serve_refuses_bad_input_in_one_line_before_starting(tmp_path):
     users.write_text("alice\n")
     data = tmp_path / "data"
     for args, message in ((["--users", str(tmp_path / "none.txt")], "no such file"),
-                          (["--users", str(users), "--port", "70000"], "--port=70000: not a port"),
-                          (["--users", str(users), "--memory-limit", "1K"], "--memory-limit 1K: too small"),
+                          (["--users", str(users), "--port", "70000"], "--port: 70000: out of range; pass an integer in [1, 65535]"),
+                          (["--users", str(users), "--memory-limit", "1K"], "--memory-limit: 1K: too small; pass at least 256M"),
                           (["--users", str(users), "--admin", "Dr Who"], "--admin 'Dr Who': not a usable user name")):
         done = run_hub("serve", *args, "--data", str(data))
         assert done.returncode == 2, done
@@ -181,6 +181,10 @@ def test_collect_copies_each_students_changed_lessons(tmp_path):
     done = run_hub("collect", "--data", str(data), "--out", str(foreign))
     assert done.returncode == 2 and "already holds files this command did not write" in done.stderr
     assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+    # ... unless the instructor asks for it.
+    done = run_hub("collect", "--data", str(data), "--out", str(foreign), "--overwrite_output_dir", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not (foreign / "keep.txt").exists() and (foreign / "alice" / "01_glm_attention_masks.ipynb").is_file()
 
 
 def test_hub_help_is_instant():
