@@ -7,6 +7,7 @@
   sign up; each student picks a password on first visit (Sign up), then logs in (NativeAuthenticator).
 * Each student's server serves their own workspace, ``DATA/students/NAME/`` (``glmcourse.workspace``:
   lesson copies, course updates merged at each start), with the course's environment as the kernel.
+  Their lessons' outputs go to ``DATA/students/NAME/runs/`` (``GLMCOURSE_RUNS_DIR``), not the shared runs/.
 * Each student's server and each of their kernels may use ``--memory-limit`` of memory (2 GiB by
   default, as the grader), an operating-system limit set when the server starts.
 * Kernels talk to their server over IPC (Unix sockets in a folder only this account can read), not TCP.
