@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 COURSE_MODEL = str(PACKAGE_DIR / "course_model")  # the shipped tiny ChatGLM (safetensors + tokenizer)
 DATA_DIR = REPO_ROOT / "data"  # the course's datasets (Alpaca format)
-RUNS_DIR = REPO_ROOT / "runs"  # scratch outputs of notebooks and scripts (git-ignored)
+# Scratch outputs of notebooks and scripts (git-ignored): <repo>/runs, or GLMCOURSE_RUNS_DIR when set (the
+# class hub gives each student their own, inside their workspace, so students never share runs/).
+RUNS_DIR = Path(os.environ.get("GLMCOURSE_RUNS_DIR") or REPO_ROOT / "runs").expanduser().absolute()
 
 from glmcourse import settings  # noqa: E402,F401  (sets quiet mode before transformers is imported)
 

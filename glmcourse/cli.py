@@ -35,6 +35,12 @@ class UsageError(ValueError):
     """A bad flag or path: the message names it, says what is allowed and how to fix it."""
 
 
+class LineError(Exception):
+    """Raised by an argparse ``type=`` whose message is already the whole line, naming the setting itself
+    (a Make variable: ``LAB_PORT=abc: not a port; ...``): ``CourseParser`` prints it as it is, without
+    argparse's ``argument X:`` in front. (Not a ValueError, which argparse would turn into "invalid value".)"""
+
+
 # ------------------------------------------------------------------------------------------ environment
 def is_offline(environ=None) -> bool:
     """True when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is 1/true/yes/on (any case), as the hub reads them."""
@@ -122,6 +128,37 @@ def float_arg(flag: str, lo: float | None = None, hi: float | None = None, lo_op
               hi_open: bool = False, example=None):
     """An argparse ``type=`` for a finite float in a range: ``type=float_arg("--top_p", 0, 1, lo_open=True)``."""
     return _argparse_type(check_float, flag, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, example=example)
+
+
+SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def check_size(value, flag: str, lo: int | None = None, hi: int | None = None, example="2G") -> int:
+    """A memory size in bytes: a number of bytes, or one with K, M, G, T (binary: ``2G`` = ``2GiB`` = 2**31),
+    in [lo, hi] bytes, or a UsageError naming ``flag``."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value), re.I)
+    if not match:
+        raise UsageError(f"{flag} {value}: not a size; pass e.g. {example}, 1536M or a number of bytes.")
+    size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+
+    def shown(n):
+        for unit in "TGMK":
+            if n % SIZE_UNITS[unit.lower()] == 0:
+                return f"{n // SIZE_UNITS[unit.lower()]}{unit}"
+        return f"{n} bytes"
+
+    if lo is not None and size < lo:
+        raise UsageError(f"{flag} {value}: too small; pass at least {shown(lo)} (e.g. {example}).")
+    if hi is not None and size > hi:
+        raise UsageError(f"{flag} {value}: too large; pass at most {shown(hi)} (e.g. {example}).")
+    return size
+
+
+def size_arg(flag: str, lo: int, hi: int, example="2G"):
+    """An argparse ``type=`` for a memory size (``2G``, ``1536M``, bytes) in [lo, hi] bytes: the guard's NUMBER kind."""
+    return _argparse_type(check_size, flag, lo=lo, hi=hi, example=example)
 
 
 def seed_arg(flag: str = "--seed"):
@@ -307,6 +344,9 @@ COMMANDS = {
     "glmcourse.memory": "glmcourse.memory:build_parser",
     "glmcourse.doctor": "glmcourse.doctor:build_parser",
     "glmcourse.grade": "glmcourse.grade:build_parser",
+    "glmcourse.bench gpu": "glmcourse.bench.gpu:build_parser",
+    "glmcourse.workspace": "glmcourse.workspace:build_parser",
+    "glmcourse.hub": "glmcourse.hub:build_parser",
     "glmcourse": "glmcourse.__main__:build_parser",
 }
 
@@ -351,7 +391,10 @@ class CourseParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
     def parse_known_args(self, args=None, namespace=None):
-        namespace, rest = super().parse_known_args(args, namespace)
+        try:
+            namespace, rest = super().parse_known_args(args, namespace)
+        except LineError as err:  # a type= whose message is the whole line
+            self.error(str(err))
         try:
             guard(self, namespace)
         except UsageError as err:

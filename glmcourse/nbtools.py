@@ -31,8 +31,12 @@ LANGUAGE_INFO = {"name": "python"}
 # Keys a running kernel adds to language_info (JupyterLab saves them): accepted, removed by `clean`.
 KERNEL_LANGUAGE_KEYS = {"codemirror_mode", "file_extension", "mimetype", "name", "nbconvert_exporter",
                         "pygments_lexer", "version"}
-RESTORE_HINT = ("If you ran or edited this notebook in JupyterLab, save your copy elsewhere (File > Save "
-                "Notebook As..., e.g. into runs/) and restore the committed one with `git checkout notebooks/`.")
+# For a learner who ran a lesson in notebooks/ itself: keep their copy in the workspace first, then restore
+# only that file (README "Where your work lives").
+RESTORE_HINT = ("If you ran or edited a course notebook in notebooks/: your work belongs in your workspace work/ "
+                "(`make lab` serves it; README \"Where your work lives\"). Copy your version there first, e.g. "
+                "`cp notebooks/01_glm_attention_masks.ipynb work/01_glm_attention_masks.mine.ipynb`, then restore "
+                "the course's version of that file: `git checkout -- notebooks/01_glm_attention_masks.ipynb`.")
 CELL_TIMEOUT_S = 300
 LEARNER_CELL_TIMEOUT_S = 1800  # `course` runs full-size training cells
 # Machine-specific folders that must never show up in a committed output.

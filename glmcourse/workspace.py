@@ -209,13 +209,18 @@ def reset(workspace, lesson: str, edition: str = "en", repo: Path = REPO_ROOT) -
     return f"{dest}: reset to the course's version{kept}"
 
 
+def port_number(value, name: str = "LAB_PORT") -> int:
+    """``value`` as a whole number in 1-65535, or a one-line WorkspaceError naming ``name``."""
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise WorkspaceError(f"{name}={value}: not a port; pass a whole number in 1-65535, e.g. {name}=8889.")
+    return int(text)
+
+
 def check_port(value, name: str = "LAB_PORT", host: str = "127.0.0.1") -> int:
     """``value`` as a port a server could listen on at ``host`` now, or a one-line WorkspaceError."""
     example = "8889"
-    text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise WorkspaceError(f"{name}={value}: not a port; pass a whole number in 1-65535, e.g. {name}={example}.")
-    port = int(text)
+    port = port_number(value, name)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use", as for servers
         try:
@@ -232,25 +237,51 @@ def check_port(value, name: str = "LAB_PORT", host: str = "127.0.0.1") -> int:
     return port
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.workspace", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def _lab_port(text: str) -> int:
+    """check-port's argument: the range is checked while parsing, in the words `make lab` users know."""
+    from glmcourse.cli import LineError
+
+    try:
+        return port_number(text)
+    except WorkspaceError as err:
+        raise LineError(str(err)) from None
+
+
+_lab_port.limits = {"lo": 1, "hi": 65535, "integer": True}  # the guard's NUMBER kind
+
+
+def build_parser():
+    """The command line; glmcourse.cli (standard library only) checks every value before anything runs."""
+    from glmcourse.cli import NUMBER, OUTPUT_DIR, CourseParser
+
+    parser = CourseParser(prog="python -m glmcourse.workspace", description=__doc__.split("\n\n")[0],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("sync", "create the workspace, or bring a course update into it"),
                        ("reset", "restore one lesson; your copy is kept as NAME.mine.ipynb")):
         cmd = sub.add_parser(name, help=text, description=text)
         if name == "reset":
             cmd.add_argument("lesson", help="the lesson's number (01) or file name")
-        cmd.add_argument("--dir", default="work", help="the workspace folder (default: work)")
+        # Lessons are added beside the learner's files and a changed lesson is never overwritten, so an
+        # existing folder is fine (sync refuses the course's own folders itself).
+        cmd.add_argument("--dir", default="work", kind=OUTPUT_DIR, replace_check=False,
+                         help="the workspace folder (default: work)")
         cmd.add_argument("--edition", default="en", choices=sorted(EDITIONS),
                          help="en: notebooks/ into DIR; zh: notebooks/zh/ into DIR/zh (default: en)")
     port = sub.add_parser("check-port", help="exit 2 with one line unless a server could listen on this port")
-    port.add_argument("port")
-    port.add_argument("--name", default="LAB_PORT", help="how the port is named in the message")
-    args = parser.parse_args(argv)
+    port.add_argument("port", metavar="LAB_PORT", type=_lab_port, kind=NUMBER,
+                      help="the port `make lab` would serve on (1-65535, free on 127.0.0.1)")
+    return parser
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)  # the shared guard: one line and status 2 for a bad value
+    except SystemExit as stop:
+        return stop.code
     try:
         if args.command == "check-port":
-            check_port(args.port, args.name)
+            check_port(args.port)
         elif args.command == "sync":
             for line in sync(Path(args.dir), args.edition):
                 print(line)

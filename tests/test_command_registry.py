@@ -49,8 +49,11 @@ def flag_actions(parser):
 
 
 def test_every_command_module_is_registered():
+    # A module with a __main__ block, and a package's __main__.py (``python -m glmcourse.hub``).
     modules = {".".join(("glmcourse",) + p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
                for p in PACKAGE.rglob("*.py") if 'if __name__ == "__main__"' in p.read_text(encoding="utf-8")}
+    modules |= {".".join(("glmcourse",) + p.parent.relative_to(PACKAGE).parts)
+                for p in PACKAGE.rglob("__main__.py") if p.parent != PACKAGE}
     registered = {v.split(":")[0] for v in cli.COMMANDS.values()} | {k.split()[0] for k in cli.COMMANDS}
     assert modules and modules - registered == set(), "add these commands to glmcourse.cli.COMMANDS"
 
@@ -126,6 +129,8 @@ def valid_value(action, space):
         return str(root / "new_out_dir")
     if action.choices:
         return str(sorted(action.choices)[0])
+    if kind == cli.NUMBER:  # a positional number (workspace check-port's LAB_PORT)
+        return str(action.type.limits["lo"])
     return "LoRA" if action.dest == "only" else "x"
 
 

@@ -43,7 +43,7 @@ def test_memory_sizes(text, size):
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["lots", "-1G", "100M", "2X"])
+@pytest.mark.parametrize("text", ["lots", "-1G", "100M", "2X", "2T", "nan"])
 def test_bad_memory_sizes(text):
     with pytest.raises(HubError, match=f"--memory-limit {text}: "):
         parse_size(text)
@@ -59,8 +59,8 @@ def test_serve_refuses_bad_input_in_one_line_before_starting(tmp_path):
     users.write_text("alice\n")
     data = tmp_path / "data"
     for args, message in ((["--users", str(tmp_path / "none.txt")], "no such file"),
-                          (["--users", str(users), "--port", "70000"], "--port=70000: not a port"),
-                          (["--users", str(users), "--memory-limit", "1K"], "--memory-limit 1K: too small"),
+                          (["--users", str(users), "--port", "70000"], "--port: 70000: out of range; pass an integer"),
+                          (["--users", str(users), "--memory-limit", "1K"], "--memory-limit: 1K: too small; pass at least"),
                           (["--users", str(users), "--admin", "Dr Who"], "--admin 'Dr Who': not a usable user name")):
         done = run_hub("serve", *args, "--data", str(data))
         assert done.returncode == 2, done
@@ -137,6 +137,18 @@ def test_the_spawner_caps_memory_and_prepares_the_workspace(tmp_path):
     runtime = Path(spawner.environment["JUPYTER_RUNTIME_DIR"])
     assert runtime == tmp_path / "rt" / "alice" and runtime.stat().st_mode & 0o777 == 0o700
     assert spawner.environment["HF_HUB_OFFLINE"] == "1"
+    # Each student's outputs go to their own runs/, inside their workspace data (never the shared runs/).
+    assert spawner.environment["GLMCOURSE_RUNS_DIR"] == str(tmp_path / "data" / "students" / "alice" / "runs")
+
+    class Bob(Spawner):
+        home_dir = str(tmp_path / "data" / "students" / "bob")
+        user = type("User", (), {"name": "bob"})()
+        environment = {"HF_HUB_OFFLINE": "1"}
+
+    bob = Bob()
+    ns["prepare_workspace"](bob)
+    assert bob.environment["GLMCOURSE_RUNS_DIR"] == str(tmp_path / "data" / "students" / "bob" / "runs")
+    assert "GLMCOURSE_RUNS_DIR" not in c.Spawner.env_keep  # the hub's own value is not passed on
     # The limits, applied to a child process by the spawner's own preexec function, as for a server.
     server = ns["CourseSpawner"].__new__(ns["CourseSpawner"])
     server.home_dir = spawner.home_dir
@@ -146,6 +158,23 @@ def test_the_spawner_caps_memory_and_prepares_the_workspace(tmp_path):
     data_cap, address_cap, cwd = done.stdout.split()
     assert int(data_cap) == 2 * 1024**3 and int(address_cap) == 2 * 1024**3 + ns["ADDRESS_ROOM"]
     assert cwd == spawner.home_dir
+
+
+def test_runs_dir_honours_glmcourse_runs_dir(tmp_path):
+    """glmcourse.RUNS_DIR is GLMCOURSE_RUNS_DIR when set (what the hub sets per student), else <repo>/runs."""
+    probe = "import glmcourse; print(glmcourse.RUNS_DIR)"
+    env = {k: v for k, v in os.environ.items() if k != "GLMCOURSE_RUNS_DIR"}
+    default = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert default.returncode == 0 and Path(default.stdout.strip()) == REPO / "runs", default.stderr
+    mine = tmp_path / "students" / "alice" / "runs"
+    moved = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=dict(env, GLMCOURSE_RUNS_DIR=str(mine)),
+                           capture_output=True, text=True, timeout=60)
+    assert moved.returncode == 0 and Path(moved.stdout.strip()) == mine, moved.stderr
+    # A relative value is taken from where the kernel starts (the student's workspace).
+    relative = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=dict(env, GLMCOURSE_RUNS_DIR="runs"),
+                              capture_output=True, text=True, timeout=60)
+    assert Path(relative.stdout.strip()) == tmp_path / "runs", relative.stderr
 
 
 def make_student(data: Path, name: str, answer: str | None) -> Path:
@@ -181,6 +210,10 @@ def test_collect_copies_each_students_changed_lessons(tmp_path):
     done = run_hub("collect", "--data", str(data), "--out", str(foreign))
     assert done.returncode == 2 and "already holds files this command did not write" in done.stderr
     assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+    # ... unless the instructor asks for it.
+    done = run_hub("collect", "--data", str(data), "--out", str(foreign), "--overwrite_output_dir", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not (foreign / "keep.txt").exists() and (foreign / "alice" / "01_glm_attention_masks.ipynb").is_file()
 
 
 def test_hub_help_is_instant():

@@ -24,9 +24,11 @@ COURSE_NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb")
 def test_course_notebook_is_clean(path):
     problems = nbtools.check_paths([path])
     english = path.parent.parent / path.name if path.parent.name == "zh" else path
-    fix = ("Fix: GLMCOURSE_FAST=1 .venv/bin/python -m glmcourse.nbtools run " + str(english.relative_to(REPO))
+    # A learner keeps their copy first (the hint); an author changing the course re-runs the lesson.
+    fix = ("Fix (changing the course): GLMCOURSE_FAST=1 .venv/bin/python -m glmcourse.nbtools run "
+           + str(english.relative_to(REPO))
            + ("; then .venv/bin/python -m glmcourse.nbtools translate" if english != path else ""))
-    assert not problems, "\n".join(problems) + "\n" + fix + "\n" + nbtools.RESTORE_HINT
+    assert not problems, "\n".join(problems) + "\n" + nbtools.RESTORE_HINT + "\n" + fix
 
 
 def fixture(name):
@@ -156,4 +158,7 @@ def test_a_learner_run_notebook_gets_the_restore_hint(tmp_path, capsys):
     nbtools.write_notebook(nb, path)
     assert nbtools.main(["check", str(path)]) == 1
     out = capsys.readouterr().out
-    assert "execution count 7" in out and "git checkout notebooks/" in out
+    assert "execution count 7" in out and "workspace work/" in out
+    # The learner's copy is kept before anything is restored, and only that one file is restored.
+    assert out.index("cp notebooks/") < out.index("git checkout -- notebooks/01_")
+    assert "git checkout notebooks/" not in out and "runs/" not in out

@@ -358,24 +358,47 @@ def table(rows: list[Row], device_name: str, dry_run: bool) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- command line
+def _cases_arg(text: str) -> list[str]:
+    """``--cases``: a comma-separated subset of CASES, refused while parsing when a name is unknown."""
+    cases = [c.strip() for c in str(text).split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown or not cases:
+        raise argparse.ArgumentTypeError(f"{text!r}: unknown {unknown}; choose from {', '.join(CASES)} "
+                                         f"(e.g. --cases fp16,int4).")
+    return cases
+
+
+def _is_gpu_json(path) -> bool:
+    """An earlier ``bench gpu --json`` file, which ``--json`` may replace."""
+    from pathlib import Path
+
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and isinstance(value.get("rows"), list) and "device" in value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m glmcourse.bench gpu", description=__doc__.splitlines()[0])
+    from glmcourse.cli import CHOICE, OUTPUT_FILE, CourseParser, seed_arg
+
+    p = CourseParser(prog="python -m glmcourse.bench gpu", description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true",
                    help="the same code at the course model's size on the CPU (no GPU needed; for the unit test)")
-    p.add_argument("--cases", default=",".join(CASES),
+    p.add_argument("--cases", type=_cases_arg, default=list(CASES), kind=CHOICE,
                    help=f"comma-separated subset of {', '.join(CASES)} (each case builds its own model)")
-    p.add_argument("--json", help="also write the rows to this JSON file")
-    p.add_argument("--seed", type=int, default=0, help="seeds the random weights and token ids")
+    p.add_argument("--json", kind=OUTPUT_FILE, owned=_is_gpu_json,
+                   help="also write the rows to this JSON file (replaces only an earlier bench gpu JSON)")
+    p.add_argument("--seed", type=seed_arg(), default=0, help="seeds the random weights and token ids")
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in cases if c not in CASES]
-    if unknown or not cases:
-        print(f"error: --cases {args.cases!r}: unknown {unknown}; choose from {', '.join(CASES)}.", file=sys.stderr)
-        return 2
+    try:
+        args = build_parser().parse_args(argv)  # the shared guard: one line and status 2 for a bad value
+    except SystemExit as stop:
+        return stop.code
+    cases = args.cases
     import torch
 
     from glmcourse.modeling import chatglm_6b_config, course_config

@@ -1,12 +1,13 @@
 """``make hub``: a JupyterHub for a class on one machine, and the instructor's ``collect`` for ``make grade``.
 
     python -m glmcourse.hub serve --users class.txt [--port 8000] [--data hub-data] [--memory-limit 2G]
-    python -m glmcourse.hub collect [--data hub-data] --out runs/class-submissions [--all]
+    python -m glmcourse.hub collect [--data hub-data] --out runs/class-submissions [--all] [--overwrite_output_dir]
 
 * The class list is a text file of user names, one a line (``#`` starts a comment). Only those names can
   sign up; each student picks a password on first visit (Sign up), then logs in (NativeAuthenticator).
 * Each student's server serves their own workspace, ``DATA/students/NAME/`` (``glmcourse.workspace``:
   lesson copies, course updates merged at each start), with the course's environment as the kernel.
+  Their lessons' outputs go to ``DATA/students/NAME/runs/`` (``GLMCOURSE_RUNS_DIR``), not the shared runs/.
 * Each student's server and each of their kernels may use ``--memory-limit`` of memory (2 GiB by
   default, as the grader), an operating-system limit set when the server starts.
 * Kernels talk to their server over IPC (Unix sockets in a folder only this account can read), not TCP.
@@ -14,7 +15,8 @@
   is in DATA (git-ignored).
 
 ``collect`` copies every student's lessons that differ from the course's copy (``--all``: every lesson)
-into OUT/NAME/, the layout ``python -m glmcourse.grade OUT --out DIR`` grades.
+into OUT/NAME/, the layout ``python -m glmcourse.grade OUT --out DIR`` grades. OUT is created, or replaced
+when an earlier collect wrote it; a folder of anyone else's only with ``--overwrite_output_dir``.
 
 Nothing heavy is imported here, so ``--help`` is instant; the hub's configuration is jupyterhub_config.py.
 """
@@ -37,7 +39,6 @@ PROXY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
 GIB = 1024**3
 DEFAULT_MEMORY = 2 * GIB  # the grader's default cap
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")  # what JupyterHub, URLs and folder names all accept
-SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.I)
 
 
 class HubError(ValueError):
@@ -67,16 +68,17 @@ def read_class_list(path) -> list[str]:
     return names
 
 
+MEMORY_RANGE = (256 * 1024**2, 1024**4)  # a Python kernel needs 256 MiB; 1 TiB is more than any class machine
+
+
 def parse_size(text) -> int:
-    """``2G``, ``2GiB``, ``1536M``, ``2147483648`` -> bytes (powers of 1024), at least 256 MiB."""
-    match = SIZE.match(str(text))
-    if not match:
-        raise HubError(f"--memory-limit {text}: not a size; pass e.g. 2G, 1536M or a number of bytes.")
-    number, unit = float(match.group(1)), match.group(2).upper()
-    size = int(number * 1024 ** " KMGT".index(unit or " "))
-    if size < 256 * 1024**2:
-        raise HubError(f"--memory-limit {text}: too small for a Python kernel; pass at least 256M (default 2G).")
-    return size
+    """``2G``, ``2GiB``, ``1536M``, ``2147483648`` -> bytes (powers of 1024), from 256 MiB to 1 TiB."""
+    from glmcourse.cli import UsageError, check_size
+
+    try:
+        return check_size(text, "--memory-limit", *MEMORY_RANGE)
+    except UsageError as err:
+        raise HubError(str(err)) from None
 
 
 def free_port() -> int:
@@ -100,7 +102,7 @@ def serve(args) -> None:
     for name in admins:
         if not NAME.match(name):
             raise HubError(f"--admin {name!r}: not a usable user name; use lower-case letters, digits, '.', '_' or '-'.")
-    memory = parse_size(args.memory_limit)
+    memory = args.memory_limit  # bytes: the guard parsed and checked it
     workspace.check_port(args.port, "--port", args.ip)
     if not os.access(PROXY, os.X_OK):
         raise HubError(f"{PROXY.relative_to(REPO_ROOT)}: missing; install the proxy with `make hub-deps` "
@@ -140,12 +142,15 @@ def collect(args) -> list[str]:
     from glmcourse.cli import UsageError, check_output_dir
     from glmcourse.files import write_marker
 
+    if args.data is None:
+        args.data = str(REPO_ROOT / "hub-data")
     students_dir = Path(args.data) / "students"
     if not students_dir.is_dir():
         raise HubError(f"--data {args.data}: no students/ folder; pass the --data folder `make hub` used "
                        f"(default hub-data).")
     try:
-        out = check_output_dir(args.out, "--out", inputs=[("--data", Path(args.data))])
+        out = check_output_dir(args.out, "--out", inputs=[("--data", Path(args.data))],
+                               overwrite=args.overwrite_output_dir)
     except UsageError as err:
         raise HubError(str(err)) from None
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
@@ -169,26 +174,44 @@ def collect(args) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.hub", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    """The command line; the shared guard (glmcourse.cli) checks every value before anything starts."""
+    from glmcourse.cli import INPUT_DIR, INPUT_FILE, OUTPUT_DIR, CourseParser, port_arg, size_arg
+
+    parser = CourseParser(prog="python -m glmcourse.hub", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("serve", help="start the class hub (JupyterHub) in the foreground")
-    run.add_argument("--users", required=True, help="class list: a text file of user names, one a line")
+    run.add_argument("--users", required=True, kind=INPUT_FILE, fmt="text",
+                     help="class list: a text file of user names, one a line")
     run.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    run.add_argument("--port", default="8000", help="port to listen on (default 8000)")
+    run.add_argument("--port", type=port_arg("--port"), default=8000, help="port to listen on (default 8000)")
     run.add_argument("--admin", action="append", default=[],
                      help="an instructor's user name (repeatable): signs up like a student, gets the admin page")
-    run.add_argument("--memory-limit", default="2G", help="memory of each student's server and kernel (default 2G)")
-    for cmd in (run, sub.add_parser("collect", help="copy every student's lessons into OUT/NAME/ for make grade")):
-        cmd.add_argument("--data", default=str(REPO_ROOT / "hub-data"),
-                         help="the hub's state and the students' workspaces (default hub-data/)")
+    run.add_argument("--memory-limit", type=size_arg("--memory-limit", *MEMORY_RANGE), default=DEFAULT_MEMORY,
+                     metavar="SIZE", help="memory of each student's server and kernel, e.g. 2G or 1536M (default 2G)")
+    # The hub's state and the workspaces: created on first use, added to afterwards, never replaced.
+    run.add_argument("--data", default=str(REPO_ROOT / "hub-data"), kind=OUTPUT_DIR, replace_check=False,
+                     help="the hub's state and the students' workspaces (default hub-data/)")
+    col = sub.add_parser("collect", help="copy every student's lessons into OUT/NAME/ for make grade")
+    col.add_argument("--data", kind=INPUT_DIR,  # None: hub-data/, which collect checks itself
+                     help="the --data folder `make hub` used (default hub-data/)")
+    col.add_argument("--out", required=True, kind=OUTPUT_DIR, overwrite_flag="--overwrite_output_dir",
+                     help="folder to create (or an earlier collect's, replaced)")
+    col.add_argument("--overwrite_output_dir", action="store_true",
+                     help="replace --out even if it holds files collect did not write")
+    col.add_argument("--all", action="store_true", help="every lesson, also those the student never changed")
+    for cmd in (run, col):
         cmd.add_argument("--edition", default="en", choices=sorted(workspace.EDITIONS),
                          help="the lessons students work on: en (notebooks/) or zh (notebooks/zh/)")
-    col = sub.choices["collect"]
-    col.add_argument("--out", required=True, help="folder to create (or an earlier collect's, replaced)")
-    col.add_argument("--all", action="store_true", help="every lesson, also those the student never changed")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)  # the shared guard: one line and status 2 for a bad value
+    except SystemExit as stop:
+        return stop.code
     try:
         if args.command == "serve":
             serve(args)

@@ -60,7 +60,10 @@ def prepare_workspace(spawner):
     runtime.mkdir(parents=True, exist_ok=True)
     os.chmod(RUNTIME, 0o700)
     os.chmod(runtime, 0o700)
-    spawner.environment = dict(spawner.environment, JUPYTER_RUNTIME_DIR=str(runtime))
+    # The student's own runs/ (glmcourse.RUNS_DIR), beside their lessons: on one machine the students would
+    # otherwise share the course's runs/ and overwrite each other's adapters and datasets.
+    spawner.environment = dict(spawner.environment, JUPYTER_RUNTIME_DIR=str(runtime),
+                               GLMCOURSE_RUNS_DIR=str(home / "runs"))
 
 
 c.JupyterHub.ip = env.get("GLMCOURSE_HUB_IP", "127.0.0.1")
