@@ -13,6 +13,7 @@ from glmcourse.modeling.modeling_chatglm import (
     positions_and_mask,
 )
 from glmcourse.modeling.tokenization_chatglm import ChatGLMTokenizer, train_tokenizer
+from glmcourse.modeling.tokenization_ice import IceTextTokenizer
 
 AutoConfig.register("chatglm", ChatGLMConfig, exist_ok=True)
 AutoModel.register(ChatGLMConfig, ChatGLMForConditionalGeneration, exist_ok=True)
@@ -20,6 +21,6 @@ AutoModelForCausalLM.register(ChatGLMConfig, ChatGLMForConditionalGeneration, ex
 AutoTokenizer.register(ChatGLMConfig, fast_tokenizer_class=ChatGLMTokenizer, exist_ok=True)
 
 __all__ = [
-    "ChatGLMConfig", "ChatGLMForConditionalGeneration", "ChatGLMModel", "ChatGLMTokenizer", "PrefixEncoder",
+    "ChatGLMConfig", "ChatGLMForConditionalGeneration", "ChatGLMModel", "ChatGLMTokenizer", "IceTextTokenizer", "PrefixEncoder",
     "chatglm_6b_config", "course_config", "positions_and_mask", "train_tokenizer",
 ]
