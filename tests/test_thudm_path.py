@@ -121,8 +121,13 @@ ids = tok(["Hello"], return_tensors="pt")
 logits = model.float()(**ids).logits
 from glmcourse.loading import load_chat_model
 tok2, model2 = load_chat_model(folder, device="cpu", trust_remote_code=True, flag="--model")
+# the seed's own call, straight to transformers: answered by the course's classes, never the folder's code
+tok3 = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+model3 = AutoModel.from_pretrained(folder, trust_remote_code=True).float().eval()
+same = bool(torch.equal(model3(**tok3(["Hello"], return_tensors="pt")).logits, logits))
 folder_code = [m for m in sys.modules if m.startswith("transformers_modules")]
-print("RESULT " + json.dumps({"tok": type(tok).__name__, "model": type(model).__name__,
+print("RESULT " + json.dumps({"tok": type(tok).__name__, "model": type(model).__name__, "same": same,
+      "tok3": isinstance(tok3, type(tok)), "model3": isinstance(model3, type(model)),
       "info": {k: sorted(map(str, v)) for k, v in info.items()}, "finite": bool(logits.isfinite().all()),
       "tok2": type(tok2).__name__, "folder_code": folder_code}))
 """
@@ -138,7 +143,8 @@ def test_auto_classes_and_every_loader_use_the_course_classes(folder):
     assert result["model"] == "ChatGLMForConditionalGeneration" and result["finite"]
     assert result["info"] == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
     assert result["folder_code"] == []
-    assert "its .py files were not run" in proc.stderr  # the one-line note for trust_remote_code=True
+    assert result["tok3"] and result["model3"] and result["same"]
+    assert proc.stderr.count("its .py files were not run") == 1  # the one-line note, once per folder  # the one-line note for trust_remote_code=True
     assert "Traceback" not in proc.stderr
 
 
