@@ -183,6 +183,8 @@ def check_architecture(path, config: dict, flag=None) -> None:
     fix = (f"point {flag or 'the path'} at a ChatGLM-6B (v1) folder, such as THUDM/chatglm-6b or one written by "
            "the course (`python -m glmcourse.thudm_format --out DIR`)")
     if kind != "chatglm":
+        if config.get("auto_map") and not (Path(path).parent / "ice_text.model").is_file():
+            return  # a model that brings its own code: the loader explains trust_remote_code (_custom_code_hint)
         raise ModelFileError(f"{path}: describes a {kind or 'model without a model_type'!s} model, not ChatGLM-6B "
                              f"(model_type \"chatglm\"); the course's classes cannot load it: {fix}.")
     later = [k for k in _LATER_GLM_KEYS if k in config]

@@ -226,7 +226,8 @@ def write_thudm_folder(out, layers: int = 4, base_vocab: int = 1000, seed: int =
         raise ValueError(f"--layers {layers}: choose 1 to {model.config.num_layers} (the course model's blocks).")
     ice_bytes = train_ice_model(base_training_texts(), base_vocab=base_vocab, seed=seed)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same file system: the rename is atomic
     try:
         (tmp / "ice_text.model").write_bytes(ice_bytes)
         ice = load_sentencepiece(tmp / "ice_text.model")
