@@ -243,7 +243,8 @@ def write_thudm_folder(out, layers: int = 4, base_vocab: int = 1000, seed: int =
             fp16 = ChatGLMForConditionalGeneration(ChatGLMConfig(**{k: v for k, v in config.items() if k not in (
                 "_name_or_path", "architectures", "auto_map", "torch_dtype", "transformers_version")}))
             fp16.load_state_dict({k: v.float() for k, v in state.items() if "inv_freq" not in k})
-            state = convert(fp16.eval(), quantization_bit)
+            buffers = {k: v for k, v in state.items() if k.endswith("rotary_emb.inv_freq")}
+            state = {**convert(fp16.eval(), quantization_bit), **buffers}  # THUDM's int4/int8 folders store them too
             config["quantization_bit"] = quantization_bit
         parts = shard(state, shards)
         weight_map, total = {}, 0
