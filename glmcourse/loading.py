@@ -178,13 +178,16 @@ _LATER_GLM_KEYS = ("padded_vocab_size", "multi_query_attention", "kv_channels", 
 
 
 def check_architecture(path, config: dict, flag=None) -> None:
-    """config.json must describe ChatGLM-6B's architecture (the course's classes), else a ModelFileError."""
+    """A ChatGLM-6B folder's config.json (beside ice_text.model) must describe ChatGLM-6B, and a "chatglm"
+    config must not be ChatGLM2/3's, else a ModelFileError naming the file and the fix."""
     kind = config.get("model_type")
     fix = (f"point {flag or 'the path'} at a ChatGLM-6B (v1) folder, such as THUDM/chatglm-6b or one written by "
            "the course (`python -m glmcourse.thudm_format --out DIR`)")
     if kind != "chatglm":
-        if config.get("auto_map") and not (Path(path).parent / "ice_text.model").is_file():
-            return  # a model that brings its own code: the loader explains trust_remote_code (_custom_code_hint)
+        if not (Path(path).parent / "ice_text.model").is_file():
+            # another architecture transformers knows (GLM-4's GlmForCausalLM trains too), or one that brings its
+            # own code (the loader explains trust_remote_code): only a ChatGLM-6B folder must say "chatglm"
+            return
         raise ModelFileError(f"{path}: describes a {kind or 'model without a model_type'!s} model, not ChatGLM-6B "
                              f"(model_type \"chatglm\"); the course's classes cannot load it: {fix}.")
     later = [k for k in _LATER_GLM_KEYS if k in config]
@@ -291,7 +294,7 @@ def check_model_files(path, flag=None, tokenizer: bool = False) -> None:
         else:
             if (folder / "pytorch_model.bin").is_file() and (folder / "pytorch_model.bin").stat().st_size == 0:
                 raise ModelFileError(f"{folder / 'pytorch_model.bin'}: the weights file is empty (0 bytes); {REBUILD}.")
-    if names is not None:
+    if names is not None and config.get("model_type") == "chatglm":  # the course's classes will load these
         check_weight_names(folder, config, names)
     if tokenizer:
         check_tokenizer_files(folder, flag)
