@@ -7,6 +7,13 @@ one ``ModelFileError`` line naming the file and the fix, never a library traceba
 Python code (``auto_map``) runs only when the caller passes ``trust_remote_code=True`` (the demos'
 ``--trust_remote_code``): ``import glmcourse`` registers the course model with transformers' Auto*
 classes, so the course model needs none.
+
+A ChatGLM-6B folder as THUDM publishes it (sharded fp16 ``pytorch_model-*.bin`` with their index,
+``ice_text.model``, THUDM's config keys) loads through the same classes: the shards with
+``torch.load(weights_only=True)``, the tokenizer with ``IceTextTokenizer``. Its .py files never run,
+even with ``trust_remote_code=True`` (a note says so). Missing shards, a damaged index, an
+``ice_text.model`` that is not a SentencePiece model, a config of another architecture, and weights
+whose names do not fit the model are each one ModelFileError line.
 """
 from __future__ import annotations
 
@@ -151,6 +158,110 @@ def check_tokenizer_files(path, flag=None) -> None:
     for name in names:
         if (folder / name).is_file():
             check_json_file(folder / name, "tokenizer file" if name != "tokenizer_config.json" else "tokenizer config")
+    if not (folder / "tokenizer.json").is_file():
+        settings = check_json_file(folder / "tokenizer_config.json", "tokenizer config") if (
+            folder / "tokenizer_config.json").is_file() else {}
+        if (folder / "ice_text.model").is_file():
+            from glmcourse.modeling.tokenization_ice import IceTokenizerError, load_sentencepiece
+
+            try:
+                load_sentencepiece(folder / "ice_text.model")
+            except IceTokenizerError as err:
+                raise ModelFileError(str(err)) from None
+        elif isinstance(settings, dict) and "num_image_tokens" in settings:
+            raise ModelFileError(f"{_where(flag)}{folder}: tokenizer_config.json is ChatGLM-6B's, but ice_text.model (its "
+                                 "SentencePiece model) is missing; copy it from the checkpoint you downloaded.")
+
+
+# ChatGLM2/3 and GLM-4 also say model_type "chatglm", with other keys: their weights do not fit ChatGLM-6B's blocks.
+_LATER_GLM_KEYS = ("padded_vocab_size", "multi_query_attention", "kv_channels", "ffn_hidden_size", "seq_length")
+
+
+def check_architecture(path, config: dict, flag=None) -> None:
+    """A ChatGLM-6B folder's config.json (beside ice_text.model) must describe ChatGLM-6B, and a "chatglm"
+    config must not be ChatGLM2/3's, else a ModelFileError naming the file and the fix."""
+    kind = config.get("model_type")
+    fix = (f"point {flag or 'the path'} at a ChatGLM-6B (v1) folder, such as THUDM/chatglm-6b or one written by "
+           "the course (`python -m glmcourse.thudm_format --out DIR`)")
+    if kind != "chatglm":
+        if not (Path(path).parent / "ice_text.model").is_file():
+            # another architecture transformers knows (GLM-4's GlmForCausalLM trains too), or one that brings its
+            # own code (the loader explains trust_remote_code): only a ChatGLM-6B folder must say "chatglm"
+            return
+        raise ModelFileError(f"{path}: describes a {kind or 'model without a model_type'!s} model, not ChatGLM-6B "
+                             f"(model_type \"chatglm\"); the course's classes cannot load it: {fix}.")
+    later = [k for k in _LATER_GLM_KEYS if k in config]
+    if later:
+        raise ModelFileError(f"{path}: a ChatGLM2/ChatGLM3/GLM-4 config (it has {', '.join(later)}), a later "
+                             f"architecture than ChatGLM-6B's; the course's classes cannot load it: {fix}.")
+
+
+def safetensors_names(path) -> list[str]:
+    with open(path, "rb") as handle:
+        (header_len,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(header_len).decode("utf-8"))
+    return [name for name in header if name != "__metadata__"]
+
+
+def check_shard_index(folder, index_name: str) -> list[str]:
+    """A sharded checkpoint's index parses, names its shards, and every shard is there (a ModelFileError if not)."""
+    folder = Path(folder)
+    path = folder / index_name
+    index = check_json_file(path, "weights index")
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise ModelFileError(f"{path}: the weights index is damaged (no \"weight_map\" of tensor name -> shard file); "
+                             f"{REBUILD}.")
+    shards = sorted(set(weight_map.values()))
+    missing = [shard for shard in shards if not (folder / shard).is_file()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ModelFileError(f"{folder}: {len(missing)} of the {len(shards)} weight shards that {index_name} lists "
+                             f"are missing ({shown}); download or copy them into the folder.")
+    for shard in shards:
+        if shard.endswith(".safetensors"):
+            check_safetensors(folder / shard)
+        elif (folder / shard).stat().st_size == 0:
+            raise ModelFileError(f"{folder / shard}: the weights file is empty (0 bytes); {REBUILD}.")
+    return list(weight_map)
+
+
+def expected_weight_names(config: dict) -> set[str]:
+    """The tensor names a ChatGLM-6B model of this config stores (built on the meta device: no memory)."""
+    import torch
+
+    from glmcourse.modeling import ChatGLMConfig, ChatGLMForConditionalGeneration
+
+    fields = {k: v for k, v in config.items() if k not in ("auto_map", "architectures", "_name_or_path",
+                                                          "transformers_version", "torch_dtype", "dtype")}
+    with torch.device("meta"):
+        model = ChatGLMForConditionalGeneration(ChatGLMConfig(**fields))
+    return set(model.state_dict())
+
+
+def check_weight_names(folder, config: dict, names) -> None:
+    """The stored tensors must be this model's: a file whose names match nothing (or that lacks some) is an
+    error, never a model whose missing weights were silently initialised at random."""
+    if config.get("quantization_bit"):
+        return  # a quantized layout stores other names for the quantized layers (glmcourse.quant reads those)
+    stored = set(names)
+    try:
+        expected = expected_weight_names(config)
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{Path(folder) / 'config.json'}: not a usable ChatGLM-6B config ({err}); {REBUILD}.") from None
+    optional = {n for n in expected if "prefix_encoder" in n.split(".") or n == "lm_head.weight"}
+    matched = stored & expected
+    if not matched:
+        example = ", ".join(sorted(stored)[:2]) or "none"
+        raise ModelFileError(f"{folder}: none of its {len(stored)} stored tensors is a ChatGLM-6B weight (it has {example}; "
+                             f"ChatGLM-6B's are transformer.word_embeddings.weight, transformer.layers.N...); it is not a "
+                             f"ChatGLM-6B checkpoint, or its config.json belongs to another one. {REBUILD[0].upper()}{REBUILD[1:]}.")
+    missing = sorted(expected - stored - optional)
+    if missing:
+        raise ModelFileError(f"{folder}: its weights lack {len(missing)} of the model's tensors ({', '.join(missing[:3])}"
+                             f"{' ...' if len(missing) > 3 else ''}), so they would be initialised at random; the "
+                             f"checkpoint is incomplete or its config.json does not match it (num_layers?). {REBUILD[0].upper()}{REBUILD[1:]}.")
 
 
 def check_model_files(path, flag=None, tokenizer: bool = False) -> None:
@@ -168,19 +279,23 @@ def check_model_files(path, flag=None, tokenizer: bool = False) -> None:
     config = check_json_file(folder / "config.json", "model config")
     if not isinstance(config, dict):
         raise ModelFileError(f"{folder / 'config.json'}: the model config must be a JSON object; {REBUILD}.")
+    check_architecture(folder / "config.json", config, flag)
     if (folder / "generation_config.json").is_file():
         check_json_file(folder / "generation_config.json", "generation config")
+    names = None  # the stored tensor names, where they can be read without loading the weights
     if (folder / "model.safetensors").is_file():
         check_safetensors(folder / "model.safetensors")
-    elif (folder / "model.safetensors.index.json").is_file():
-        index = check_json_file(folder / "model.safetensors.index.json", "weights index")
-        shards = sorted(set((index or {}).get("weight_map", {}).values())) if isinstance(index, dict) else []
-        for shard in shards:
-            if not (folder / shard).is_file():
-                raise ModelFileError(f"{folder / shard}: missing, but model.safetensors.index.json lists it; {REBUILD}.")
-            check_safetensors(folder / shard)
-    elif (folder / "pytorch_model.bin").is_file() and (folder / "pytorch_model.bin").stat().st_size == 0:
-        raise ModelFileError(f"{folder / 'pytorch_model.bin'}: the weights file is empty (0 bytes); {REBUILD}.")
+        names = safetensors_names(folder / "model.safetensors")
+    else:
+        for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+            if (folder / index_name).is_file():
+                names = check_shard_index(folder, index_name)
+                break
+        else:
+            if (folder / "pytorch_model.bin").is_file() and (folder / "pytorch_model.bin").stat().st_size == 0:
+                raise ModelFileError(f"{folder / 'pytorch_model.bin'}: the weights file is empty (0 bytes); {REBUILD}.")
+    if names is not None and config.get("model_type") == "chatglm":  # the course's classes will load these
+        check_weight_names(folder, config, names)
     if tokenizer:
         check_tokenizer_files(folder, flag)
 
@@ -205,6 +320,30 @@ def _explain(err: Exception, path, what: str, flag) -> ModelFileError:
                           f"{REBUILD}.")
 
 
+def is_thudm_folder(path) -> bool:
+    """A ChatGLM-6B folder as THUDM publishes it: config.json and ice_text.model, no course tokenizer.json."""
+    folder = Path(path)
+    return ((folder / "config.json").is_file() and (folder / "ice_text.model").is_file()
+            and not (folder / "tokenizer.json").is_file())
+
+
+_NOTED: set[str] = set()
+
+
+def remote_code_wanted(path, trust_remote_code: bool) -> bool:
+    """``trust_remote_code`` as given, except for a THUDM ChatGLM-6B folder: the course's own classes load it
+    (its .py files are never run), and a one-line note on stderr says so."""
+    if not trust_remote_code or not is_thudm_folder(path):
+        return bool(trust_remote_code)
+    if str(path) not in _NOTED:
+        import sys
+
+        _NOTED.add(str(path))
+        print(f"note: {path} is a THUDM ChatGLM-6B folder; the course's own classes load it, so trust_remote_code is "
+              "not needed and its .py files were not run.", file=sys.stderr)
+    return False
+
+
 def load_tokenizer(path, trust_remote_code: bool = False, flag=None):
     """``AutoTokenizer.from_pretrained(path)``, the folder's own code only with ``trust_remote_code=True``."""
     from transformers import AutoTokenizer
@@ -212,6 +351,7 @@ def load_tokenizer(path, trust_remote_code: bool = False, flag=None):
     import glmcourse  # noqa: F401  (registers the course tokenizer with AutoTokenizer)
 
     check_tokenizer_files(path, flag)
+    trust_remote_code = remote_code_wanted(path, trust_remote_code)
     try:
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=bool(trust_remote_code))
     except Exception as err:  # tokenizers raises a bare Exception on a damaged tokenizer.json
@@ -219,6 +359,7 @@ def load_tokenizer(path, trust_remote_code: bool = False, flag=None):
 
 
 def _load_model(factory, path, what: str, flag, trust_remote_code: bool, **kwargs):
+    trust_remote_code = remote_code_wanted(path, trust_remote_code)
     try:
         return factory.from_pretrained(str(path), trust_remote_code=bool(trust_remote_code), **kwargs)
     except Exception as err:  # safetensors, torch and json errors all become one line naming the folder
@@ -285,7 +426,7 @@ def load_base_model(path=None, load_in_8bit: bool = False, load_in_4bit: bool = 
               BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32))
     try:
         return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=torch.float32,
-                                                    trust_remote_code=bool(trust_remote_code))
+                                                    trust_remote_code=remote_code_wanted(path, trust_remote_code))
     except (RuntimeError, ImportError, AttributeError) as err:
         raise LoraError(f"bitsandbytes could not load {path} in {kind} here ({type(err).__name__}: {err}). "
                         f"{bnb_options(path)}") from None
@@ -299,7 +440,8 @@ def missing_model_files(path) -> list[str]:
         "weights (model.safetensors or pytorch_model.bin, or a sharded index)": [
             "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
             "pytorch_model.bin.index.json"],
-        "tokenizer (tokenizer.json or tokenizer_config.json)": ["tokenizer.json", "tokenizer_config.json"],
+        "tokenizer (tokenizer.json or tokenizer_config.json)": ["tokenizer.json", "tokenizer_config.json",
+                                                               "ice_text.model"],
     }
     return [what for what, names in needs.items() if not any((folder / n).exists() for n in names)]
 

@@ -13,13 +13,19 @@ from glmcourse.modeling.modeling_chatglm import (
     positions_and_mask,
 )
 from glmcourse.modeling.tokenization_chatglm import ChatGLMTokenizer, train_tokenizer
+from glmcourse.modeling.tokenization_ice import IceTextTokenizer
 
 AutoConfig.register("chatglm", ChatGLMConfig, exist_ok=True)
 AutoModel.register(ChatGLMConfig, ChatGLMForConditionalGeneration, exist_ok=True)
 AutoModelForCausalLM.register(ChatGLMConfig, ChatGLMForConditionalGeneration, exist_ok=True)
 AutoTokenizer.register(ChatGLMConfig, fast_tokenizer_class=ChatGLMTokenizer, exist_ok=True)
 
+# trust_remote_code=True on a THUDM ChatGLM-6B folder: the course's classes, never the folder's code
+from glmcourse.modeling import thudm_compat  # noqa: E402
+
+thudm_compat.install()
+
 __all__ = [
-    "ChatGLMConfig", "ChatGLMForConditionalGeneration", "ChatGLMModel", "ChatGLMTokenizer", "PrefixEncoder",
+    "ChatGLMConfig", "ChatGLMForConditionalGeneration", "ChatGLMModel", "ChatGLMTokenizer", "IceTextTokenizer", "PrefixEncoder",
     "chatglm_6b_config", "course_config", "positions_and_mask", "train_tokenizer",
 ]

@@ -238,6 +238,9 @@ class ChatGLMPreTrainedModel(PreTrainedModel):
     # A base checkpoint has no prefix: loading it with pre_seq_len set is the P-Tuning v2 recipe, so the
     # fresh prefix encoder is expected, not worth a "newly initialized" warning.
     _keys_to_ignore_on_load_missing = (r"(^|\.)prefix_encoder\.",)
+    # THUDM's checkpoints store each layer's rotary frequencies (a buffer); they are computed here instead
+    # (``rotary_inv_freq``, the same fp16-rounded values), so the stored copies are expected, not "unexpected".
+    _keys_to_ignore_on_load_unexpected = (r"\.rotary_emb\.inv_freq$",)
 
     def _init_weights(self, module):
         if type(module).__name__ == "QuantizedLinear":  # only a quantization_bit checkpoint can fill its codes

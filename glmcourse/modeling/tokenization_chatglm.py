@@ -25,8 +25,18 @@ class ChatGLMTokenizer(PreTrainedTokenizerFast):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        from glmcourse.modeling.modeling_chatglm import check_model_folder
+        """The course tokenizer (tokenizer.json), or ChatGLM-6B's own (``IceTextTokenizer``) for a folder
+        downloaded from THUDM, which holds ice_text.model instead."""
+        import os
 
+        from glmcourse.modeling.modeling_chatglm import check_model_folder
+        from glmcourse.modeling.tokenization_ice import VOCAB_FILE, IceTextTokenizer
+
+        folder = os.fspath(pretrained_model_name_or_path)
+        if (os.path.isfile(os.path.join(folder, VOCAB_FILE))
+                and not os.path.isfile(os.path.join(folder, "tokenizer.json"))):
+            kwargs.pop("trust_remote_code", None)
+            return IceTextTokenizer.from_pretrained(folder, **kwargs)
         check_model_folder(pretrained_model_name_or_path, ("tokenizer.json",), "the tokenizer",
                            required=("tokenizer_config.json",))
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)

@@ -1,0 +1,63 @@
+"""The seed's ``trust_remote_code=True`` on a THUDM ChatGLM-6B folder, answered by the course's classes.
+
+A folder downloaded from THUDM/chatglm-6b names its own code in ``auto_map`` (configuration_chatglm.py,
+modeling_chatglm.py, tokenization_chatglm.py). That code stops working after transformers 4.33, and the
+course runs no folder's code anyway. So, after ``import glmcourse``, when transformers asks for one of
+those classes *for such a folder* (config.json plus ice_text.model), it gets the course's class instead,
+and a one-line note says so. Any other folder's code is left to transformers, as before.
+"""
+from __future__ import annotations
+
+from glmcourse.modeling.configuration_chatglm import ChatGLMConfig
+from glmcourse.modeling.modeling_chatglm import ChatGLMForConditionalGeneration
+from glmcourse.modeling.tokenization_ice import IceTextTokenizer
+
+
+class _NotRegistered:
+    @classmethod
+    def register_for_auto_class(cls, auto_class=None):
+        """Nothing to register: this class stands in for a folder's code, and saving must not copy ours there."""
+
+
+class THUDMFolderConfig(_NotRegistered, ChatGLMConfig):
+    """ChatGLMConfig, loaded in place of a THUDM folder's configuration_chatglm.py."""
+
+
+class THUDMFolderModel(_NotRegistered, ChatGLMForConditionalGeneration):
+    """The course model, loaded in place of a THUDM folder's modeling_chatglm.py."""
+
+    config_class = ChatGLMConfig
+
+
+class THUDMFolderTokenizer(_NotRegistered, IceTextTokenizer):
+    """IceTextTokenizer, loaded in place of a THUDM folder's tokenization_chatglm.py."""
+
+
+STAND_INS = {
+    "ChatGLMConfig": THUDMFolderConfig,
+    "ChatGLMForConditionalGeneration": THUDMFolderModel,
+    "ChatGLMModel": THUDMFolderModel,
+    "ChatGLMTokenizer": THUDMFolderTokenizer,
+}
+
+
+def install() -> None:
+    """Wrap transformers' ``get_class_from_dynamic_module`` where the Auto classes call it (idempotent)."""
+    from transformers import dynamic_module_utils
+    from transformers.models.auto import auto_factory, configuration_auto, tokenization_auto
+
+    original = dynamic_module_utils.get_class_from_dynamic_module
+
+    def course_class_or_folder_code(class_reference, pretrained_model_name_or_path, *args, **kwargs):
+        from glmcourse.loading import is_thudm_folder, remote_code_wanted
+
+        name = str(class_reference).rsplit(".", 1)[-1]
+        if name in STAND_INS and is_thudm_folder(pretrained_model_name_or_path):
+            remote_code_wanted(pretrained_model_name_or_path, True)  # prints the one-line note, once per folder
+            return STAND_INS[name]
+        return original(class_reference, pretrained_model_name_or_path, *args, **kwargs)
+
+    course_class_or_folder_code.wrapped_for_thudm = True
+    for module in (auto_factory, configuration_auto, tokenization_auto):
+        if not getattr(module.get_class_from_dynamic_module, "wrapped_for_thudm", False):
+            module.get_class_from_dynamic_module = course_class_or_folder_code
