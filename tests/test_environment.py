@@ -23,7 +23,7 @@ PROBE = Path(__file__).with_name("hub_kernel_probe.py")
 def project_requirements() -> list[Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return [Requirement(r) for r in project["dependencies"] + extras["dev"] + extras["web"]]
+    return [Requirement(r) for r in project["dependencies"] + [r for extra in extras.values() for r in extra]]
 
 
 def test_every_dependency_has_a_pin_inside_its_range():
