@@ -10,9 +10,6 @@ A word with a legitimately different sense is listed in the row's fourth column,
 (English phrases separated by `;`): those phrases are removed from the English before the term is
 looked for. Keep that column short: it is for real homonyms (a random *seed*, a *code block*), not
 for translations that drifted.
-
-Lesson 03's catalog is edited on another branch; its known violations are listed in
-KNOWN_VIOLATIONS_03 and may remain, but a new one fails like any other catalog's.
 """
 from __future__ import annotations
 
@@ -26,27 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 GLOSSARY = REPO / "i18n" / "glossary.tsv"
 CATALOGS = sorted((REPO / "i18n" / "zh_CN").glob("*.po"))
 HEADER = ["English", "中文", "note", "other senses"]
-
-# (catalog, English term, first 60 characters of the msgid): left for the lesson 03 branch to fix.
-KNOWN_VIOLATIONS_03: set[tuple[str, str, str]] = {
-    ('03_deploy_and_chat.po', 'CUDA context', "The weights alone, per format, next to the README's minimum "),
-    ('03_deploy_and_chat.po', 'cell', 'ChatGLM-6B does all of these and far more. The course model '),
-    ('03_deploy_and_chat.po', 'cell', 'The course model is about 1,700 times smaller than ChatGLM-6'),
-    ('03_deploy_and_chat.po', 'history', '| skill | try |\n|---|---|\n| greet and introduce itself | `你好'),
-    ('03_deploy_and_chat.po', 'temperature', "**Browser.** `python -m glmcourse.web_demo` serves the seed'"),
-    ('03_deploy_and_chat.po', 'the seed', '## 1. Load the model, as the seed does'),
-    ('03_deploy_and_chat.po', 'the seed', "## 2. The seed's demo: `你好`, then a follow-up"),
-    ('03_deploy_and_chat.po', 'the seed', "**Browser.** `python -m glmcourse.web_demo` serves the seed'"),
-    ('03_deploy_and_chat.po', 'the seed', "1. load the model and run the seed's demo: `你好`, then a foll"),
-    ('03_deploy_and_chat.po', 'the seed', 'ChatGLM-6B does all of these and far more. The course model '),
-    ('03_deploy_and_chat.po', 'the seed', "Exactly the seed's calls. `chat` returns the answer and a **"),
-    ('03_deploy_and_chat.po', 'the seed', 'The seed deploys ChatGLM-6B three ways. A five-line script l'),
-    ('03_deploy_and_chat.po', 'the seed', "The seed's `.half()` is for GPUs. On a CPU, PyTorch has no ("),
-    ('03_deploy_and_chat.po', 'the seed', "The seed's `my_demo.py` loads ChatGLM-6B with `AutoTokenizer"),
-    ('03_deploy_and_chat.po', 'the seed', "the seed's follow-up, after the real first turn"),
-    ('03_deploy_and_chat.po', 'widget', "1. load the model and run the seed's demo: `你好`, then a foll"),
-    ('03_deploy_and_chat.po', 'widget', '> **Needs a live kernel.** Until you run the cell below in y'),
-}
 
 # Not prose: code spans, link targets, formulas, {fields}, `name=` arguments, `(a, b)` tuples and the
 # variables of a checker's formula (`scale = ...`, `w[i] / scale`, `layers x batch x seq_len`).
@@ -127,8 +103,6 @@ def test_glossary_has_the_terms_of_issue_30():
 @pytest.mark.parametrize("po_path", CATALOGS, ids=lambda p: p.name)
 def test_catalog_uses_the_glossary(po_path):
     found = violations(polib.pofile(str(po_path)), TERMS)
-    if po_path.name == "03_deploy_and_chat.po":
-        found = [v for v in found if (po_path.name, v[0], v[2][:60]) not in KNOWN_VIOLATIONS_03]
     lines = [f"{po_path.name}: {term!r} must be {' or '.join(accepted)}\n    EN: {msgid[:120]!r}\n"
              f"    ZH: {msgstr[:120]!r}" for term, accepted, msgid, msgstr in found]
     assert not found, f"{len(found)} entries break i18n/glossary.tsv:\n" + "\n".join(lines)

@@ -324,10 +324,6 @@ def test_tokens_display_math_and_code_comment_lines_are_caught():
     assert "spans lines" in translation.entry_problems(entry)[-1]
 
 
-# Lesson 03's catalog is edited on another branch: its prose still names the English tags.
-TAGS_LEFT_IN_03 = {"03_deploy_and_chat.po"}
-
-
 @pytest.mark.parametrize("po_path", [p for p in CATALOGS if p.name[:2].isdigit()], ids=lambda p: p.name)
 def test_chinese_prose_names_the_tags_the_chinese_checkers_print(po_path):
     """`[PASS]` in the English prose is `[通过]` in the Chinese, as exercises.po makes a zh run print it."""
@@ -336,8 +332,6 @@ def test_chinese_prose_names_the_tags_the_chinese_checkers_print(po_path):
     bad = [f"{translation._clip(e.msgid)!r}: write `{zh}` for `{en}`"
            for e in translation.load_catalog(po_path) if not e.obsolete and e.msgstr
            for en, zh in tags.items() if f"`{en}`" in e.msgid and (f"`{zh}`" not in e.msgstr or f"`{en}`" in e.msgstr)]
-    if bad and po_path.name in TAGS_LEFT_IN_03:
-        pytest.xfail(f"{po_path.name}: left to the lesson 03 branch ({len(bad)} entries)")
     assert not bad, f"{rel(po_path)}: prose names a tag the Chinese checkers never print:\n" + "\n".join(bad)
 
 
