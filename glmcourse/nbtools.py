@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -231,7 +232,13 @@ def execute_notebook(path, output=None, timeout: int = CELL_TIMEOUT_S, measure: 
     def note_cell(cell, cell_index, **_):
         current.update(index=cell_index, source=cell.source.strip().splitlines()[:1])
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", on_cell_start=note_cell,
+    # The kernel talks to this process over Unix sockets in a private temporary folder, not over TCP: nothing
+    # listens on a port, and the kernel has no "running over TCP without encryption" warning to print.
+    from traitlets.config import Config
+
+    sockets = tempfile.mkdtemp(prefix="glmcourse-kernel-")
+    config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", on_cell_start=note_cell, config=config,
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     result = {"notebook": path.name, "ok": False, "wall_s": None, "peak_rss_mib": None, "error": None}
     start = time.perf_counter()
@@ -249,6 +256,7 @@ def execute_notebook(path, output=None, timeout: int = CELL_TIMEOUT_S, measure: 
             monitor.__exit__(None, None, None)
             result["peak_rss_mib"] = round(monitor.peak_bytes / 2**20, 1)
         result["wall_s"] = round(time.perf_counter() - start, 1)
+        shutil.rmtree(sockets, ignore_errors=True)
     if result["ok"]:
         write_notebook(clean_notebook(nb), output or path)
     return result
