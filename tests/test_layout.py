@@ -22,20 +22,68 @@ def module_name(path: Path) -> str:
     return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
 
 
-def package_imports(path: Path, top_level_only: bool = False) -> set[str]:
-    """glmcourse modules that ``path`` imports (``from glmcourse import x`` counts as glmcourse.x when x is a module)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = tree.body if top_level_only else ast.walk(tree)
-    found = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "glmcourse":
-            for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                is_module = (REPO / Path(*sub.split("."))).with_suffix(".py").exists() or (REPO / Path(*sub.split("."))).is_dir()
-                found.add(sub if is_module else node.module)
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "glmcourse"}
-    return found - {module_name(path)}
+def is_module(name: str) -> bool:
+    where = REPO / Path(*name.split("."))
+    return where.with_suffix(".py").exists() or (where / "__init__.py").exists()
+
+
+def is_main_block(node) -> bool:
+    """``if __name__ == "__main__":``: what runs when the file is the program, never when it is imported."""
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__"
+            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators))
+
+
+# Calls that load a module named by their first argument, when that argument is a string literal.
+LOADERS = {"import_module", "__import__", "run_module"}
+
+
+def _imported_names(node, package: str) -> list[str]:
+    """The modules one AST node loads: ``import a.b``, ``from a import b`` (a.b when b is a module, else a),
+    relative forms, and ``importlib.import_module("glmcourse.x")`` / ``__import__`` / ``runpy.run_module``."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:  # from . import x, from ..y import z
+            parts = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+            base = ".".join(parts + ([node.module] if node.module else []))
+        return [f"{base}.{a.name}" if is_module(f"{base}.{a.name}") else base for a in node.names]
+    if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+            and isinstance(node.args[0].value, str):
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+        if called in LOADERS:
+            name = node.args[0].value
+            if name.startswith(".") and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                name = node.args[1].value + name  # import_module(".x", "glmcourse")
+            return [name]
+    return []
+
+
+def package_imports(path: Path, top_level_only: bool = False, main_block: bool = False, source: str | None = None) -> set[str]:
+    """glmcourse modules that ``path`` loads.
+
+    Everything counts, wherever it is written: imports inside functions, and ``importlib.import_module``
+    with a literal name, are as much an edge as a top-level import (they only run later). The one
+    exception is an ``if __name__ == "__main__":`` block: it runs when the file is the program
+    (``python -m glmcourse.x``), so it is the command's entry, not something importing the module sets
+    off; ``main_block=True`` returns only what such a block loads. ``top_level_only`` keeps the imports
+    that run while the module itself is being imported (its module-level statements)."""
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node, in_main: bool, in_function: bool):
+        for child in ast.iter_child_nodes(node):
+            main = in_main or is_main_block(child)
+            function = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if main == main_block and not (top_level_only and function):
+                found.update(n for n in _imported_names(child, package) if n.split(".")[0] == "glmcourse")
+            visit(child, main, function)
+
+    visit(ast.parse(path.read_text(encoding="utf-8") if source is None else source), False, False)
+    return found - {me}
 
 
 def package_files() -> list[Path]:
@@ -43,7 +91,17 @@ def package_files() -> list[Path]:
 
 
 def graph(top_level_only: bool) -> dict[str, set[str]]:
-    return {module_name(p): package_imports(p, top_level_only) for p in package_files()}
+    """Module -> the package modules it loads. In the full graph, an import of one of the module's own
+    packages (``import glmcourse`` in glmcourse.cli, for ``glmcourse.COURSE_MODEL``) is left out: Python
+    runs a package's ``__init__`` before any module inside it, so such an import only reads a package
+    that is already there. The top-level graph keeps those edges: there they can still meet a half-run
+    ``__init__``."""
+    edges = {}
+    for path in package_files():
+        name = module_name(path)
+        deps = package_imports(path, top_level_only)
+        edges[name] = deps if top_level_only else {d for d in deps if not name.startswith(d + ".")}
+    return edges
 
 
 def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -74,8 +132,57 @@ def test_find_cycle_sees_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_imports_are_followed_into_functions_and_importlib_strings():
+    """The graph sees what a top-level scan misses, and leaves a __main__ block out."""
+    source = ("import os\nfrom glmcourse import files\n\ndef later():\n    from glmcourse.cli import UsageError\n"
+              "    import importlib\n    return importlib.import_module('glmcourse.data')\n\n"
+              "if __name__ == '__main__':\n    from glmcourse import finetune\n")
+    path = PKG / "probe.py"  # not on disk: only its name (glmcourse.probe) is used
+    assert package_imports(path, source=source) == {"glmcourse.files", "glmcourse.cli", "glmcourse.data"}
+    assert package_imports(path, top_level_only=True, source=source) == {"glmcourse.files"}
+    assert package_imports(path, main_block=True, source=source) == {"glmcourse.finetune"}
+
+
 def test_no_import_cycle_at_module_level():
-    assert find_cycle(graph(top_level_only=True)) is None
+    cycle = find_cycle(graph(top_level_only=True))
+    assert cycle is None, f"import cycle at module level: {' -> '.join(cycle)}"
+
+
+def test_no_import_cycle_anywhere():
+    """Imports inside functions and importlib strings included: a cycle there still loads a module half-built
+    or twice, and ties two rooms of the package together."""
+    cycle = find_cycle(graph(top_level_only=False))
+    assert cycle is None, f"import cycle (imports inside functions and importlib strings count): {' -> '.join(cycle)}"
+
+
+def test_a_command_entry_that_imports_its_module_back_registers_it():
+    """A ``__main__`` block loading a module that imports this one back (ptuning.py -> ptuning_train.py ->
+    ptuning) must put itself in sys.modules first, or ``python -m`` runs the lesson's code twice."""
+    edges = graph(top_level_only=False)
+
+    def reaches(start, goal, seen=()):
+        return start == goal or any(reaches(d, goal, seen + (start,)) for d in edges.get(start, ()) if d not in seen)
+
+    for path in package_files():
+        name = module_name(path)
+        entry = package_imports(path, main_block=True)
+        if any(reaches(dep, name) for dep in entry):
+            block = next(n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if is_main_block(n))
+            assert "sys.modules" in ast.unparse(block), (
+                f"glmcourse/{path.relative_to(PKG)}: its __main__ block loads {sorted(entry)}, which imports "
+                f"{name} back; register it first: sys.modules.setdefault({name!r}, sys.modules[__name__])")
+
+
+def test_python_m_ptuning_loads_the_lesson_module_once():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "glmcourse.ptuning", "--help"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0 and "--pre_seq_len" in done.stdout, done.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert "glmcourse.ptuning_train" in imported
+    assert "glmcourse.ptuning" not in imported, "python -m glmcourse.ptuning imported the lesson module a second time"
 
 
 def test_lesson_modules_sit_at_the_bottom():
