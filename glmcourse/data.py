@@ -254,7 +254,7 @@ def jsonl_line(example: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Atomic writes
+# The converter's output: JSON lines, written atomically and read back
 # ----------------------------------------------------------------------------------------------
 
 
@@ -754,10 +754,3 @@ def labels_html(tokens, labels) -> str:
         "label = token id</span></div>"
     )
     return '<div style="line-height:1.9">' + "".join(chips) + "</div>" + legend
-
-
-# ----------------------------------------------------------------------------------------------
-# Exercise checkers (notebook 04)
-# ----------------------------------------------------------------------------------------------
-
-

@@ -259,3 +259,63 @@ def test_importing_transformers_after_glmcourse_registers_the_course_model():
             "print(type(AutoConfig.from_pretrained(glmcourse.COURSE_MODEL)).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.stdout.strip() == "ChatGLMConfig", out.stderr[-2000:]
+
+
+# Section headers, as the package writes them: either a box of three comment lines,
+#     # ------------------------------------------------------------------------------------------
+#     # 3. Which layers get adapters        (numbered in lora.py and ptuning.py, plain elsewhere)
+#     # ------------------------------------------------------------------------------------------
+# or one line: a rule followed by the title, "# ---------------------------------------- int4 packing".
+# A rule is "# " and at least 20 dashes.
+RULE = re.compile(r"^# -{20,}$")
+RULE_WITH_TITLE = re.compile(r"^# -{20,} (\S.*)$")
+NUMBERED = re.compile(r"^(\d+)\. ")
+
+
+def section_headers(lines: list[str]) -> list[tuple[int, str, int]]:
+    """(first line index, title, index of the first line after the header) for every section header."""
+    found, i = [], 0
+    while i < len(lines):
+        if RULE.match(lines[i]) and i + 2 < len(lines) and lines[i + 1].startswith("# ") \
+                and not RULE.match(lines[i + 1]) and RULE.match(lines[i + 2]):
+            found.append((i, lines[i + 1][2:].strip(), i + 3))
+            i += 3
+            continue
+        match = RULE_WITH_TITLE.match(lines[i])
+        if match:
+            found.append((i, match.group(1).strip(), i + 1))
+        i += 1
+    return found
+
+
+def header_problems(text: str) -> list[str]:
+    """Sections with no code under them (only blank or comment lines before the next header or the end of
+    the file), and numbered sections that do not count 1, 2, 3... in order."""
+    lines = text.splitlines()
+    headers = section_headers(lines)
+    problems = []
+    for k, (start, title, body) in enumerate(headers):
+        end = headers[k + 1][0] if k + 1 < len(headers) else len(lines)
+        if not any(line.strip() and not line.lstrip().startswith("#") for line in lines[body:end]):
+            problems.append(f"line {start + 1}: section {title!r} has no code under it")
+    numbers = [int(m.group(1)) for _, title, _ in headers if (m := NUMBERED.match(title))]
+    if numbers and numbers != list(range(1, len(numbers) + 1)):
+        problems.append(f"numbered sections run {numbers}, not 1..{len(numbers)}")
+    return problems
+
+
+def test_header_problems_sees_an_empty_or_misnumbered_section():
+    box = "# " + "-" * 40 + "\n# {}\n# " + "-" * 40 + "\n"
+    good = box.format("1. The layer") + "x = 1\n" + "# " + "-" * 30 + " plots\ndef f():\n    pass\n"
+    assert header_problems(good) == []
+    empty = good + box.format("2. Merging") + "\n\n" + box.format("3. Checkers") + "# a comment only\n"
+    assert header_problems(empty) == ["line 8: section '2. Merging' has no code under it",
+                                      "line 13: section '3. Checkers' has no code under it"]
+    assert header_problems(box.format("1. A") + "a = 1\n" + box.format("3. C") + "c = 1\n") == [
+        "numbered sections run [1, 3], not 1..2"]
+
+
+@pytest.mark.parametrize("path", package_files(), ids=lambda p: str(p.relative_to(PKG)))
+def test_every_section_header_has_code_under_it(path):
+    problems = header_problems(path.read_text(encoding="utf-8"))
+    assert not problems, f"glmcourse/{path.relative_to(PKG)}: " + "; ".join(problems)
