@@ -164,7 +164,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# 3. Which layers get adapters (known-failures #13)
+# 3. Which layers get adapters (docs/failure-catalog.md#f13-missing-target-modules)
 # ----------------------------------------------------------------------------------------------
 def peft_default_targets(model_type: str):
     """peft's built-in LoRA targets for a model type (chatglm -> ['query_key_value']), or None."""
@@ -180,7 +180,7 @@ def resolve_target_modules(model: nn.Module, target_modules=None, verbose: bool 
     """Check or choose LoRA's target modules. Returns (targets, how they were chosen).
 
     * Given names must each match a Linear layer (a full name or a name ending in '.' + target);
-      otherwise a LoraError lists the model's Linear layers (known-failures #13).
+      otherwise a LoraError lists the model's Linear layers (docs/failure-catalog.md#f13-missing-target-modules).
     * None: peft's default for ``model.config.model_type`` (ChatGLM: query_key_value). A model type
       without a default gets every Linear inside an attention block (a parent named *attn* or
       *attention*): q_proj, k_proj, v_proj, o_proj on Llama- or GLM-4-style models.
@@ -232,7 +232,8 @@ def lora_config(r: int = 8, lora_alpha: float = 32, lora_dropout: float = 0.1, t
 
 def add_lora(model: nn.Module, r: int = 8, lora_alpha: float = 32, lora_dropout: float = 0.1,
              target_modules=None, verbose: bool = True):
-    """``get_peft_model`` after checking the targets, then the trainable-parameter check (#14)."""
+    """``get_peft_model`` after checking the targets, then the trainable-parameter check
+    (docs/failure-catalog.md#f14-nothing-trains)."""
     from peft import get_peft_model
 
     # A quantize(4/8) or pre-quantized base works too: its QuantizedLinear layers are nn.Linear to peft, which
@@ -247,7 +248,7 @@ def add_lora(model: nn.Module, r: int = 8, lora_alpha: float = 32, lora_dropout:
 
 
 # ----------------------------------------------------------------------------------------------
-# 4. Pre-flight checks (known-failures #14)
+# 4. Pre-flight checks (docs/failure-catalog.md#f14-nothing-trains)
 # ----------------------------------------------------------------------------------------------
 def lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if "lora_" in n}

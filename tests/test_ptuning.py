@@ -1,5 +1,5 @@
 """``python -m glmcourse.ptuning`` (P-Tuning v2): train.sh's flags, main.py's data rules, the prefix checkpoint,
-resume, --seed, the pre-flight checks and --quantization_bit (known-failures #8, #10, #14-#16, #25).
+resume, --seed, the pre-flight checks and --quantization_bit (docs/failure-catalog.md: F08, F10, F14-F16, F25).
 
 Every run uses a tiny random ChatGLM saved with the course tokenizer (as tests/test_finetune.py), so each takes seconds.
 """
@@ -128,7 +128,7 @@ def test_train_sh_flags_verbatim(tiny, tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------- data rules
 def reference_row(tokenizer, query, answer, history, use_history, max_source_length, max_target_length):
-    """ChatGLM-6B ptuning/main.py's preprocess_function_train, as chatglm-reference.md states it."""
+    """ChatGLM-6B ptuning/main.py's preprocess_function_train, its rules written out again here."""
     if not use_history:
         prompt = query
     else:
