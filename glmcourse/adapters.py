@@ -48,7 +48,8 @@ class AdapterSummary:
 
 
 def adapter_folder(path) -> Path:
-    """The folder of an adapter; a file, a missing folder or one without adapter_config.json explained (#17)."""
+    """The folder of an adapter; a file, a missing folder or one without adapter_config.json explained
+    (docs/failure-catalog.md#f17-unusable-adapter-folder)."""
     path = Path(path)
     if path.is_file():
         where = path.parent
@@ -98,7 +99,7 @@ def read_adapter_weights(path) -> tuple[dict, str]:
 
 
 def check_adapter(path, expect_trained: bool = True, model: nn.Module | None = None) -> AdapterSummary:
-    """Re-read a saved adapter and check it (known-failures #16).
+    """Re-read a saved adapter and check it (docs/failure-catalog.md#f16-empty-adapter).
 
     It must hold LoRA A/B pairs with shapes A [r, in], B [out, r] (r from its config); after training
     some B must be non-zero (B = 0 is the untrained start: such an adapter changes nothing). With
@@ -162,7 +163,7 @@ def save_adapter(model, output_dir, expect_trained: bool = True) -> AdapterSumma
     """Save adapter_config.json + adapter_model.safetensors into ``output_dir``, atomically, then check them.
 
     The files are written to a hidden temp folder first, checked, and only then moved into place: an
-    interrupted save never leaves a half-written adapter where the previous good one was (#16, #25).
+    interrupted save never leaves a half-written adapter where the previous good one was (docs/failure-catalog.md: F16, F25).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +212,7 @@ def matched_keys(model: nn.Module, weights: dict, adapter_name: str = "default")
 
 def load_adapter(model: nn.Module, adapter_dir, adapter_name: str = "default", is_trainable: bool = False,
                  verbose: bool = True):
-    """``PeftModel.from_pretrained(model, adapter_dir)`` with the checks peft does not do (#17, #18).
+    """``PeftModel.from_pretrained(model, adapter_dir)`` with the checks peft does not do (docs/failure-catalog.md: F17, F18).
 
     Accepts .safetensors or .bin; explains a missing config or a file given instead of a folder; and
     counts the adapter tensors that actually landed in the model. peft loads with strict=False, so a
@@ -276,7 +277,7 @@ def merge_lora(peft_model, base_path=None, reload_fp32: bool = True, verbose: bo
 
     On an fp32 base the result equals the adapter's outputs up to float rounding. On an 8-bit or 4-bit
     base the sum would be rounded back to 8 or 4 bits, losing most of the small LoRA update
-    (known-failures #19), so this takes the fp32 path instead: it loads the base again in fp32 (from
+    (docs/failure-catalog.md#f19-merge-on-quantized-base), so this takes the fp32 path instead: it loads the base again in fp32 (from
     ``base_path`` or the adapter config's ``base_model_name_or_path``), applies the same adapter
     weights, checks they all landed, and merges there. Quantize the merged model afterwards if you
     need it small. ``reload_fp32=False`` refuses.

@@ -5,7 +5,8 @@ ChatGLM-6B's ``model.chat`` is a thin layer over ``generate``. This module is th
 * ``build_prompt`` turns a query and the past turns into the single string the model reads;
 * ``fit_history`` drops the oldest turns until the prompt leaves room for the reply;
 * ``chat`` encodes, generates, decodes only the new ids and tidies the text (``process_response``);
-* ``stream_chat`` does the same while the tokens arrive, and never shows half a character.
+* ``stream_chat`` does the same while the tokens arrive, and never shows half a character;
+* ``chat_widget`` is the notebook's chat box (ipywidgets) over them.
 
 The course model's ``model.chat(tokenizer, query, history)`` and ``model.stream_chat(...)`` call
 ``chat`` and ``stream_chat`` here, so everything below also runs on a PEFT-wrapped model.
@@ -432,20 +433,3 @@ def chat_widget(model, tokenizer, max_length: int = 2048, top_p: float = 0.7, te
     clear.on_click(on_clear)
     show([])
     return box
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading (shared by the CLI, the web demo and the benchmark)
-# --------------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------------
-# Benchmark (make bench)
-# --------------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------------
-# Exercise checkers (notebook 03)
-# --------------------------------------------------------------------------------------------------
-
-

@@ -25,7 +25,7 @@ from pathlib import Path
 from glmcourse.files import atomic_write
 
 IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
-PARAMS_FILE = "glmcourse_params.json"  # written beside a tokenized dataset (known-failures #11)
+PARAMS_FILE = "glmcourse_params.json"  # written beside a tokenized dataset (docs/failure-catalog.md#f11-stale-tokenized-cache)
 PARAMS_VERSION = 1
 ALPACA_FIELDS = ("instruction", "input", "output")
 # The smallest row that still teaches something: [gMASK] <sop> + one target token + <eop>.
@@ -254,7 +254,7 @@ def jsonl_line(example: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Atomic writes
+# The converter's output: JSON lines, written atomically and read back
 # ----------------------------------------------------------------------------------------------
 
 
@@ -402,7 +402,8 @@ def special_ids(tokenizer) -> dict:
 
 
 def check_max_seq_length(max_seq_length) -> int:
-    """Reject lengths that cannot hold [gMASK] <sop>, one target token and <eop> (known-failures #8)."""
+    """Reject lengths that cannot hold [gMASK] <sop>, one target token and <eop>
+    (docs/failure-catalog.md#f08-max-seq-length-too-small)."""
     if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int):
         raise DataError(f"max_seq_length must be an integer, got {max_seq_length!r}.")
     if max_seq_length < MIN_SEQ_LENGTH:
@@ -467,7 +468,7 @@ def tokenize_row(tokenizer, example: dict, max_seq_length: int, skip_overlength:
 
 
 def tokenize_examples(tokenizer, examples, max_seq_length: int, skip_overlength: bool = False):
-    """Tokenize many examples. Returns (rows, counts); 0 rows left is a DataError (known-failures #10)."""
+    """Tokenize many examples. Returns (rows, counts); 0 rows left is a DataError (docs/failure-catalog.md#f10-no-samples-left)."""
     from glmcourse.settings import progress
 
     check_max_seq_length(max_seq_length)
@@ -512,7 +513,7 @@ def suggest_max_seq_length(lengths, quantile: float = 0.99, multiple: int = 8) -
 
 
 # ----------------------------------------------------------------------------------------------
-# Saving and loading tokenized rows, with their parameters (known-failures #11)
+# Saving and loading tokenized rows, with their parameters (docs/failure-catalog.md#f11-stale-tokenized-cache)
 # ----------------------------------------------------------------------------------------------
 def file_sha256(path) -> str:
     digest = hashlib.sha256()
@@ -754,10 +755,3 @@ def labels_html(tokens, labels) -> str:
         "label = token id</span></div>"
     )
     return '<div style="line-height:1.9">' + "".join(chips) + "</div>" + legend
-
-
-# ----------------------------------------------------------------------------------------------
-# Exercise checkers (notebook 04)
-# ----------------------------------------------------------------------------------------------
-
-

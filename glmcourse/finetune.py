@@ -282,7 +282,7 @@ def _callbacks():
     from transformers import TrainerCallback
 
     class PreflightCheck(TrainerCallback):
-        """Trainable parameters > 0 before step 1; a non-zero gradient at step 1 (known-failures #14).
+        """Trainable parameters > 0 before step 1; a non-zero gradient at step 1 (docs/failure-catalog.md#f14-nothing-trains).
 
         The checks default to LoRA's (glmcourse.lora); P-Tuning passes its prefix checks.
         """
@@ -304,7 +304,8 @@ def _callbacks():
                 self.largest_grad = self.check_grads(model)
 
     class LossGuard(TrainerCallback):
-        """Stops on a NaN/inf loss, or a loss of exactly 0 for several steps, and says why (#15).
+        """Stops on a NaN/inf loss, or a loss of exactly 0 for several steps, and says why
+        (docs/failure-catalog.md#f15-nan-or-zero-loss).
 
         The usual causes and what stays saved differ by method; the defaults are LoRA's (P-Tuning passes its own).
         """
@@ -339,7 +340,8 @@ def _callbacks():
                 control.should_save = False  # never checkpoint a broken state
 
     class AdapterSaver(TrainerCallback):
-        """At every save step: the adapter into --output_dir, atomically, re-read and checked (#16)."""
+        """At every save step: the adapter into --output_dir, atomically, re-read and checked
+        (docs/failure-catalog.md#f16-empty-adapter)."""
 
         def __init__(self, output_dir, guard):
             self.output_dir, self.guard, self.last = output_dir, guard, None
@@ -436,7 +438,7 @@ class LiveLossPlot:
 # Training
 # ----------------------------------------------------------------------------------------------
 def _precision(fp16: bool) -> bool:
-    """fp16 only on CUDA; on a CPU it falls back to fp32 with a notice (known-failures #3)."""
+    """fp16 only on CUDA; on a CPU it falls back to fp32 with a notice (docs/failure-catalog.md#f03-fp16-on-cpu)."""
     import torch
 
     if fp16 and not torch.cuda.is_available():
@@ -547,7 +549,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
     model.config.use_cache = False  # no KV cache while training (as the seed)
     if gradient_checkpointing:
         # transformers also makes the embeddings' output require grad here: without that, no gradient
-        # would reach LoRA through the checkpointed blocks of a frozen base (known-failures #14)
+        # would reach LoRA through the checkpointed blocks of a frozen base (docs/failure-catalog.md#f14-nothing-trains)
         model.activation_checkpointing_enable()
     set_seed(seed)  # before the adapter exists: its A matrices are drawn at random, so two runs match
     model = add_lora(model, r=int(s["lora_rank"]), lora_alpha=32, lora_dropout=0.1, target_modules=target_modules,
@@ -589,7 +591,7 @@ def finetune(dataset_path, output_dir, *, model_name_or_path=None, lora_rank=Non
                 loss = super().training_step(model, *a, **kw)
             except RuntimeError as err:  # torch: "element 0 of tensors does not require grad ..."
                 if "does not require grad" in str(err):
-                    check_lora_grads(self.model)  # raises the explained LoraError (#14)
+                    check_lora_grads(self.model)  # raises the explained LoraError (docs/failure-catalog.md#f14-nothing-trains)
                 raise
             guard.observe(float(loss.detach()))
             return loss

@@ -54,6 +54,7 @@ from pathlib import Path
 import glmcourse
 from glmcourse.cli import UsageError, check_output_dir, int_arg, one_line, run_cli
 from glmcourse.files import OUTPUT_MARKER, atomic_write, write_marker
+from glmcourse.notebook_io import notebook_or_reason
 
 COURSE_NOTEBOOKS = glmcourse.REPO_ROOT / "notebooks"
 OUTPUTS = ("grades.csv", "report.html")
@@ -118,26 +119,6 @@ class Task:  # one notebook to run
 
 
 # ------------------------------------------------------------------------------------------ notebooks
-def read_notebook(path):
-    """(notebook, None), or (None, why it is not a notebook)."""
-    import warnings
-
-    import nbformat
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            nb = nbformat.read(str(path), as_version=4)
-        if not isinstance(nb.get("cells"), list) or not all(
-                isinstance(c, dict) and isinstance(c.get("source"), str) for c in nb.cells):
-            return None, "no list of cells with source text"
-    except Exception as err:  # noqa: BLE001 - invalid JSON, not UTF-8, not an nbformat notebook
-        return None, f"{type(err).__name__}: {one_line(err)[:200]}"
-    for cell in nb.cells:
-        cell.setdefault("metadata", {})
-    return nb, None
-
-
 def code_cells(nb):
     return [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
 
@@ -263,8 +244,8 @@ def course_lessons(folder: Path = COURSE_NOTEBOOKS) -> list:
 
     lessons = []
     for path in lesson_notebooks(folder):
-        nb, _ = read_notebook(path)
-        twin, _ = read_notebook(folder / "zh" / path.name)  # the Chinese edition: its own set-up cell
+        nb, _ = notebook_or_reason(path)
+        twin, _ = notebook_or_reason(folder / "zh" / path.name)  # the Chinese edition: its own set-up cell
         if nb is None:
             continue
         checkers = {name: checker_line(nb.cells[i].source) for name, i in tagged_exercises(nb).items()}
@@ -821,7 +802,7 @@ def plan(folder: Path, lessons: list):
         seen = {}
         for path in files:
             shown = path.relative_to(folder).as_posix()
-            nb, problem = read_notebook(path) if path.suffix == ".ipynb" else (None, "not a .ipynb file")
+            nb, problem = notebook_or_reason(path) if path.suffix == ".ipynb" else (None, "not a .ipynb file")
             lesson = recognise(nb, path, lessons) if nb else None
             if nb is None:
                 notes.append(f"not a notebook: {shown} ({problem})")

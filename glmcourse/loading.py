@@ -63,7 +63,7 @@ def load_bnb_model(path: str | None = None, kind: str = "int8"):
 
     ``kind`` is ``"int8"`` (``BitsAndBytesConfig(load_in_8bit=True)``) or ``"nf4"`` (4-bit NormalFloat,
     fp32 compute). Without a usable bitsandbytes backend this raises a RuntimeError listing the
-    options (known-failures #2) instead of bitsandbytes' own traceback.
+    options (docs/failure-catalog.md#f02-no-bitsandbytes-backend) instead of bitsandbytes' own traceback.
     """
     from transformers import AutoModel
 

@@ -1,4 +1,4 @@
-"""Lessons 05-06: LoRA, from the formula to a trained, saved, reloaded and merged adapter.
+"""Lessons 05-06: LoRA, from the formula to a model with adapters that is checked before it trains.
 
 LoRA freezes a pretrained weight ``W`` (out x in) and learns a low-rank update next to it::
 
@@ -8,10 +8,13 @@ so the model starts exactly as the base (B = 0) and training touches only ``r * 
 per adapted layer. ChatGLM-Tuning (the seed) adapts ``query_key_value`` with r=8, alpha=32,
 dropout 0.1: 3,670,016 trainable parameters on ChatGLM-6B.
 
-This module holds the lesson's from-scratch layer and everything around peft that goes wrong in
-practice (known-failures #2, #13-#19): target modules that do not exist, adapters saved empty or
-loaded without effect, a merge asked of an 8-bit base, and bitsandbytes without a usable backend.
-``python -m glmcourse.finetune`` trains; ``bench_lora`` measures the lesson's figures.
+This module holds, in the notebook's order: the from-scratch layer; parameter counts; which layers get
+adapters (target modules that do not exist are an error, not a silent no-op) and ``add_lora``; the
+pre-flight checks (something trains, and only the adapters get a gradient); and the tokenizer helpers
+the notebook uses to explain which answer fields the model can copy. Elsewhere: training is
+``python -m glmcourse.finetune``; saving, loading and merging an adapter is ``glmcourse/adapters.py``
+(lesson 06); loading a base in 8 or 4 bits is ``glmcourse/loading.py``; the checkers are in
+``glmcourse/exercises/lora.py`` and the lesson's figures in ``glmcourse/bench/lora.py``.
 """
 from __future__ import annotations
 
@@ -161,7 +164,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# 3. Which layers get adapters (known-failures #13)
+# 3. Which layers get adapters (docs/failure-catalog.md#f13-missing-target-modules)
 # ----------------------------------------------------------------------------------------------
 def peft_default_targets(model_type: str):
     """peft's built-in LoRA targets for a model type (chatglm -> ['query_key_value']), or None."""
@@ -177,7 +180,7 @@ def resolve_target_modules(model: nn.Module, target_modules=None, verbose: bool 
     """Check or choose LoRA's target modules. Returns (targets, how they were chosen).
 
     * Given names must each match a Linear layer (a full name or a name ending in '.' + target);
-      otherwise a LoraError lists the model's Linear layers (known-failures #13).
+      otherwise a LoraError lists the model's Linear layers (docs/failure-catalog.md#f13-missing-target-modules).
     * None: peft's default for ``model.config.model_type`` (ChatGLM: query_key_value). A model type
       without a default gets every Linear inside an attention block (a parent named *attn* or
       *attention*): q_proj, k_proj, v_proj, o_proj on Llama- or GLM-4-style models.
@@ -229,7 +232,8 @@ def lora_config(r: int = 8, lora_alpha: float = 32, lora_dropout: float = 0.1, t
 
 def add_lora(model: nn.Module, r: int = 8, lora_alpha: float = 32, lora_dropout: float = 0.1,
              target_modules=None, verbose: bool = True):
-    """``get_peft_model`` after checking the targets, then the trainable-parameter check (#14)."""
+    """``get_peft_model`` after checking the targets, then the trainable-parameter check
+    (docs/failure-catalog.md#f14-nothing-trains)."""
     from peft import get_peft_model
 
     # A quantize(4/8) or pre-quantized base works too: its QuantizedLinear layers are nn.Linear to peft, which
@@ -244,7 +248,7 @@ def add_lora(model: nn.Module, r: int = 8, lora_alpha: float = 32, lora_dropout:
 
 
 # ----------------------------------------------------------------------------------------------
-# 4. Pre-flight checks (known-failures #14)
+# 4. Pre-flight checks (docs/failure-catalog.md#f14-nothing-trains)
 # ----------------------------------------------------------------------------------------------
 def lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if "lora_" in n}
@@ -286,27 +290,7 @@ def check_lora_grads(model: nn.Module) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# 5. Adapters on disk: save, check, load (known-failures #16-#18)
-# ----------------------------------------------------------------------------------------------
-
-
-# ----------------------------------------------------------------------------------------------
-# 6. Loading the base, 8-bit / 4-bit (known-failures #2), and merging (#19)
-# ----------------------------------------------------------------------------------------------
-
-
-# ----------------------------------------------------------------------------------------------
-# 7. Memory: LoRA against full fine-tuning
-# ----------------------------------------------------------------------------------------------
-
-
-# ----------------------------------------------------------------------------------------------
-# 8. Plots
-# ----------------------------------------------------------------------------------------------
-
-
-# ----------------------------------------------------------------------------------------------
-# 9. The lesson's figures: base vs LoRA vs LoRA on an 8-bit base (`make bench`)
+# 5. What the lesson's data asks of the tokenizer (notebook 05's look at the JSON answers)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -358,10 +342,3 @@ def unseen_tokens(tokenizer, text: str, seen_texts) -> list[str]:
     seen = {i for ids in tokenizer(list(seen_texts), add_special_tokens=False)["input_ids"] for i in ids}
     ids = tokenizer.encode(text, add_special_tokens=False)
     return [tokenizer.decode([i]) for i in dict.fromkeys(ids) if i not in seen]
-
-
-# ----------------------------------------------------------------------------------------------
-# 10. Exercise checkers (notebooks 05 and 06)
-# ----------------------------------------------------------------------------------------------
-
-

@@ -469,10 +469,3 @@ def render_mask(mask, tokens=None, position_ids=None, block_position_ids=None,
     for row in range(size):
         out.append(line(labels[row], [allowed if bool(v) else blocked for v in mask[row]]))
     return "\n".join(out)
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise checkers (used by notebooks/01_glm_attention_masks.ipynb through glmcourse.exercises)
-# --------------------------------------------------------------------------------------------
-
-

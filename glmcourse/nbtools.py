@@ -20,10 +20,12 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
+
+from glmcourse.files import atomic_write
+from glmcourse.notebook_io import read_notebook, write_notebook  # the one reader and writer (also nbtools' API)
 
 # What JupyterLab writes when it opens and saves a notebook, so opening a lesson never breaks the check.
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -43,41 +45,6 @@ LEARNER_CELL_TIMEOUT_S = 1800  # `course` runs full-size training cells
 # Machine-specific folders that must never show up in a committed output.
 ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:root|tmp|home|work)/")
 BINARY_MIME_PREFIXES = ("image/",)  # base64 payloads can contain "/tmp/" by chance
-
-
-# ---------------------------------------------------------------------------- reading and writing
-def read_notebook(path):
-    """A notebook (nbformat 4); a missing, non-UTF-8 or damaged one is a one-line ``cli.UsageError``."""
-    import nbformat
-
-    from glmcourse.cli import UsageError, one_line, parse_json, read_text
-
-    text = read_text(path, f"notebook {path}")
-    value = parse_json(text, f"notebook {path}")
-    if not isinstance(value, dict) or not isinstance(value.get("cells"), list):
-        raise UsageError(f"notebook {path}: not a Jupyter notebook (no list of cells); restore it with "
-                         f"`git checkout -- {path}`, or pass an .ipynb file.")
-    try:
-        return nbformat.reads(text, as_version=4)
-    except Exception as err:  # noqa: BLE001 - nbformat's validation and conversion errors
-        raise UsageError(f"notebook {path}: not a valid notebook ({one_line(err)}); restore it with "
-                         f"`git checkout -- {path}`.") from None
-
-
-def write_notebook(nb, path) -> None:
-    """Write atomically: a crash mid-write never leaves half a notebook behind."""
-    import nbformat
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ipynb.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------- cleaning
@@ -307,10 +274,8 @@ def run_course(folder, out_dir, results_file, timeout: int = LEARNER_CELL_TIMEOU
         "load_average_1min": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
         "notebooks": [merged[name] for name in sorted(merged) if name in existing],
     }
-    results_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = results_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, results_file)
+    with atomic_write(results_file) as handle:
+        handle.write(json.dumps(record, indent=2) + "\n")
     print(f"saved {results_file}")
     return rows
 

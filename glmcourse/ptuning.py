@@ -436,7 +436,16 @@ def quantize_once(model, model_path, quantization_bit: int | None) -> None:
                            f"pass the fp16 folder to quantize to int{quantization_bit}.")
 
 
-if __name__ == "__main__":  # python -m glmcourse.ptuning: the CLI lives one floor up, in ptuning_train.py
-    import importlib
+# `python -m glmcourse.ptuning` (the seed's command name) starts here, but the command lives one floor up in
+# ptuning_train.py, which imports this lesson module. Python runs this file as `__main__`, so it is entered
+# under its package name first: ptuning_train's `from glmcourse import ptuning` then finds this very module
+# instead of loading the lesson a second time (two PTuningError classes, two copies of every constant).
+# The block is the command's entry, not an import of the lesson module: tests/test_layout.py leaves
+# `if __name__ == "__main__":` blocks out of the import graph, and checks that such an entry registers itself.
+if __name__ == "__main__":
+    import sys
 
-    raise SystemExit(importlib.import_module("glmcourse.ptuning_train").main())
+    sys.modules.setdefault("glmcourse.ptuning", sys.modules[__name__])
+    from glmcourse import ptuning_train
+
+    raise SystemExit(ptuning_train.main())

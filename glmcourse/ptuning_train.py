@@ -186,7 +186,7 @@ def check_paths(train_file, validation_file, model_path, output_dir, overwrite: 
 
 
 def check_settings(s: dict) -> None:
-    """Every numeric flag, before anything slow (known-failures #8)."""
+    """Every numeric flag, before anything slow (docs/failure-catalog.md#f08-max-seq-length-too-small)."""
     if s.get("seed") is not None:
         from glmcourse.cli import SEED_RANGE, UsageError, check_int
 
@@ -367,7 +367,7 @@ def prefix_parameters(model) -> dict:
 
 
 def check_only_prefix_trains(model) -> int:
-    """Pre-flight (known-failures #14): some parameters train, and all of them are the prefix encoder's."""
+    """Pre-flight (docs/failure-catalog.md#f14-nothing-trains): some parameters train, and all of them are the prefix encoder's."""
     trainable, total = ptuning.trainable_parameters(model)
     if trainable == 0:
         raise PTuningError(f"the model has 0 trainable parameters (of {total:,}): nothing would learn. Build it with "
@@ -380,7 +380,8 @@ def check_only_prefix_trains(model) -> int:
 
 
 def check_prefix_grads(model) -> float:
-    """After the first backward: some prefix gradient is non-zero (#14). Returns the largest |grad|."""
+    """After the first backward: some prefix gradient is non-zero (docs/failure-catalog.md#f14-nothing-trains).
+    Returns the largest |grad|."""
     grads = [p.grad.detach().abs().max().item() for p in prefix_parameters(model).values() if p.grad is not None]
     if any(not math.isfinite(g) for g in grads):
         return float("nan")  # gradients flow but the loss is broken: the guard reports that
@@ -394,7 +395,8 @@ def _callbacks():
     from transformers import TrainerCallback
 
     class PrefixSaver(TrainerCallback):
-        """At every save step: the prefix into --output_dir as well, atomically and re-read (#16)."""
+        """At every save step: the prefix into --output_dir as well, atomically and re-read
+        (docs/failure-catalog.md#f16-empty-adapter)."""
 
         def __init__(self, output_dir, guard):
             self.output_dir, self.guard = output_dir, guard

@@ -597,13 +597,7 @@ def _untie(state: dict) -> dict:
     return out
 
 
-# --------------------------------------------------------------------------- memory estimate
-
-
-# --------------------------------------------------------------------------- bitsandbytes
-
-
-# --------------------------------------------------------------------------- the course model
+# --------------------------------------------------------------------------- a model's bytes, and the variants the lesson compares
 def model_bytes(model: nn.Module) -> int:
     """Bytes of all parameters and buffers (a tied weight counted once), as loaded in memory."""
     seen, total = set(), 0
@@ -621,11 +615,3 @@ QUANT_VARIANTS = {  # name -> (bits, group_size) for quantize_model
     "int4 group 64": (4, 64),
     "int4 group 32": (4, 32),
 }
-
-
-# --------------------------------------------------------------------------- plots
-
-
-# --------------------------------------------------------------------------- exercise checkers
-
-

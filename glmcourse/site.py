@@ -171,7 +171,7 @@ def check_notebooks(notebooks_dir: Path) -> None:
     if missing:
         raise UsageError(f"--notebooks {notebooks_dir}: the English and zh/ lessons differ ({', '.join(missing)}); "
                          f"run `python -m glmcourse.nbtools translate` to write notebooks/zh/.")
-    from glmcourse.nbtools import read_notebook
+    from glmcourse.notebook_io import read_notebook
 
     for notebook in english + chinese:  # a damaged one is named here, not deep inside Sphinx
         read_notebook(notebook)

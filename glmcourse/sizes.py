@@ -45,8 +45,3 @@ def parameter_breakdown(model) -> dict[str, int]:
 def weight_gib(n_params: int, bits: int) -> float:
     """Memory of ``n_params`` weights stored with ``bits`` bits each, in GiB (2**30 bytes)."""
     return n_params * bits / 8 / 2**30
-
-
-# ---------------------------------------------------------------------------- exercise checkers
-
-

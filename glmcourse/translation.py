@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glmcourse.bilingual import FIGURE_CATALOG  # the figures' catalog, which bilingual() reads
+from glmcourse.notebook_io import notebook_text, read_notebook, write_notebook
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -309,10 +310,8 @@ def build_catalog(notebook, po_path) -> UpdateResult:
     """The catalog ``update-catalogs`` writes for ``notebook``, merged with the one at ``po_path``."""
     import polib
 
-    from glmcourse import nbtools
-
     notebook = Path(notebook)
-    nb = nbtools.read_notebook(notebook)
+    nb = read_notebook(notebook)
     po_path = Path(po_path)
     old = load_catalog(po_path) if po_path.exists() else None
     old_active = {e.msgid: e for e in old if not e.obsolete} if old is not None else {}
@@ -451,11 +450,9 @@ def setup_cell():
 
 def translate_notebook(notebook, po_path=None) -> Translation:
     """The translated edition of ``notebook`` (not written), and the units left in English."""
-    from glmcourse import nbtools
-
     notebook = Path(notebook)
     po_path = Path(po_path) if po_path else catalog_path(notebook)
-    english = nbtools.read_notebook(notebook)
+    english = read_notebook(notebook)
     table = _lookup(load_catalog(po_path) if po_path.exists() else None)
     nb = copy.deepcopy(english)
     result = Translation(nb)
@@ -490,26 +487,16 @@ def translate_notebook(notebook, po_path=None) -> Translation:
     return result
 
 
-def notebook_text(nb) -> str:
-    import nbformat
-
-    text = nbformat.writes(nb, version=4)
-    return text if text.endswith("\n") else text + "\n"
-
-
 def write_translation(notebook, po_path=None, out_path=None) -> Translation:
     result = translate_notebook(notebook, po_path)
     out_path = Path(out_path) if out_path else edition_path(notebook)
-    text = notebook_text(result.notebook)
-    if not out_path.exists() or out_path.read_text(encoding="utf-8") != text:
-        atomic_write(out_path, text)
+    if not out_path.exists() or out_path.read_text(encoding="utf-8") != notebook_text(result.notebook):
+        write_notebook(result.notebook, out_path)
     return result
 
 
 def staleness(notebook, po_path=None, edition=None) -> list[str]:
     """Why the committed edition differs from what ``translate`` writes now (empty: it is fresh)."""
-    from glmcourse import nbtools
-
     notebook = Path(notebook)
     edition = Path(edition) if edition else edition_path(notebook)
     fix = f"Fix: {FIX_TRANSLATE} {_shown(notebook)} (run `{FIX_UPDATE}` first if the English changed)"
@@ -522,10 +509,10 @@ def staleness(notebook, po_path=None, edition=None) -> list[str]:
         return []
     problems = []
     try:
-        actual = nbtools.read_notebook(edition)
+        actual = read_notebook(edition)
     except Exception as exc:  # noqa: BLE001 - unreadable is stale too
         return [f"{_shown(edition)}: cannot be read ({exc}). {fix}"]
-    english = nbtools.read_notebook(notebook)
+    english = read_notebook(notebook)
     english_cells = {c.get("id"): (i, c) for i, c in enumerate(english.cells)}
     have = {c.get("id"): c for c in actual.cells}
     for cell in result.notebook.cells:
@@ -756,10 +743,8 @@ def call_templates(func_name: str, files=(), notebooks=()) -> list[Template]:
         for text, where, line in _calls_in(Path(path).read_text(encoding="utf-8"), shown, func_name, problems):
             found.append(Template(text, shown, where, line))
     for path in sorted(notebooks):
-        import nbformat
-
         shown = _shown(path)
-        for cell in nbformat.read(str(path), as_version=4).cells:
+        for cell in read_notebook(path).cells:
             if cell.cell_type == "code" and func_name in cell.source:
                 for text, where, line in _calls_in(cell.source, f"{shown} cell {cell.id}", func_name, problems,
                                                    place=cell.id):

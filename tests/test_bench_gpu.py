@@ -1,4 +1,4 @@
-"""``python -m glmcourse.bench gpu`` (issue 27): the GPU memory command, run here as its CPU-sized dry run
+"""``python -m glmcourse.bench gpu``: the GPU memory command, run here as its CPU-sized dry run
 (the same code: meta-device build, to_empty, quantize, generate, one LoRA and one P-Tuning v2 step)."""
 from __future__ import annotations
 

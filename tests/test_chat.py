@@ -49,7 +49,7 @@ def test_process_response_rules(raw, tidy):
     assert C.process_response(raw) == tidy
 
 
-# ---------------------------------------------------------------- history shape (known-failures #20)
+# ---------------------------------------------------------------- history shape (docs/failure-catalog.md#f20-chat-history)
 def test_validate_history_accepts_pairs_and_none():
     assert C.validate_history(None) == []
     assert C.validate_history([["q", "r"], ("q2", "r2")]) == [("q", "r"), ("q2", "r2")]
@@ -75,7 +75,7 @@ def test_chat_rejects_a_wrong_history_before_generating():
     assert model.calls == []
 
 
-# ---------------------------------------------------------------- trimming (known-failures #20)
+# ---------------------------------------------------------------- trimming (docs/failure-catalog.md#f20-chat-history)
 def _prompt_len(query, history):
     return len(C.build_prompt(query, history).encode("utf-8")) + 2  # + [gMASK] <sop>
 
@@ -152,7 +152,7 @@ def test_chat_caps_the_reply_by_max_length():
     assert model.calls[0]["max_new_tokens"] == 40 - _prompt_len("q", [])
 
 
-def test_inputs_are_moved_to_the_model_device():  # known-failures #24
+def test_inputs_are_moved_to_the_model_device():  # docs/failure-catalog.md#f24-inputs-on-another-device
     model = ScriptedModel("ok", device="meta")
     try:
         C.chat(model, TOK, "q")
@@ -162,7 +162,7 @@ def test_inputs_are_moved_to_the_model_device():  # known-failures #24
     assert model.calls[0]["attention_mask"].device.type == "meta"
 
 
-def test_fp16_model_on_cpu_is_cast_to_fp32_with_a_warning():  # known-failures #3
+def test_fp16_model_on_cpu_is_cast_to_fp32_with_a_warning():  # docs/failure-catalog.md#f03-fp16-on-cpu
     model = ScriptedModel("ok", dtype=torch.float16)
     with pytest.warns(UserWarning, match="fp16 on the CPU"):
         C.chat(model, TOK, "q")
@@ -181,7 +181,7 @@ def test_a_prompt_without_gmask_sop_is_a_clear_error():
         C.chat(ScriptedModel("ok"), NoSpecials(), "q")
 
 
-# ---------------------------------------------------------------- streaming (known-failures #22)
+# ---------------------------------------------------------------- streaming (docs/failure-catalog.md#f22-half-a-character)
 def test_decode_reply_holds_back_a_character_still_arriving():
     ids = list("你好".encode())
     assert C.decode_reply(TOK, ids[:4], final=False) == "你"  # 4 of 6 bytes: 好 is incomplete
@@ -407,7 +407,7 @@ def test_a_crash_or_todo_in_the_learner_function_is_reported_not_raised():
         checks.check_build_prompt(lambda q, h: {}[q])
 
 
-# ---------------------------------------------------------------- loading (known-failures #23)
+# ---------------------------------------------------------------- loading (docs/failure-catalog.md#f23-missing-model-files)
 def test_load_names_missing_files_and_never_downloads_offline(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="weights .*tokenizer"):

@@ -1,4 +1,4 @@
-"""Lesson 03: the terminal chat (glmcourse/cli_demo.py), known-failures #21.
+"""Lesson 03: the terminal chat (glmcourse/cli_demo.py), docs/failure-catalog.md#f21-cli-input.
 
 The loop is tested directly with scripted input, then the real program is driven through a
 pseudo-terminal (pexpect) on a tiny random-weight model saved to a temporary folder.

@@ -1,4 +1,4 @@
-"""Every ``python -m glmcourse.*`` command, every flag, the hostile values of its kind (issue 25).
+"""Every ``python -m glmcourse.*`` command, every flag, the hostile values of its kind.
 
 The commands and their flags come from the parsers themselves (``glmcourse.cli.COMMANDS``); each flag's
 kind (input file, input folder, model folder, output file, output folder, number, choice) is declared

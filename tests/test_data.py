@@ -152,7 +152,7 @@ def test_bom_input_gives_the_same_output_without_a_bom(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# Known-failures #5: malformed records
+# Malformed records (docs/failure-catalog.md#f05-malformed-alpaca-records)
 # ------------------------------------------------------------------------------------------------
 def test_every_bad_record_is_reported_by_index_and_field():
     with pytest.raises(DataError) as err:
@@ -225,7 +225,7 @@ def test_lora_data_is_valid_and_train_and_eval_do_not_overlap():
 
 
 # ------------------------------------------------------------------------------------------------
-# Known-failures #6: file shape and encoding
+# File shape and encoding (docs/failure-catalog.md#f06-file-shape-and-encoding)
 # ------------------------------------------------------------------------------------------------
 def test_jsonl_instead_of_json_is_explained():
     with pytest.raises(DataError, match=r"JSON Lines \(2 lines.*single JSON array"):
@@ -283,7 +283,7 @@ def test_jsonl_lines_missing_fields_are_all_reported(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# Known-failures #25: atomic output
+# Atomic output (docs/failure-catalog.md#f25-interrupted-run)
 # ------------------------------------------------------------------------------------------------
 def leftovers(folder: Path):
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp") or ".tmp" in p.name)
@@ -427,7 +427,7 @@ def test_counts_of_kept_skipped_and_truncated():
                                    tok.eop_token_id], "seq_len": 3}]
 
 
-# Known-failures #8 and #10
+# Lengths that cannot hold a row, and nothing left to train on (docs/failure-catalog.md: F08, F10)
 @pytest.mark.parametrize("bad", [0, -5, 3, True, 200.0, "200"])
 def test_max_seq_length_that_cannot_hold_a_row_is_rejected_before_any_work(bad):
     tok = CharTokenizer()
@@ -449,7 +449,7 @@ def test_empty_jsonl_is_an_error(tmp_path):
         data.load_jsonl(path)
 
 
-# Known-failures #12
+# Special-token ids (docs/failure-catalog.md#f12-special-token-ids)
 def test_special_ids_are_read_from_the_tokenizer():
     shifted = CharTokenizer(offset=20000)  # like checkpoints from before 2023-04-06
     row, _ = data.tokenize_row(shifted, {"context": "q", "target": "a"}, 20)
@@ -536,7 +536,7 @@ def test_token_names_name_the_specials_and_the_table_marks_the_masked_part(tok):
 
 
 # ------------------------------------------------------------------------------------------------
-# Known-failures #9: strict bool flag
+# Strict bool flag (docs/failure-catalog.md#f09-skip-overlength-false)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text, value", [("False", False), ("false", False), ("FALSE", False), ("0", False),
                                          ("no", False), ("True", True), ("true", True), ("1", True), ("YES", True)])
@@ -642,7 +642,7 @@ def test_tokenize_cli_saves_rows_counts_and_parameters(tokenized, tok):
     assert leftovers(out.parent) == [] and out.stat().st_mode & 0o777 == 0o755
 
 
-# Known-failures #11
+# Stale tokenized data (docs/failure-catalog.md#f11-stale-tokenized-cache)
 def test_stale_parameters_are_detected(tokenized, tok):
     jsonl, out, *_ = tokenized
     with pytest.raises(DataError, match=r"stale.*max_seq_length: recorded 30, now 64"):

@@ -1,4 +1,4 @@
-"""The doctor names the package, the version found, the range supported and the fix (known failure #1)."""
+"""The doctor names the package, the version found, the range supported and the fix (docs/failure-catalog.md#f01-library-versions)."""
 from __future__ import annotations
 
 import importlib.metadata

@@ -1,5 +1,5 @@
 """``python -m glmcourse.finetune``: the seed's flags, the learner defaults, checkpoints and resume, the
-guard, two processes under torchrun, an 8-bit base, and a GLM-4 model (known-failures #3, #13-#16, #25).
+guard, two processes under torchrun, an 8-bit base, and a GLM-4 model (docs/failure-catalog.md: F03, F13-F16, F25).
 
 Every run uses a tiny random model saved with the course tokenizer, so each takes seconds.
 """
@@ -96,10 +96,10 @@ def test_seed_flags_verbatim(tiny, tmp_path, capsys):
         "--output_dir", out, "--model_name_or_path", model_dir], capsys)
     assert code == 0, stderr
     if not torch.cuda.is_available():
-        assert "--fp16 needs a CUDA GPU" in stdout and "fp32" in stdout  # known-failures #3
+        assert "--fp16 needs a CUDA GPU" in stdout and "fp32" in stdout  # docs/failure-catalog.md#f03-fp16-on-cpu
     assert "LoRA target modules: ['query_key_value']" in stdout
     assert "trainable params: 1,024" in stdout  # 2 layers * r=4 * (32 + 96)
-    summary = adapters.check_adapter(out)  # the end-of-training adapter, re-read (#16)
+    summary = adapters.check_adapter(out)  # the end-of-training adapter, re-read (docs/failure-catalog.md#f16-empty-adapter)
     assert summary.r == 4 and summary.weights_file == "adapter_model.safetensors" and summary.max_abs_B > 0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]  # save_total_limit 2
     log = json.loads((out / "loss_log.json").read_text())
@@ -155,7 +155,8 @@ def test_bad_inputs_are_explained(tiny, tmp_path, capsys):
     common = ["--output_dir", tmp_path / "o", "--model_name_or_path", model_dir, "--max_steps", 1]
     code, _, err = run_main(["--dataset_path", tmp_path / "missing", *common], capsys)
     assert code == 2 and "--dataset_path" in err and "no such folder" in err
-    code, _, err = run_main(["--dataset_path", data_dir, *common, "--target_modules", "q_proj"], capsys)  # #13
+    # docs/failure-catalog.md#f13-missing-target-modules
+    code, _, err = run_main(["--dataset_path", data_dir, *common, "--target_modules", "q_proj"], capsys)
     assert code == 1 and "q_proj" in err and "attention.query_key_value" in err
     code, _, err = run_main(["--dataset_path", data_dir, *common, "--resume_from_checkpoint"], capsys)
     assert code == 1 and "no complete checkpoint" in err

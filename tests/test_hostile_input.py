@@ -1,4 +1,4 @@
-"""Hostile and careless input (issue 15): each bad input gets one clear line, and nothing is lost.
+"""Hostile and careless input: each bad input gets one clear line, and nothing is lost.
 
 A. the terminal demo survives a bad turn (too long, not UTF-8, a failing model) and refuses bad flags;
 B. no command deletes or overwrites what it did not write;
@@ -568,7 +568,7 @@ def test_launch_is_quiet_with_no_share_link_and_prints_its_own_address(monkeypat
     assert f"Running on local URL:  http://127.0.0.1:{port}" in out and "share=True" not in out
 
 
-# ================================================================== G. round 2 (issue 25): demos
+# ================================================================== G. round 2: demos
 def test_web_api_uses_only_the_history_the_client_sends():
     model = ScriptedModel("ok")
     hidden = [("my name is Ada", "hello Ada")]  # the page's state from an earlier chat
@@ -610,7 +610,7 @@ def test_cli_demo_lone_surrogate_is_answered_not_a_traceback(capsys):
     assert prompts_seen(model) == ["a\ufffdb"] and "Traceback" not in capsys.readouterr().out
 
 
-# ================================================================== H. round 2 (issue 25): lost work, readers, stray lines
+# ================================================================== H. round 2: lost work, readers, stray lines
 def test_make_data_keeps_an_edited_file_unless_asked(tmp_path, capsys):
     from glmcourse import make_data
 

@@ -1,5 +1,5 @@
 """Lesson 05-06 helpers: the from-scratch LoRA layer, counting, target modules, adapters on disk,
-merging, the 8-bit base, and the exercise checkers (known-failures #2, #13, #14, #16-#19)."""
+merging, the 8-bit base, and the exercise checkers (docs/failure-catalog.md: F02, F13, F14, F16-F19)."""
 from __future__ import annotations
 
 import json
@@ -125,7 +125,7 @@ def test_parameter_count_chatglm_6b_and_course_model(base):
     assert total == sum(p.numel() for p in peft_model.parameters())
 
 
-# ---------------------------------------------------------------------------------- targets (#13)
+# ---------------------------------------------------------------------------------- targets (docs/failure-catalog.md#f13-missing-target-modules)
 def test_missing_target_modules_list_the_linear_layers(base):
     with pytest.raises(lora.LoraError) as err:
         lora.add_lora(base, target_modules=["q_proj", "v_proj"], verbose=False)
@@ -149,7 +149,7 @@ def test_default_targets_chatglm_and_a_model_type_without_default(base, capsys):
                                                       for n, m in glm.named_modules() if ".self_attn." in n)
 
 
-# ---------------------------------------------------------------------------------- pre-flight (#14)
+# ---------------------------------------------------------------------------------- pre-flight (docs/failure-catalog.md#f14-nothing-trains)
 def test_no_trainable_parameters_is_an_error(base):
     from peft import get_peft_model
 
@@ -180,7 +180,7 @@ def test_no_gradient_through_checkpointed_frozen_base_is_caught(base, tokenizer)
     assert lora.check_lora_grads(model) > 0
 
 
-# ---------------------------------------------------------------------------------- adapters (#16-#18)
+# ---------------------------------------------------------------------------------- adapters (docs/failure-catalog.md: F16-F18)
 def test_adapter_round_trip(base, tiny_dir, tokenizer, tmp_path):
     model = randomize_b(lora.add_lora(base, verbose=False)).eval()
     ids = sample_ids(tokenizer)
@@ -272,7 +272,7 @@ def test_model_key():
     assert adapters.model_key("x.lora_B.weight", "json") == "x.lora_B.json.weight"
 
 
-# ---------------------------------------------------------------------------------- merge (#19)
+# ---------------------------------------------------------------------------------- merge (docs/failure-catalog.md#f19-merge-on-quantized-base)
 def test_merge_on_fp32_base_equals_adapter(base, tokenizer):
     model = randomize_b(lora.add_lora(base, verbose=False)).eval()
     ids = sample_ids(tokenizer)
@@ -299,7 +299,7 @@ def test_merge_on_8bit_base_takes_the_fp32_path(tiny_dir, tokenizer, capsys):
     assert (merged(input_ids=ids).logits - fp32(input_ids=ids).logits).abs().max().item() <= 1e-5
 
 
-# ---------------------------------------------------------------------------------- bitsandbytes (#2)
+# ---------------------------------------------------------------------------------- bitsandbytes (docs/failure-catalog.md#f02-no-bitsandbytes-backend)
 def test_missing_bitsandbytes_backend_gives_the_options(tiny_dir, monkeypatch):
     import glmcourse.loading
 

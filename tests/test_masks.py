@@ -1,7 +1,7 @@
 """Tests for glmcourse.masks (lesson 01).
 
-Expected values come from the rules in shared/reference/chatglm-reference.md ("ChatGLM-6B inputs,
-masks and positions" and "GLM pre-training"), worked out by hand below, not from the code's output.
+Expected values come from the rules of ChatGLM-6B's own code (its inputs, masks and 2D positions) and of
+GLM's pre-training (blank infilling), worked out by hand below, not from the code's output.
 """
 from __future__ import annotations
 

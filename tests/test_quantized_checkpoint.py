@@ -1,4 +1,4 @@
-"""Pre-quantized folders in THUDM's chatglm-6b-int4/int8 layout (issue 27): written, loaded through
+"""Pre-quantized folders in THUDM's chatglm-6b-int4/int8 layout: written, loaded through
 ``AutoModel.from_pretrained`` without running folder code, equal to ``quantize(bits)`` in memory; the
 refusals; LoRA (peft) and the P-Tuning v2 command on an INT4 folder.
 

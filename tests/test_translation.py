@@ -345,7 +345,7 @@ def test_a_verdict_tag_may_be_the_chinese_one_and_only_that(tmp_path):
 
 
 # ---------------------------------------------------------------------------- output language (measure)
-# Issue 30 asks for Chinese outputs in notebooks/zh/. Until they are executed in zh mode this only measures:
+# The Chinese edition should show Chinese outputs in notebooks/zh/. Until they are executed in zh mode this only measures:
 #   PYTHONPATH=$PWD .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); import test_translation as t; \
 #       t.print_english_outputs(sys.argv[1:])" notebooks/zh/*.ipynb [-v]
 ENGLISH_SENTENCE = re.compile(r"\b[A-Za-z][a-z]+(?:[ ,;:'()-]+[A-Za-z][a-z]+){2,}")  # 3+ English words in a row
