@@ -320,28 +320,9 @@ def _explain(err: Exception, path, what: str, flag) -> ModelFileError:
                           f"{REBUILD}.")
 
 
-def is_thudm_folder(path) -> bool:
-    """A ChatGLM-6B folder as THUDM publishes it: config.json and ice_text.model, no course tokenizer.json."""
-    folder = Path(path)
-    return ((folder / "config.json").is_file() and (folder / "ice_text.model").is_file()
-            and not (folder / "tokenizer.json").is_file())
-
-
-_NOTED: set[str] = set()
-
-
-def remote_code_wanted(path, trust_remote_code: bool) -> bool:
-    """``trust_remote_code`` as given, except for a THUDM ChatGLM-6B folder: the course's own classes load it
-    (its .py files are never run), and a one-line note on stderr says so."""
-    if not trust_remote_code or not is_thudm_folder(path):
-        return bool(trust_remote_code)
-    if str(path) not in _NOTED:
-        import sys
-
-        _NOTED.add(str(path))
-        print(f"note: {path} is a THUDM ChatGLM-6B folder; the course's own classes load it, so trust_remote_code is "
-              "not needed and its .py files were not run.", file=sys.stderr)
-    return False
+# is_thudm_folder and remote_code_wanted live beside the stand-ins for THUDM's remote code, at the bottom of
+# the import graph (glmcourse.modeling.thudm_compat), which also needs them.
+from glmcourse.modeling.thudm_compat import is_thudm_folder, remote_code_wanted  # noqa: E402
 
 
 def load_tokenizer(path, trust_remote_code: bool = False, flag=None):

@@ -334,12 +334,7 @@ STRAY_CITATION = re.compile(r"known[- _]failures?\b|known failure #|已知问题
 CITING_FOLDERS = ("glmcourse", "tests", "notebooks")
 # Notebook prose still citing the old list: fixed in the notebooks' own change (English, catalog and
 # zh edition together), then removed here. The test fails when this list and the notebooks disagree.
-NOTEBOOK_PROSE_TO_FIX = {
-    "notebooks/05_lora_finetuning.ipynb": ["known failure", "known failure", "known failure", "(#15", "(#16"],
-    "notebooks/06_inference_with_lora.ipynb": ["known failure", "known failure", "known failure"],
-    "notebooks/zh/05_lora_finetuning.ipynb": ["已知问题 #", "已知问题 #", "已知问题 #"],
-    "notebooks/zh/06_inference_with_lora.ipynb": ["已知问题 #", "已知问题 #", "已知问题 #"],
-}
+NOTEBOOK_PROSE_TO_FIX: dict[str, list[str]] = {}
 
 
 def catalog_anchors() -> set[str]:

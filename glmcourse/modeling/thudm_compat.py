@@ -8,6 +8,8 @@ and a one-line note says so. Any other folder's code is left to transformers, as
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from glmcourse.modeling.configuration_chatglm import ChatGLMConfig
 from glmcourse.modeling.modeling_chatglm import ChatGLMForConditionalGeneration
 from glmcourse.modeling.tokenization_ice import IceTextTokenizer
@@ -49,8 +51,6 @@ def install() -> None:
     original = dynamic_module_utils.get_class_from_dynamic_module
 
     def course_class_or_folder_code(class_reference, pretrained_model_name_or_path, *args, **kwargs):
-        from glmcourse.loading import is_thudm_folder, remote_code_wanted
-
         name = str(class_reference).rsplit(".", 1)[-1]
         if name in STAND_INS and is_thudm_folder(pretrained_model_name_or_path):
             remote_code_wanted(pretrained_model_name_or_path, True)  # prints the one-line note, once per folder
@@ -61,3 +61,27 @@ def install() -> None:
     for module in (auto_factory, configuration_auto, tokenization_auto):
         if not getattr(module.get_class_from_dynamic_module, "wrapped_for_thudm", False):
             module.get_class_from_dynamic_module = course_class_or_folder_code
+
+
+def is_thudm_folder(path) -> bool:
+    """A ChatGLM-6B folder as THUDM publishes it: config.json and ice_text.model, no course tokenizer.json."""
+    folder = Path(path)
+    return ((folder / "config.json").is_file() and (folder / "ice_text.model").is_file()
+            and not (folder / "tokenizer.json").is_file())
+
+
+_NOTED: set[str] = set()
+
+
+def remote_code_wanted(path, trust_remote_code: bool) -> bool:
+    """``trust_remote_code`` as given, except for a THUDM ChatGLM-6B folder: the course's own classes load it
+    (its .py files are never run), and a one-line note on stderr says so."""
+    if not trust_remote_code or not is_thudm_folder(path):
+        return bool(trust_remote_code)
+    if str(path) not in _NOTED:
+        import sys
+
+        _NOTED.add(str(path))
+        print(f"note: {path} is a THUDM ChatGLM-6B folder; the course's own classes load it, so trust_remote_code is "
+              "not needed and its .py files were not run.", file=sys.stderr)
+    return False

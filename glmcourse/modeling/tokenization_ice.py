@@ -134,9 +134,7 @@ class IceTextTokenizer(PreTrainedTokenizer):
         settings = {}
         config_path = folder / "tokenizer_config.json"
         if config_path.is_file():
-            from glmcourse.loading import check_json_file
-
-            settings = check_json_file(config_path, "tokenizer config")
+            settings = read_tokenizer_config(config_path)
             if not isinstance(settings, dict):
                 raise IceTokenizerError(f"{config_path}: must be a JSON object; copy the checkpoint folder again.")
         keep = ("num_image_tokens", "bos_token", "eos_token", "end_token", "mask_token", "gmask_token", "pad_token",
@@ -238,3 +236,18 @@ class IceTextTokenizer(PreTrainedTokenizer):
         config.pop("auto_map", None)
         path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return result
+
+
+def read_tokenizer_config(path: Path) -> object:
+    """``tokenizer_config.json`` parsed, or an IceTokenizerError naming the file, the line and the fix (read here
+    rather than through glmcourse.loading, which imports the tokenizers: the model package stays at the bottom)."""
+    fix = "copy the checkpoint folder again"
+    try:
+        return json.loads(path.read_bytes().decode("utf-8-sig"))
+    except OSError as err:
+        raise IceTokenizerError(f"{path}: cannot be read ({err.strerror or err}); {fix}.") from None
+    except UnicodeDecodeError:
+        raise IceTokenizerError(f"{path}: the tokenizer config is not UTF-8 text; {fix}.") from None
+    except json.JSONDecodeError as err:
+        raise IceTokenizerError(f"{path}: the tokenizer config is damaged, not valid JSON (line {err.lineno}, "
+                                f"column {err.colno}: {err.msg}); {fix}.") from None
