@@ -287,32 +287,39 @@ def quantizer(bits: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.thudm_format", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="the folder to write (refused if it holds files not written "
-                        "by this command, unless --overwrite_output_dir)")
-    parser.add_argument("--layers", type=int, default=4, help="how many of the course model's blocks to keep (1-4)")
-    parser.add_argument("--base_vocab", type=int, default=1000, help="text pieces of ice_text.model (before the 344 "
-                        "ChatGLM-6B pieces)")
-    parser.add_argument("--num_image_tokens", type=int, choices=(0, 20000), default=0,
+    from glmcourse.cli import OUTPUT_DIR, CourseParser, int_arg, seed_arg
+
+    parser = CourseParser(prog="python -m glmcourse.thudm_format", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, kind=OUTPUT_DIR, overwrite_flag="--overwrite_output_dir",
+                        help="the folder to write (refused if it holds files not written by this command, unless "
+                             "--overwrite_output_dir)")
+    parser.add_argument("--layers", type=int_arg("--layers", 1, 4, example=4), default=4,
+                        help="how many of the course model's blocks to keep (1-4)")
+    parser.add_argument("--base_vocab", type=int_arg("--base_vocab", 100, 20000, example=1000), default=1000,
+                        help="text pieces of ice_text.model (before the 344 ChatGLM-6B pieces)")
+    parser.add_argument("--num_image_tokens", type=int_arg("--num_image_tokens", 0, 20000, example=0),
+                        choices=(0, 20000), default=0,
                         help="0 as ChatGLM-6B v1.1; 20000 as checkpoints before 2023-04-06 (all ids 20000 higher)")
-    parser.add_argument("--shards", type=int, default=2, help="number of pytorch_model-*.bin shards")
-    parser.add_argument("--quantization_bit", type=int, choices=(4, 8), default=None,
+    parser.add_argument("--shards", type=int_arg("--shards", 1, 16, example=2), default=2,
+                        help="number of pytorch_model-*.bin shards")
+    parser.add_argument("--quantization_bit", type=int_arg("--quantization_bit", 4, 8, example=4), choices=(4, 8),
+                        default=None,
                         help="store THUDM's quantized layout (as chatglm-6b-int4/int8)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite_output_dir", action="store_true")
+    parser.add_argument("--seed", type=seed_arg(), default=0, help="seed for the synthetic ice_text.model (default 0)")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="replace --out even if it holds files this command did not write")
     return parser
 
 
 def main(argv=None) -> int:
-    from glmcourse.cli import UsageError, run_cli
+    from glmcourse.cli import GuardExit, UsageError, run_cli
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # the shared guard: one line and exit 2 on a bad flag
+    except GuardExit as stop:
+        return stop.code
 
     def body():
-        if args.base_vocab < 100:
-            raise UsageError(f"--base_vocab {args.base_vocab}: use at least 100 text pieces.")
-        if args.shards < 1:
-            raise UsageError(f"--shards {args.shards}: use 1 or more.")
         try:
             out = write_thudm_folder(args.out, layers=args.layers, base_vocab=args.base_vocab, seed=args.seed,
                                      num_image_tokens=args.num_image_tokens, shards=args.shards,

@@ -52,8 +52,12 @@ def build_parser():
     return parser
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+def parse_args(argv=None, check_values: bool = True) -> argparse.Namespace:
+    """The command's flags, checked by the shared guard; ``check_values=False`` only parses them (lesson 04
+    shows how ``--skip_overlength`` reads without files at hand)."""
+    parser = build_parser()
+    parser.check_values = check_values
+    return parser.parse_args(argv)
 
 
 def load_tokenizer(path, trust_remote_code: bool = False):

@@ -90,7 +90,7 @@ def test_the_command_is_deterministic_and_refuses_a_foreign_folder(tmp_path):
     (foreign / "notes.txt").write_text("mine")
     refused = subprocess.run([sys.executable, "-m", "glmcourse.thudm_format", "--out", str(foreign)], env=ENV,
                              capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert refused.returncode == 1 and "notes.txt" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.returncode == 2 and "notes.txt" in refused.stderr and "Traceback" not in refused.stderr
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
