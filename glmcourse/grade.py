@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -333,6 +334,10 @@ try:
         call(libc.mount, b"tmpfs", path.encode(), None, 32 | 1 | 2 | 4 | 8, None)  # MS_REMOUNT, read-only now
         hidden.append(path)
     status["hidden"] = hidden
+    for path in cfg["read_only"]:  # the rest of each course tree (package, .venv): visible, never writable
+        call(libc.mount, path.encode(), path.encode(), None, 4096 | 0x4000, None)  # MS_BIND | MS_REC
+        call(libc.mount, b"none", path.encode(), None, 32 | 4096 | 1, None)  # MS_REMOUNT | MS_BIND | MS_RDONLY
+    status["read_only"] = list(cfg["read_only"])
 except OSError as err:
     status.setdefault("network", f"not isolated: the operating system refused a namespace ({err.strerror})")
     status["hidden"] = []
@@ -356,9 +361,11 @@ def reachable(path):  # can any user read it (every folder above it searchable b
         path = os.path.dirname(path)
 
 drop = uid == 0 and cfg["user"]
-if drop and not all(reachable(p) for p in (sys.executable, os.path.join(sys.base_prefix, "lib"), cfg["cwd"])):
+# the interpreter, its standard library, the virtual environment's packages and the notebook's folder
+if drop and not all(reachable(p) for p in (sys.executable, os.path.join(sys.base_prefix, "lib"), sys.prefix, cfg["cwd"])):
     drop = None  # without a mount namespace to show it again, nobody could not even start Python
-    status["user"] = "uid 0: Python lives where an unprivileged user cannot reach it, and no namespace could show it"
+    status["user"] = ("uid 0: Python or its environment lies below a folder an unprivileged user cannot enter "
+                      "(e.g. a mode-700 parent of the course), so the kernel keeps the grader's user")
 status.setdefault("user", f"uid {cfg['user'][0]} (unprivileged)" if drop else f"uid {uid} (the grader's own"
                   + (", mapped in a user namespace)" if uid else ")"))
 with open(cfg["status"], "w") as handle:
@@ -452,6 +459,11 @@ def hide_list() -> list:
             gitdir = Path((root / ".git").read_text(encoding="utf-8").split("gitdir:", 1)[1].strip())
             paths.append(gitdir.parent.parent if gitdir.parent.name == "worktrees" else gitdir)
     paths += [Path.home(), Path("/root")]
+    # A folder above the virtual environment that others may not enter (a mode-700 parent of the course, as
+    # `mktemp -d` makes) is hidden too: the launcher then shows only the environment again, under an
+    # enterable folder, so the unprivileged kernel can start Python.
+    paths += [folder for folder in Path(os.path.realpath(sys.prefix)).parents
+              if folder != Path("/") and not folder.stat().st_mode & stat.S_IXOTH]
     return sorted({os.path.realpath(p) for p in paths if p.is_dir()})
 
 
@@ -669,7 +681,8 @@ def run_notebook(nb, where: dict, lesson: Lesson, options, stop: threading.Event
         scratch, user = Path(scratch_name), kernel_user()
         cwd = make_scratch(scratch, user)
         cfg = {"scratch": str(scratch), "cwd": str(cwd), "memory": memory, "address_room": 8 * GIB,
-               "user": list(user) if user else None, "hide": hide_list(), "status": str(scratch / "grader" / "status")}
+               "user": list(user) if user else None, "hide": hide_list(), "status": str(scratch / "grader" / "status"),
+               "read_only": sorted({os.path.realpath(root) for root in course_checkouts()})}
         client = make_client(nb, cwd, timeouts, sandbox_manager(cfg) if os.name == "posix" else None)
         deadline = time.monotonic() + notebook_timeout
         # The kernel's own stdout/stderr (not the cells' outputs) would only clutter the teacher's terminal.
@@ -848,6 +861,7 @@ def sandbox_summary(tasks: list) -> str:
         hidden = box.get("hidden") or []
         line = (f"network {box.get('network', '?')}; user {box.get('user', '?')}; "
                 + (f"hidden: {', '.join(hidden)}" if hidden else "course tree and home not hidden (no mount namespace)")
+                + (f"; read-only: {', '.join(box['read_only'])}" if box.get("read_only") else "")
                 + "; a scratch copy of the course with the solutions withheld, an empty HOME and environment")
         if line not in seen:
             seen.append(line)
