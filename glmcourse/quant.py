@@ -431,6 +431,19 @@ def _is_target(name: str) -> bool:
     return any(name == kind or name.endswith("." + kind) for kind in QUANTIZED_LINEARS)
 
 
+def float_target_linears(model: nn.Module, error: type, why_not_twice: str, who: str = "found"):
+    """The float Linears that ``quantize`` replaces, as (name, module); ``error`` if some are already quantized
+    (the message ends with ``why_not_twice``) or if the model has none of ChatGLM's names."""
+    targets = [(name, module) for name, module in model.named_modules() if _is_target(name)]
+    done = [(name, module) for name, module in targets if isinstance(module, QuantizedLinear)]
+    if done:
+        raise error(f"the model is already quantized ({done[0][0]} holds {done[0][1].bits}-bit codes): {why_not_twice}")
+    linears = [(name, module) for name, module in targets if isinstance(module, nn.Linear)]
+    if not linears:
+        raise error(f"{who} no Linear named like ChatGLM's ({', '.join(QUANTIZED_LINEARS)}); is this a ChatGLM model?")
+    return linears
+
+
 def quantize_model(model: nn.Module, bits: int, group_size: int | None = None) -> nn.Module:
     """ChatGLM-6B's ``quantize(bits)``: replace the four Linear kinds of every block, in place.
 
@@ -439,19 +452,9 @@ def quantize_model(model: nn.Module, bits: int, group_size: int | None = None) -
     ``group_size``); embeddings, LayerNorms and the lm_head stay float. Returns the model.
     """
     check_bits(bits)
-    targets = [(name, module) for name, module in model.named_modules() if _is_target(name)]
-    already = [name for name, module in targets if isinstance(module, QuantizedLinear)]
-    if already:
-        raise ValueError(
-            f"the model is already quantized ({already[0]} holds {targets[0][1].bits}-bit codes): "
-            "quantizing twice loses precision; reload the float model and call quantize once."
-        )
-    linears = [(name, module) for name, module in targets if isinstance(module, nn.Linear)]
-    if not linears:
-        raise ValueError(
-            "quantize_model found no Linear named like ChatGLM's "
-            f"({', '.join(QUANTIZED_LINEARS)}); is this a ChatGLM model?"
-        )
+    linears = float_target_linears(
+        model, ValueError, "quantizing twice loses precision; reload the float model and call quantize once.",
+        who="quantize_model found")
     for name, linear in linears:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -486,18 +489,9 @@ class QuantizedCheckpointError(ValueError):
 
 
 def _float_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
-    targets = [(name, module) for name, module in model.named_modules() if _is_target(name)]
-    done = [name for name, module in targets if isinstance(module, QuantizedLinear)]
-    if done:
-        raise QuantizedCheckpointError(
-            f"the model is already quantized ({done[0]} holds codes): THUDM's layout is written from the float "
-            "model, whose fp16 weights give the codes. Load the fp16 folder (without quantize) and pass that model."
-        )
-    linears = [(name, module) for name, module in targets if isinstance(module, nn.Linear)]
-    if not linears:
-        raise QuantizedCheckpointError(
-            f"found no Linear named like ChatGLM's ({', '.join(QUANTIZED_LINEARS)}); is this a ChatGLM model?")
-    return linears
+    return float_target_linears(
+        model, QuantizedCheckpointError, "THUDM's layout is written from the float model, whose fp16 weights give "
+        "the codes. Load the fp16 folder (without quantize) and pass that model.")
 
 
 @torch.no_grad()

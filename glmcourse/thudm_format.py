@@ -219,7 +219,7 @@ def write_thudm_folder(out, layers: int = 4, base_vocab: int = 1000, seed: int =
 
     out = Path(out)
     check_replaceable(out, overwrite, flag="--out")
-    convert = quantizer(quantization_bit) if quantization_bit is not None else None  # before any slow work
+    from glmcourse.quant import thudm_quantized_state_dict as convert
     torch.manual_seed(seed)
     model, course_tokenizer = load_course_model(model_path or glmcourse.COURSE_MODEL)
     if not 1 <= layers <= model.config.num_layers:
@@ -237,7 +237,7 @@ def write_thudm_folder(out, layers: int = 4, base_vocab: int = 1000, seed: int =
         ids["<pad>"] = ice.PieceToId("<pad>") + num_image_tokens
         state = thudm_state_dict(model, course_tokenizer, ice, layers, vocab_size, num_image_tokens)
         config = thudm_config(model.config, layers, vocab_size, ids)
-        if convert is not None:  # THUDM's int8/int4 layout, from the same fp16 weights
+        if quantization_bit is not None:  # THUDM's int8/int4 layout, from the same fp16 weights
             from glmcourse.modeling import ChatGLMConfig, ChatGLMForConditionalGeneration
 
             fp16 = ChatGLMForConditionalGeneration(ChatGLMConfig(**{k: v for k, v in config.items() if k not in (
@@ -271,19 +271,6 @@ def write_thudm_folder(out, layers: int = 4, base_vocab: int = 1000, seed: int =
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def quantizer(bits: int):
-    """``glmcourse.quant.thudm_quantized_state_dict``, or a UsageError saying it is not available yet."""
-    from glmcourse import quant
-    from glmcourse.cli import UsageError
-
-    convert = getattr(quant, "thudm_quantized_state_dict", None)
-    if convert is None:
-        raise UsageError(f"--quantization_bit {bits}: not available yet (this glmcourse has no "
-                         "glmcourse.quant.thudm_quantized_state_dict); write the fp16 folder without the flag and "
-                         f"call model.quantize({bits}) after loading it.")
-    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
