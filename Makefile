@@ -48,9 +48,11 @@ LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_POR
 	--ServerApp.contents_manager_class=glmcourse.workspace_contents.WorkspaceContentsManager \
 	$(LAB_APP_ARGS) $(LAB_ARGS)
 
-# Tests: fast mode, nothing may touch the network.
+# Tests: fast mode, nothing may touch the network. One torch thread per process: the two pytest-xdist
+# workers (and their notebook kernels) already fill both cores, and OpenMP threads spinning on a busy core
+# made a fast-mode training cell 10x slower (05's cell 9: 252 s with the default threads, 28 s with one).
 TEST_ENV := GLMCOURSE_FAST=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-	HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False PYTHONHASHSEED=0
+	HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False PYTHONHASHSEED=0 OMP_NUM_THREADS=1
 NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 \
 	--nbval-sanitize-with $(NBVAL_SANITIZE) --ignore=notebooks/solutions -p no:cacheprovider
