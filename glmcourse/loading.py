@@ -264,6 +264,45 @@ def check_weight_names(folder, config: dict, names) -> None:
                              f"checkpoint is incomplete or its config.json does not match it (num_layers?). {REBUILD[0].upper()}{REBUILD[1:]}.")
 
 
+# config.json fields the course's classes read, and what each must be (checked before any weight is read).
+_POSITIVE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_attention_heads", "inner_hidden_size",
+                    "max_sequence_length")
+_TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "mask_token_id", "gmask_token_id", "smask_token_id", "pad_token_id")
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def config_value_problem(config: dict) -> str | None:
+    """The first field of a ChatGLM-6B config.json whose value the model cannot be built from, said in
+    words (field, value, what it must be); None when every field the course reads is usable."""
+    for field in _POSITIVE_FIELDS:
+        if field in config and not (_is_whole(config[field]) and config[field] >= 1):
+            return f"field {field!r} is {config[field]!r}; it must be a whole number of 1 or more"
+    vocab = config.get("vocab_size")
+    for field in _TOKEN_ID_FIELDS:
+        value = config.get(field)
+        if value is None:
+            continue
+        if not _is_whole(value) or value < 0 or (vocab is not None and value >= vocab):
+            return f"field {field!r} is {value!r}; it must be a token id from 0 to vocab_size - 1 ({vocab - 1 if vocab else '?'})"
+    eps = config.get("layernorm_epsilon")
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1):
+        return f"field 'layernorm_epsilon' is {eps!r}; it must be a small positive number such as 1e-05"
+    heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
+    if heads and hidden and (hidden % heads or (hidden // heads) % 4):
+        return (f"hidden_size {hidden} and num_attention_heads {heads} do not fit: hidden_size must be num_attention_heads "
+                "times a head size that is a multiple of 4")
+    pre = config.get("pre_seq_len")
+    if pre is not None and not (_is_whole(pre) and pre >= 1):
+        return f"field 'pre_seq_len' is {pre!r}; it must be null (no prefix) or a whole number of 1 or more"
+    bits = config.get("quantization_bit")
+    if bits not in (None, 0, 4, 8):
+        return f"field 'quantization_bit' is {bits!r}; it must be 4, 8, or absent for a float model"
+    return None
+
+
 def check_model_files(path, flag=None, tokenizer: bool = False) -> None:
     """Everything a local model folder needs, checked cheaply before loading: config.json (valid JSON
     object), the weights (safetensors header and length, a shard index and its shards), and with
@@ -280,6 +319,9 @@ def check_model_files(path, flag=None, tokenizer: bool = False) -> None:
     if not isinstance(config, dict):
         raise ModelFileError(f"{folder / 'config.json'}: the model config must be a JSON object; {REBUILD}.")
     check_architecture(folder / "config.json", config, flag)
+    problem = config_value_problem(config) if config.get("model_type") == "chatglm" else None
+    if problem:
+        raise ModelFileError(f"{folder / 'config.json'}: {problem}; {REBUILD}.")
     if (folder / "generation_config.json").is_file():
         check_json_file(folder / "generation_config.json", "generation config")
     names = None  # the stored tensor names, where they can be read without loading the weights

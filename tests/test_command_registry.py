@@ -17,6 +17,9 @@ import io
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,7 @@ def registered_parsers():
 
 
 PARSERS = registered_parsers()
+EXPECT_UNREADABLE = "GLMCOURSE_REGISTRY_EXPECT_UNREADABLE"
 
 
 def flag_actions(parser):
@@ -168,10 +172,11 @@ def hostile_values(action, parser, space):
     if kind == cli.INPUT_FILE and (action.fmt or "any") in ("json", "jsonl", "ipynb"):
         for label in ("damaged", "gbk", "utf16", "deep", "conflict"):
             cases.append((f"content: {label}", str(root / f"{label}.input"), []))
-        if os.geteuid() != 0:  # root reads a mode-000 file anyway
-            unreadable = root / "unreadable.input"
+        unreadable = root / "unreadable.input"
+        if not unreadable.exists():
             unreadable.write_text("[]")
             unreadable.chmod(0)
+        if not os.access(unreadable, os.R_OK):  # root reads a mode-000 file anyway: see the test at the end
             cases.append(("unreadable", str(unreadable), []))
     if kind == cli.MODEL_DIR:
         cases += [("no config.json", str(root / "no_config"), []), ("damaged config.json", str(root / "bad_config"), []),
@@ -228,7 +233,7 @@ def run_parser(parser, argv):
 @pytest.mark.parametrize("name, prefix, parser", PARSERS, ids=[p[0] for p in PARSERS])
 def test_hostile_values_exit_2_with_one_line_and_change_nothing(name, prefix, parser, space):
     shipped = tree_digest(glmcourse.COURSE_MODEL, glmcourse.DATA_DIR)
-    tried, failures = 0, []
+    tried, failures, labels = 0, [], set()
     for action in flag_actions(parser):
         flag = cli.flag_name(action)
         for label, value, extra in hostile_values(action, parser, space):
@@ -239,6 +244,7 @@ def test_hostile_values_exit_2_with_one_line_and_change_nothing(name, prefix, pa
                 argv = extra + [value] + rest
             code, err = run_parser(parser, argv)
             tried += 1
+            labels.add(label)
             lines = [line for line in err.splitlines() if line.strip()]
             shown = {flag, action.dest, str(action.metavar)}
             problem = None
@@ -259,6 +265,9 @@ def test_hostile_values_exit_2_with_one_line_and_change_nothing(name, prefix, pa
     assert tree_digest(glmcourse.COURSE_MODEL, glmcourse.DATA_DIR) == shipped
     assert tried or not any(a.kind not in (cli.TEXT, cli.SWITCH) for a in flag_actions(parser)), "no case tried"
     assert not failures, "\n".join(failures)
+    if os.environ.get(EXPECT_UNREADABLE) and any(a.kind == cli.INPUT_FILE and (a.fmt or "any") in ("json", "jsonl", "ipynb")
+                                                for a in flag_actions(parser)):
+        assert "unreadable" in labels, f"{name}: the mode-000 input was readable, so its case was not tried"
 
 
 @pytest.mark.parametrize("name, prefix, parser", PARSERS, ids=[p[0] for p in PARSERS])
@@ -296,3 +305,18 @@ def test_each_command_main_goes_through_the_guard(space):
         assert code == 2 and "no such" in err.getvalue(), (name, err.getvalue())
         checked += 1
     assert checked >= 8
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as an ordinary user the hostile-value test above already tries unreadable files")
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux's setpriv to drop root's read override")
+def test_unreadable_inputs_are_refused_when_root_cannot_read_them(tmp_path):
+    """Root (tests in containers and CI) reads a mode-000 file anyway, so the hostile-value test runs again in a
+    child that keeps uid 0 but has lost the two capabilities that override file modes: there the unreadable case
+    is tried for every command that reads a JSON, JSONL or notebook file, and must exit 2 with one line."""
+    child = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m", "pytest", "-q",
+         "-p", "no:cacheprovider", "-p", "no:xdist", "--basetemp", str(tmp_path / "base"), __file__,
+         "-k", "test_hostile_values_exit_2"],
+        env={**os.environ, EXPECT_UNREADABLE: "1"}, capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-2000:]
+    assert re.search(r"\b[1-9]\d* passed", child.stdout), child.stdout[-500:]

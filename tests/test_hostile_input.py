@@ -307,6 +307,33 @@ def test_both_demos_exit_with_one_line_on_a_damaged_model(tiny_copy, how, capsys
     assert err.startswith("web_demo: cannot load the model:") and str(broken) in err
 
 
+@pytest.mark.parametrize("field, value, expected", [
+    ("num_layers", -1, "'num_layers' is -1; it must be a whole number of 1 or more"),
+    ("hidden_size", "abc", "'hidden_size' is 'abc'"),
+    ("vocab_size", 0, "'vocab_size' is 0"),
+    ("num_attention_heads", 3, "do not fit"),
+    ("eos_token_id", 10**6, "'eos_token_id' is 1000000; it must be a token id from 0 to vocab_size - 1"),
+    ("layernorm_epsilon", "x", "'layernorm_epsilon' is 'x'"),
+    ("pre_seq_len", 0, "'pre_seq_len' is 0"),
+    ("quantization_bit", 3, "'quantization_bit' is 3"),
+])
+def test_a_bad_value_in_config_json_is_blamed_on_config_json(tiny_copy, field, value, expected, capsys):
+    """A usable JSON file with one unusable value: every loader (and the demos) name config.json, the field and
+    what it must be, before any weight or the tokenizer is read; never a library traceback or the tokenizer."""
+    config = json.loads((tiny_copy / "config.json").read_text())
+    (tiny_copy / "config.json").write_text(json.dumps(config | {field: value}))
+    for load in (lambda: loading.load_chat_model(tiny_copy), lambda: loading.load_course_model(str(tiny_copy)),
+                 lambda: loading.load_base_model(tiny_copy)):
+        with pytest.raises(loading.ModelFileError) as caught:
+            load()
+        message = str(caught.value)
+        assert message.startswith(str(tiny_copy / "config.json")) and expected in message, message
+        assert "tokenizer" not in message and "\n" not in message
+    assert cli_demo.main(["--model", str(tiny_copy)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+
+
 def test_an_intact_tiny_model_still_loads(tiny_copy):
     tokenizer, model = loading.load_chat_model(tiny_copy)
     assert model.config.model_type == "chatglm" and tokenizer.gmask_token_id is not None
