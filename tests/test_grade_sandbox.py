@@ -277,3 +277,81 @@ def test_section_folders_and_student_folders(tmp_path):
     assert students == {"alice": ["alice.ipynb"], "carl": ["carl/04_data_formatting.ipynb", "carl/extra/x.ipynb"],
                         "empty": [], "sec1/erin": ["sec1/erin.ipynb"], "sec2/erin": ["sec2/erin.ipynb"],
                         "sec2/bob": ["sec2/bob/01_glm_attention_masks.ipynb", "sec2/bob/notes.txt"]}
+
+
+# ------------------------------------------------------------------ an unprivileged grader: the user-namespace path
+PROBE = r"""
+import json, os, resource, socket, sys
+seen = {"uid": os.getuid(), "data_limit": resource.getrlimit(resource.RLIMIT_DATA)[0]}
+seen["secret_visible"] = os.path.exists(sys.argv[1])
+try:
+    with open(os.path.join(sys.argv[2], "planted.txt"), "w") as handle:
+        handle.write("x")
+    seen["read_only_write"] = "written"
+except OSError as err:
+    seen["read_only_write"] = err.strerror
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[3])), timeout=2).close()
+    seen["socket"] = "connected"
+except OSError as err:
+    seen["socket"] = err.strerror or type(err).__name__
+print(json.dumps(seen))
+"""
+
+
+def unprivileged_python():
+    """A Python that uid 65534 can start (every folder above it searchable by others), or None."""
+    for candidate in (sys.executable, shutil.which("python3") or "", "/usr/bin/python3"):
+        path = Path(os.path.realpath(candidate)) if candidate else None
+        if path and path.is_file() and all(p.stat().st_mode & 0o001 for p in path.parents):
+            return str(path)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv to start the launcher as an unprivileged user")
+def test_an_unprivileged_grader_isolates_kernels_in_a_user_namespace():
+    """The launcher's other path: a grader that is not root makes a user namespace, and in it the same network
+    and mount namespaces, hidden folders, read-only course tree and memory cap as a root grader's kernels get."""
+    python = unprivileged_python()
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if python is None or subprocess.run(as_nobody + ["unshare", "-U", "-n", "-m", "true"],
+                                        capture_output=True).returncode != 0:
+        pytest.skip("no Python an unprivileged user can start, or this kernel allows no unprivileged user namespace")
+    from glmcourse import grade
+
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="glmcourse-userns-", dir="/tmp"))  # tmp_path's parents may be mode 700
+    try:
+        secret, course, scratch = base / "instructor", base / "course", base / "scratch"
+        for folder in (secret, course, scratch):
+            folder.mkdir()
+        (secret / "key.txt").write_text("secret")
+        os.chmod(base, 0o755)
+        os.chmod(secret, 0o755)
+        os.chmod(secret / "key.txt", 0o644)
+        os.chown(scratch, 65534, 65534)
+        os.chown(course, 65534, 65534)  # writable by the kernel's user, so only the read-only mount can stop it
+        (scratch / "connection.json").write_text("{}")
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+            cfg = {"scratch": str(scratch), "hide": [str(secret)], "read_only": [str(course)], "memory": 2**30,
+                   "address_room": 2**34, "status": str(scratch / "status.json"), "cwd": str(scratch), "user": None}
+            launched = subprocess.run(
+                as_nobody + [python, "-I", "-c", grade.LAUNCHER, json.dumps(cfg), python, "-I", "-c", PROBE,
+                             str(secret / "key.txt"), str(course), str(server.getsockname()[1]), "-f",
+                             str(scratch / "connection.json")],
+                capture_output=True, text=True, timeout=60, cwd="/")
+        assert launched.returncode == 0, launched.stderr[-2000:]
+        seen = json.loads(launched.stdout.strip().splitlines()[-1])
+        status = json.loads((scratch / "status.json").read_text())
+        assert status["network"].startswith("none") and status["hidden"] == [str(secret)], status
+        assert "mapped in a user namespace" in status["user"], status
+        assert seen["uid"] == 65534 and seen["data_limit"] == 2**30
+        assert seen["secret_visible"] is False
+        assert seen["read_only_write"] == "Read-only file system" and not (course / "planted.txt").exists()
+        assert seen["socket"] != "connected"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
