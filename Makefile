@@ -175,7 +175,7 @@ nbval: $(STAMP)
 # `make course NB=02_quantization.ipynb` re-measures one notebook and keeps the others' rows.
 course: $(STAMP)
 	env -u GLMCOURSE_FAST HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-		$(BIN)/python -m glmcourse.nbtools course --notebooks-dir notebooks \
+		$(BIN)/python -m glmcourse.tools.nbtools course --notebooks-dir notebooks \
 		--out-dir runs/course --results docs/course_times.json $(NB)
 
 bench: $(STAMP)
@@ -198,11 +198,11 @@ GRADE_ARGS ?=
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/class [OUT=runs/grades] [GRADE_ARGS='--jobs 2']"; exit 2; }
 	env -u GLMCOURSE_FAST HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-		$(BIN)/python -m glmcourse.grade "$(SUBMISSIONS)" --out "$(OUT)" $(GRADE_ARGS)
+		$(BIN)/python -m glmcourse.tools.grade "$(SUBMISSIONS)" --out "$(OUT)" $(GRADE_ARGS)
 
 # The executed lessons as a static site (nothing is executed): open runs/site/index.html.
 site: $(STAMP)
-	$(BIN)/python -m glmcourse.site --out runs/site
+	$(BIN)/python -m glmcourse.tools.site --out runs/site
 
 clean-runs:
 	rm -rf runs/course

@@ -4,7 +4,7 @@ The Chinese edition (notebooks/zh/) is never executed: it shows the English run'
 title and axis label a lesson draws carries both languages, English on top:
 ``bilingual("rows")`` -> ``"rows\\n行数"``. The Chinese is looked up in ``i18n/zh_CN/figures.po``
 (msgid = the English ``str.format`` template, collected from the ``bilingual(...)`` calls of the
-package and the notebooks by ``python -m glmcourse.nbtools update-catalogs``), so a template must be
+package and the notebooks by ``python -m glmcourse.tools.nbtools update-catalogs``), so a template must be
 a string literal. An untranslated or fuzzy entry gives the English alone. matplotlib draws the
 Chinese with Noto Sans CJK SC from the ``mplfonts`` package (see ``settings.use_cjk_font``).
 """

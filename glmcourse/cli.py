@@ -333,17 +333,17 @@ COMMANDS = {
     "glmcourse.finetune": "glmcourse.finetune:build_parser",
     "glmcourse.ptuning": "glmcourse.ptuning_train:build_parser",
     "glmcourse.ptuning convert": "glmcourse.ptuning_train:convert_parser",
-    "glmcourse.make_data": "glmcourse.make_data:build_parser",
-    "glmcourse.build_course_model": "glmcourse.build_course_model:build_parser",
+    "glmcourse.tools.make_data": "glmcourse.tools.make_data:build_parser",
+    "glmcourse.tools.build_course_model": "glmcourse.tools.build_course_model:build_parser",
     "glmcourse.cli_demo": "glmcourse.cli_demo:build_parser",
     "glmcourse.web_demo": "glmcourse.web_demo:build_parser",
-    "glmcourse.site": "glmcourse.site:build_parser",
+    "glmcourse.tools.site": "glmcourse.tools.site:build_parser",
     "glmcourse.bench": "glmcourse.bench:build_parser",
-    "glmcourse.nbtools": "glmcourse.nbtools:build_parser",
+    "glmcourse.tools.nbtools": "glmcourse.tools.nbtools:build_parser",
     "glmcourse.adapters": "glmcourse.adapters:build_parser",
     "glmcourse.memory": "glmcourse.memory:build_parser",
     "glmcourse.doctor": "glmcourse.doctor:build_parser",
-    "glmcourse.grade": "glmcourse.grade:build_parser",
+    "glmcourse.tools.grade": "glmcourse.tools.grade:build_parser",
     "glmcourse.bench gpu": "glmcourse.bench.gpu:build_parser",
     "glmcourse.workspace": "glmcourse.workspace:build_parser",
     "glmcourse.hub": "glmcourse.hub:build_parser",
@@ -557,7 +557,7 @@ def check_model_dir(path, flag: str) -> Path:
         parsed = json.loads(read_text(config, f"{flag} {path}: config.json"))
     except ValueError as err:
         raise UsageError(f"{flag} {path}: config.json is damaged ({one_line(err)}); copy the model folder "
-                         f"again, or rebuild the course model with python -m glmcourse.build_course_model.") from None
+                         f"again, or rebuild the course model with python -m glmcourse.tools.build_course_model.") from None
     if not isinstance(parsed, dict):
         raise UsageError(f"{flag} {path}: config.json is not a JSON object; copy the model folder again.")
     return p

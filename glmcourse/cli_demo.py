@@ -17,7 +17,7 @@ import warnings
 
 from glmcourse.cli import UsageError, check_float, check_int, clean_text, float_arg, int_arg, one_line
 
-# What the course model was trained to do (data/course_chat.json, written by glmcourse.make_data):
+# What the course model was trained to do (data/course_chat.json, written by glmcourse.tools.make_data):
 # greetings, capitals, sums, translation of a word, remembering a name told earlier in the chat.
 EXAMPLES = ["你好", "What is 7 + 8?", "法国的首都是哪座城市？", "把“牛奶”翻译成英文", "My name is Mia.",
             "Do you remember my name?"]

@@ -1,4 +1,4 @@
-"""Reading the course's data files (``data/``, written by ``glmcourse.make_data``) for the lessons,
+"""Reading the course's data files (``data/``, written by ``glmcourse.tools.make_data``) for the lessons,
 the benchmarks and the model build: one place, so every lesson sees the same held-out records.
 """
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from glmcourse.make_data import evenly_thinned, read_documents
+from glmcourse.tools.make_data import evenly_thinned, read_documents
 
 
 def heldout_records(path=None, limit: int | None = None) -> list[dict]:
@@ -58,7 +58,7 @@ def load_course_data(data_dir: Path) -> dict:
     needed = ["course_chat.json", "chat_eval.json", "lora_eval.json", "corpus.txt", "corpus_eval.txt"]
     missing = [n for n in needed if not (data_dir / n).exists()]
     if missing:
-        raise SystemExit(f"{data_dir} lacks {', '.join(missing)}: run `python -m glmcourse.make_data` first.")
+        raise SystemExit(f"{data_dir} lacks {', '.join(missing)}: run `python -m glmcourse.tools.make_data` first.")
     read = lambda n: (data_dir / n).read_text(encoding="utf-8")  # noqa: E731
     return {
         "chat": json.loads(read("course_chat.json")),

@@ -92,7 +92,7 @@ class ModelFileError(FileNotFoundError):
 
 
 REBUILD = ("copy the complete model folder again (or, for the course model, restore it with "
-           "`git checkout glmcourse/course_model` or rebuild it with `python -m glmcourse.build_course_model`)")
+           "`git checkout glmcourse/course_model` or rebuild it with `python -m glmcourse.tools.build_course_model`)")
 _SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                        "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -399,7 +399,7 @@ def load_course_model(path: str | None = None, trust_remote_code: bool = False):
     if not (Path(path) / "model.safetensors").exists():
         raise ModelFileError(
             f"{path} has no model.safetensors: build the course model with "
-            "`python -m glmcourse.build_course_model` (or restore it with git)."
+            "`python -m glmcourse.tools.build_course_model` (or restore it with git)."
         )
     check_model_files(path, tokenizer=True)
     model = _load_model(AutoModel, path, "model", None, trust_remote_code)

@@ -1,7 +1,7 @@
 """build_course_model refuses bad flags and an unusable --out before any training (issue: hostile input)."""
 import pytest
 
-from glmcourse import build_course_model
+from glmcourse.tools import build_course_model
 
 
 @pytest.mark.parametrize("argv,expected", [

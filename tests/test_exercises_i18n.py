@@ -15,7 +15,8 @@ from pathlib import Path
 import polib
 import pytest
 
-from glmcourse import bilingual, exercises, nbtools, translation
+from glmcourse import bilingual, exercises
+from glmcourse.tools import catalog_checks, catalogs, nbtools, notebook_io, template_catalogs
 from glmcourse.exercises import attempt, chat, data, lora, masks, quant, say, sizes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,7 +168,7 @@ def test_language_is_read_at_call_time(monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------------------- (3) the catalog
-TEMPLATES = translation.exercise_templates()
+TEMPLATES = template_catalogs.exercise_templates()
 
 
 def test_templates_are_collected_from_every_lesson():
@@ -186,28 +187,28 @@ def test_every_template_is_translated_with_the_same_fields():
             problems.append(f"{t.reference} (line {t.line}): untranslated: {t.text!r}")
         elif "fuzzy" in entry.flags:
             problems.append(f"{t.reference}: fuzzy: {t.text!r}")
-        elif translation.template_fields(entry.msgstr) != translation.template_fields(t.text):
-            problems.append(f"{t.reference}: fields {translation.template_fields(entry.msgstr)} != "
-                            f"{translation.template_fields(t.text)}: {t.text!r}")
+        elif template_catalogs.template_fields(entry.msgstr) != template_catalogs.template_fields(t.text):
+            problems.append(f"{t.reference}: fields {template_catalogs.template_fields(entry.msgstr)} != "
+                            f"{template_catalogs.template_fields(t.text)}: {t.text!r}")
         elif not any(ref.startswith(f"{t.path}:{t.function}") for ref, _ in entry.occurrences):
             problems.append(f"{t.reference}: the entry does not name its checker: {t.text!r}")
-    assert not problems, ("\n".join(problems) + f"\nFix: {translation.FIX_UPDATE}, then fill in msgstr "
+    assert not problems, ("\n".join(problems) + f"\nFix: {catalogs.FIX_UPDATE}, then fill in msgstr "
                           f"(and clear #, fuzzy) in {CATALOG.relative_to(REPO)}")
 
 
 def test_catalog_is_what_update_catalogs_writes():
-    assert not translation.build_exercise_catalog(CATALOG).changed, (
+    assert not template_catalogs.build_exercise_catalog(CATALOG).changed, (
         f"{CATALOG.relative_to(REPO)} is behind the say() templates of glmcourse/exercises/. "
-        f"Fix: {translation.FIX_UPDATE}")
+        f"Fix: {catalogs.FIX_UPDATE}")
 
 
 def test_chinese_prose_keeps_numbers_code_and_tokens():
-    bad = [f"{e.msgid!r}: {p}" for e in polib.pofile(str(CATALOG)) for p in translation.entry_problems(e)]
+    bad = [f"{e.msgid!r}: {p}" for e in polib.pofile(str(CATALOG)) for p in catalog_checks.entry_problems(e)]
     assert not bad, "\n".join(bad)
 
 
 def test_every_translation_formats():
-    values = {name: 1 for t in TEMPLATES for name, _, _ in translation.template_fields(t.text)}
+    values = {name: 1 for t in TEMPLATES for name, _, _ in template_catalogs.template_fields(t.text)}
     for e in polib.pofile(str(CATALOG)):
         if e.msgstr and not e.obsolete:
             e.msgstr.format(**values)  # raises on a stray brace
@@ -254,25 +255,25 @@ def test_an_fstring_template_is_refused(tmp_path):
     (tmp_path / "checks.py").write_text('from glmcourse.exercises import say\n\n\ndef check_x(fn):\n'
                                         '    x = 1\n    print(say(f"got {x}"))\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"checks.py:6: say\(\) needs a string literal"):
-        translation.exercise_templates(tmp_path)
+        template_catalogs.exercise_templates(tmp_path)
 
 
 def test_update_keeps_marks_fuzzy_and_obsoletes(tmp_path):
     src, po_path = tmp_path / "checks.py", tmp_path / "exercises.po"
     src.write_text('def check_a(fn):\n    say("expected {want}, got {got}", want=1, got=2)\n'
                    '    say("try again")\n', encoding="utf-8")
-    res = translation.update_exercise_catalog(po_path, tmp_path)
+    res = template_catalogs.update_exercise_catalog(po_path, tmp_path)
     assert (res.new, res.changed) == (2, True)
-    po = translation.load_catalog(po_path)
+    po = catalogs.load_catalog(po_path)
     entry = po.find("expected {want}, got {got}")
-    assert entry.occurrences == [(f"{translation._shown(src)}:check_a", "")]
+    assert entry.occurrences == [(f"{catalogs.shown(src)}:check_a", "")]
     assert "python-brace-format" in entry.flags and "python-brace-format" not in po.find("try again").flags
     entry.msgstr, po.find("try again").msgstr = "应为 {want}，实际得到 {got}", "再试一次"
-    translation.atomic_write(po_path, translation._po_text(po))
-    assert not translation.update_exercise_catalog(po_path, tmp_path).changed  # translations kept as they are
+    catalogs.atomic_write(po_path, catalogs.po_text(po))
+    assert not template_catalogs.update_exercise_catalog(po_path, tmp_path).changed  # translations kept as they are
 
     src.write_text('def check_a(fn):\n    say("expected {want}, but got {got}", want=1, got=2)\n', encoding="utf-8")
-    res = translation.update_exercise_catalog(po_path, tmp_path)
+    res = template_catalogs.update_exercise_catalog(po_path, tmp_path)
     assert (res.new, res.fuzzy, res.obsolete) == (0, 1, 1)
     po = polib.pofile(str(po_path))
     changed = po.find("expected {want}, but got {got}")
@@ -282,9 +283,9 @@ def test_update_keeps_marks_fuzzy_and_obsoletes(tmp_path):
 
 
 def test_update_catalogs_command_refreshes_the_exercise_catalog(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(translation, "lesson_notebooks", lambda folder=None: [])
-    monkeypatch.setattr(translation, "EXERCISE_CATALOG", tmp_path / "exercises.po")
-    monkeypatch.setattr(translation, "FIGURE_CATALOG", tmp_path / "figures.po")  # never the repo's catalogs
+    monkeypatch.setattr(notebook_io, "lesson_notebooks", lambda folder=None: [])
+    monkeypatch.setattr(template_catalogs, "EXERCISE_CATALOG", tmp_path / "exercises.po")
+    monkeypatch.setattr(template_catalogs, "FIGURE_CATALOG", tmp_path / "figures.po")  # never the repo's catalogs
     assert nbtools.main(["update-catalogs"]) == 0
     assert f"{len({t.text for t in TEMPLATES})} new" in capsys.readouterr().out
     assert {e.msgid for e in polib.pofile(str(tmp_path / "exercises.po"))} == {t.text for t in TEMPLATES}
@@ -344,7 +345,7 @@ def every_exercise() -> list:
     """(exercise, its checker) for every exercise cell of every lesson, from the checker lines of the notebooks."""
     import re
 
-    from glmcourse.grade import course_lessons
+    from glmcourse.tools.grade import course_lessons
 
     modules = [chat, data, lora, masks, quant, sizes, importlib.import_module("glmcourse.exercises.ptuning")]
     found = []

@@ -9,12 +9,13 @@ import polib
 import pytest
 
 import glmcourse  # noqa: F401  (its import hook gives matplotlib the CJK fallback font)
-from glmcourse import bilingual as figure_text, settings, translation
+from glmcourse import bilingual as figure_text, settings
+from glmcourse.tools import catalogs, template_catalogs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-CATALOG = translation.FIGURE_CATALOG
+CATALOG = template_catalogs.FIGURE_CATALOG
 ENTRIES = [e for e in polib.pofile(str(CATALOG)) if not e.obsolete]
 
 
@@ -37,15 +38,15 @@ def draw(text: str) -> None:
 
 
 def test_catalog_is_up_to_date_with_the_bilingual_calls():
-    assert not translation.build_figure_catalog().changed, (
-        f"{CATALOG.relative_to(translation.REPO_ROOT)} is behind the bilingual(...) calls of the package and the "
-        "notebooks: run `python -m glmcourse.nbtools update-catalogs`, then translate the new msgstr")
+    assert not template_catalogs.build_figure_catalog().changed, (
+        f"{CATALOG.relative_to(catalogs.REPO_ROOT)} is behind the bilingual(...) calls of the package and the "
+        "notebooks: run `python -m glmcourse.tools.nbtools update-catalogs`, then translate the new msgstr")
 
 
 def test_every_figure_text_is_collected_from_a_literal(tmp_path):
     (tmp_path / "bad.py").write_text('from glmcourse.bilingual import bilingual\nbilingual(f"{1} step")\n')
     with pytest.raises(ValueError, match=r"bad.py:2: bilingual\(\) needs a string literal template"):
-        translation.figure_templates(package=tmp_path, notebooks=[])
+        template_catalogs.figure_templates(package=tmp_path, notebooks=[])
 
 
 def test_bilingual_puts_the_chinese_on_the_line_below():

@@ -1,4 +1,4 @@
-"""``python -m glmcourse.grade`` on made-up classes built in tmp_path from the committed notebooks.
+"""``python -m glmcourse.tools.grade`` on made-up classes built in tmp_path from the committed notebooks.
 
 Three graded classes, each by one real command:
 (1) ``main`` (full lessons 00 and 04, learner mode, --jobs 2): reference solutions (PASS), untouched (TODO),
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import glmcourse
-from glmcourse import grade
+from glmcourse.tools import grade
 from glmcourse.bilingual import chinese
 from glmcourse.exercises import CATALOG
 
@@ -109,7 +109,7 @@ def hashes(folder: Path) -> dict:
 
 def run_grade(*args: str, env=None, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "glmcourse.grade", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "glmcourse.tools.grade", *map(str, args)], capture_output=True,
                           text=True, env=env, timeout=timeout)
 
 
@@ -339,7 +339,7 @@ def test_bad_numbers_are_argparse_errors():
 
 
 def test_help_is_instant_and_imports_nothing_heavy():
-    probe = ("import sys, time; t = time.perf_counter(); from glmcourse import grade\n"
+    probe = ("import sys, time; t = time.perf_counter(); from glmcourse.tools import grade\n"
              "try:\n    grade.main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
              "heavy = [m for m in ('nbclient', 'nbformat', 'torch', 'IPython') if m in sys.modules]\n"
              "print(time.perf_counter() - t, heavy)")

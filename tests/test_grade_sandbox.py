@@ -1,4 +1,4 @@
-"""``python -m glmcourse.grade`` against students who try to sink, fool or use the grader.
+"""``python -m glmcourse.tools.grade`` against students who try to sink, fool or use the grader.
 
 One made-up class, built in tmp_path and graded once by a grader running from a copy of the course (so an
 attack that got through would hit the copy, never this checkout), --jobs 2, lesson 04's exercise cells only:
@@ -76,7 +76,7 @@ def hashes(folder: Path) -> dict:
 
 def attack(course: Path, home: Path, decoy: Path, port: int) -> str:
     """An exercise cell that tries everything; it raises whatever it got, so a leak would reach the report."""
-    from glmcourse.grade import course_checkouts
+    from glmcourse.tools.grade import course_checkouts
 
     installed = course_checkouts()[-1]  # where the environment's glmcourse was installed from (pip install -e)
     return f'''import glob, os, shutil, socket, subprocess
@@ -167,7 +167,7 @@ def graded(tmp_path_factory):
     before, before_subs = hashes(course), hashes(subs)
     env = {**{k: v for k, v in os.environ.items() if k != "GLMCOURSE_FAST"}, "HOME": str(home),
            "PYTHONPATH": str(course), "GRADER_API_TOKEN": ENV_SECRET, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    done = subprocess.run([sys.executable, "-m", "glmcourse.grade", str(subs), "--out", str(out), "--jobs", "2",
+    done = subprocess.run([sys.executable, "-m", "glmcourse.tools.grade", str(subs), "--out", str(out), "--jobs", "2",
                            "--cell-timeout", "120", "--memory-limit", "1G"], cwd=course, env=env,
                           capture_output=True, text=True, timeout=600)
     server.sock.close()
@@ -248,7 +248,7 @@ def test_the_report_says_how_kernels_were_isolated(graded):
 
 # ------------------------------------------------------------------------------------------ no kernel needed
 def test_memory_limit_sizes_and_bad_values():
-    from glmcourse import grade
+    from glmcourse.tools import grade
 
     assert grade.memory_arg("2G") == grade.memory_arg("2GiB") == 2 * 2 ** 30 == grade.DEFAULT_MEMORY
     assert grade.memory_arg("1536M") == 1536 * 2 ** 20 and grade.memory_arg(str(2 ** 30)) == 2 ** 30
@@ -259,14 +259,14 @@ def test_memory_limit_sizes_and_bad_values():
 
 
 def test_default_jobs_follow_cores_and_memory():
-    from glmcourse import grade
+    from glmcourse.tools import grade
 
     assert 1 <= grade.default_jobs(grade.DEFAULT_MEMORY) <= (os.cpu_count() or 1)
     assert grade.default_jobs(2 ** 40) == 1  # no machine here holds two 1 TiB kernels
 
 
 def test_section_folders_and_student_folders(tmp_path):
-    from glmcourse import grade
+    from glmcourse.tools import grade
 
     for name in ("sec1/erin.ipynb", "sec2/erin.ipynb", "sec2/bob/01_glm_attention_masks.ipynb",
                  "sec2/bob/notes.txt", "alice.ipynb", "carl/04_data_formatting.ipynb", "carl/extra/x.ipynb"):

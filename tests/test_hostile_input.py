@@ -639,7 +639,7 @@ def test_cli_demo_lone_surrogate_is_answered_not_a_traceback(capsys):
 
 # ================================================================== H. round 2: lost work, readers, stray lines
 def test_make_data_keeps_an_edited_file_unless_asked(tmp_path, capsys):
-    from glmcourse import make_data
+    from glmcourse.tools import make_data
 
     out = tmp_path / "data"
     assert make_data.main(["--out", str(out)]) == 0
@@ -655,7 +655,7 @@ def test_make_data_keeps_an_edited_file_unless_asked(tmp_path, capsys):
 
 
 def test_build_course_model_keeps_a_folder_it_did_not_write(tmp_path, capsys):
-    from glmcourse import build_course_model
+    from glmcourse.tools import build_course_model
 
     folder = tmp_path / "mine"
     folder.mkdir()
@@ -703,7 +703,7 @@ def test_ptuning_refuses_the_course_model_folder_a_bad_seed_and_a_huge_prefix(tm
 
 @pytest.mark.parametrize("damage", ["conflict", "truncated", "gbk", "garbage"])
 def test_a_damaged_catalog_is_one_line_naming_the_file(tmp_path, damage):
-    from glmcourse import translation
+    from glmcourse.tools import catalogs
 
     good = sorted((REPO / "i18n" / "zh_CN").glob("0*.po"))[0].read_text(encoding="utf-8")
     po = tmp_path / "x.po"
@@ -711,13 +711,13 @@ def test_a_damaged_catalog_is_one_line_naming_the_file(tmp_path, damage):
             "truncated": good[: len(good) // 2] + 'msgid "abc', "garbage": good + "\nthis is garbage\n"}.get(damage)
     po.write_bytes(good.encode("gb18030") if damage == "gbk" else text.encode("utf-8"))
     with pytest.raises(cli.UsageError) as caught:
-        translation.load_catalog(po)
+        catalogs.load_catalog(po)
     message = str(caught.value)
     assert str(po) in message and "\n" not in message and ("line" in message or "UTF-8" in message)
 
 
 def test_nbtools_and_site_name_a_damaged_notebook(tmp_path, capsys):
-    from glmcourse import nbtools, site
+    from glmcourse.tools import nbtools, site
 
     bad = tmp_path / "bad.ipynb"
     bad.write_text("{ not json")

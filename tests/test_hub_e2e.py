@@ -4,7 +4,7 @@ Each student signs up (sets a password), logs in, and gets JupyterLab on their o
 each answers the first exercise (prefix_mask), alice correctly and bob wrongly, runs it and saves. Then:
 each answer is in its own workspace only; the kernels talked over IPC and no "without encryption" line
 was logged; alice cannot open bob's server or files; `python -m glmcourse.hub collect` and
-`python -m glmcourse.grade` give alice PASS and bob TRY AGAIN. Everything started is stopped at the end.
+`python -m glmcourse.tools.grade` give alice PASS and bob TRY AGAIN. Everything started is stopped at the end.
 
 Several minutes (two servers, two kernels, grading in learner mode), so it runs in `make e2e` only:
 it is skipped unless GLMCOURSE_HUB_E2E=1, which that target sets.
@@ -245,7 +245,7 @@ def test_two_students_on_the_class_hub(tmp_path):
     assert collected.returncode == 0, collected.stderr
     assert sorted(p.name for p in submissions.iterdir() if not p.name.startswith(".")) == ["alice", "bob"]
     assert [p.name for p in (submissions / "alice").iterdir()] == [LESSON]
-    graded = subprocess.run([sys.executable, "-m", "glmcourse.grade", str(submissions), "--out", str(grades),
+    graded = subprocess.run([sys.executable, "-m", "glmcourse.tools.grade", str(submissions), "--out", str(grades),
                              "--jobs", "2"], cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert graded.returncode == 0, graded.stderr[-3000:]
     with open(grades / "grades.csv", newline="", encoding="utf-8") as handle:

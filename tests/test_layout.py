@@ -217,23 +217,114 @@ def test_seed_commands_keep_their_names(command):
     assert 'if __name__ == "__main__":' in text, f"python -m glmcourse.{command} must stay runnable"
 
 
-def test_readme_map_lists_every_file():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("## Where things are", 1)[1].split("```text", 1)[1].split("```", 1)[0]
-    listed = set(re.findall(r"[\w.]+\.py|[\w]+/", block))
-    missing = []
+# ------------------------------------------------------------------------------------------ rooms and the map
+# The package's four kinds of room: the lessons floor (glmcourse/ itself: lesson modules, seed commands and the
+# support modules they share), and three sub-packages above it.
+ROOMS = {"exercises": "the checkers", "bench": "the benchmarks", "tools": "the authoring and instructor tools"}
+# Modules of the floor that read something from tools/ (the data generator's lists and readers): known, and
+# to be moved down to the floor rather than added to.
+FLOOR_READS_FROM_TOOLS = {"glmcourse.course_data": {"glmcourse.tools.make_data"},
+                          "glmcourse.evaluation": {"glmcourse.tools.make_data"}}
+MAPS = {"README.md": "## Where things are", "README.zh-CN.md": "## 代码结构"}
+TREE_ENTRY = re.compile(r"^((?:│   |    )*)[├└]── (\S+)")
+
+
+def map_entries(text: str) -> list[str]:
+    """The paths of a README's "Where things are" tree, relative to glmcourse/: a nested line's path is its
+    folder's plus its name (``tools/`` then ``    ├── grade.py`` is ``tools/grade.py``)."""
+    entries, folders = [], []
+    for line in text.splitlines():
+        match = TREE_ENTRY.match(line)
+        if match:
+            depth = len(match.group(1)) // 4
+            folders = folders[:depth]
+            entries.append("".join(folders) + match.group(2))
+            folders.append(match.group(2))
+    return entries
+
+
+def readme_map(readme: str) -> list[str]:
+    heading = MAPS[readme]
+    text = (REPO / readme).read_text(encoding="utf-8")
+    assert heading in text, f"{readme} has no {heading!r} section"
+    return map_entries(text.split(heading, 1)[1].split("```text", 1)[1].split("```", 1)[0])
+
+
+def package_entries() -> set[str]:
+    """What the map must list: every module (package __init__/__main__ files are their folder's line) and
+    every folder of the package."""
+    wanted = set()
     for path in package_files():
         rel = path.relative_to(PKG)
-        if len(rel.parts) > 1:  # a sub-package is one line: its folder
-            if rel.parts[0] + "/" not in listed:
-                missing.append(rel.parts[0] + "/")
-        elif rel.name not in listed and rel.name not in ("__init__.py", "__main__.py"):
-            missing.append(rel.name)
-    assert not missing, f"README 'Where things are' lacks: {sorted(set(missing))}"
+        wanted |= {"".join(f"{part}/" for part in rel.parts[:k]) for k in range(1, len(rel.parts))}
+        if rel.name not in ("__init__.py", "__main__.py"):
+            wanted.add(rel.as_posix())
+    return wanted
 
 
-LIGHT_COMMANDS = ["cover_alpaca2jsonl", "tokenize_dataset_rows", "finetune", "make_data", "nbtools", "bench", "site",
-                  "grade"]
+def test_map_entries_follow_the_nesting():
+    tree = ("glmcourse/\n│ ── a label\n├── masks.py      01  x\n├── tools/        --  y\n│   ├── grade.py\n"
+            "│   └── site.py\n└── bench/\n    └── gpu.py\n")
+    assert map_entries(tree) == ["masks.py", "tools/", "tools/grade.py", "tools/site.py", "bench/", "bench/gpu.py"]
+
+
+def test_readme_map_lists_every_module_and_nothing_else():
+    listed = readme_map("README.md")
+    missing = sorted(package_entries() - set(listed))
+    assert not missing, f"README 'Where things are' lacks: {missing}"
+    gone = [entry for entry in listed if not (PKG / entry).exists()]
+    assert not gone, f"README 'Where things are' lists what is not in glmcourse/: {gone}"
+    assert len(listed) == len(set(listed)), f"README 'Where things are' lists twice: {sorted(listed)}"
+
+
+def test_chinese_readme_map_lists_the_same_entries():
+    assert readme_map("README.zh-CN.md") == readme_map("README.md"), (
+        "README.zh-CN.md's 代码结构 tree must list README.md's 'Where things are' entries, in the same order")
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_every_room_is_a_package_on_the_map(room):
+    assert (PKG / room / "__init__.py").is_file(), f"glmcourse/{room}/ ({ROOMS[room]}) is not a package"
+    listed = readme_map("README.md")
+    assert f"{room}/" in listed and any(e.startswith(f"{room}/") and e != f"{room}/" for e in listed), \
+        f"README 'Where things are' does not show the room {room}/ ({ROOMS[room]}) and what is in it"
+
+
+def test_no_lesson_notebook_imports_a_tool():
+    """tools/ is for authors and instructors: a learner's notebook never needs it."""
+    import json
+
+    importing = re.compile(r"^\s*(?:from\s+glmcourse\.tools\b|import\s+glmcourse\.tools\b|from\s+glmcourse\s+import\s+"
+                           r"(?:\(?[\w\s,]*\b)?tools\b)", re.M)
+    found = []
+    for path in sorted((REPO / "notebooks").rglob("*.ipynb")) + sorted((REPO / "notebooks").rglob("*.py")):
+        if ".ipynb_checkpoints" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        sources = ["".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "code"] \
+            if path.suffix == ".ipynb" else [text]
+        found += [str(path.relative_to(REPO)) for source in sources if importing.search(source)]
+    assert importing.search("x = 1\nfrom glmcourse.tools import grade\n")  # the pattern sees an import
+    assert not found, f"these notebooks import glmcourse.tools: {sorted(set(found))}"
+
+
+def test_the_floor_reads_from_tools_only_where_known():
+    """Lesson modules never import tools/ (test_lesson_modules_sit_at_the_bottom); the rest of the floor only
+    in the known places, so the authoring tools stay above what the lessons load."""
+    reads = {}
+    for path in package_files():
+        name = module_name(path)
+        if name.startswith(("glmcourse.tools", "glmcourse.bench", "glmcourse.exercises")):
+            continue
+        deps = {d for d in package_imports(path) if d.startswith("glmcourse.tools")}
+        if deps:
+            reads[name] = deps
+    assert reads == FLOOR_READS_FROM_TOOLS, (
+        f"modules of the lessons floor importing glmcourse.tools: {reads}; expected {FLOOR_READS_FROM_TOOLS}")
+
+
+LIGHT_COMMANDS = ["cover_alpaca2jsonl", "tokenize_dataset_rows", "finetune", "bench", "tools.make_data", "tools.nbtools",
+                  "tools.site", "tools.grade"]
 
 
 @pytest.mark.parametrize("command", LIGHT_COMMANDS)

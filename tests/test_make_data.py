@@ -2,7 +2,7 @@
 import json
 
 import glmcourse
-from glmcourse import make_data
+from glmcourse.tools import make_data
 
 
 def _committed(name):
@@ -14,7 +14,7 @@ def test_committed_data_is_what_the_generator_makes():
     """Same seed, same files: the generator is deterministic and data/ is not stale."""
     built = make_data.build(1234)
     for name, content in built.items():
-        assert _committed(name) == content, f"data/{name} is stale: run python -m glmcourse.make_data"
+        assert _committed(name) == content, f"data/{name} is stale: run python -m glmcourse.tools.make_data"
 
 
 def test_lora_eval_shares_no_record_with_train_and_meets_the_sizes():

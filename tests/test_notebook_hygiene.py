@@ -1,6 +1,6 @@
 """Every committed notebook is executed, in order, error-free, portable and metadata-clean.
 
-The same checker backs ``python -m glmcourse.nbtools check``; the fixture notebooks under
+The same checker backs ``python -m glmcourse.tools.nbtools check``; the fixture notebooks under
 tests/fixtures/ prove it catches each kind of problem.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from glmcourse import nbtools
+from glmcourse.tools import nbtools
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -25,9 +25,9 @@ def test_course_notebook_is_clean(path):
     problems = nbtools.check_paths([path])
     english = path.parent.parent / path.name if path.parent.name == "zh" else path
     # A learner keeps their copy first (the hint); an author changing the course re-runs the lesson.
-    fix = ("Fix (changing the course): GLMCOURSE_FAST=1 .venv/bin/python -m glmcourse.nbtools run "
+    fix = ("Fix (changing the course): GLMCOURSE_FAST=1 .venv/bin/python -m glmcourse.tools.nbtools run "
            + str(english.relative_to(REPO))
-           + ("; then .venv/bin/python -m glmcourse.nbtools translate" if english != path else ""))
+           + ("; then .venv/bin/python -m glmcourse.tools.nbtools translate" if english != path else ""))
     assert not problems, "\n".join(problems) + "\n" + nbtools.RESTORE_HINT + "\n" + fix
 
 

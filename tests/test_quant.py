@@ -513,7 +513,7 @@ def _course_model_or_skip():
     import glmcourse
 
     if not (Path(glmcourse.COURSE_MODEL) / "model.safetensors").exists():
-        pytest.skip("the course model is not built yet (python -m glmcourse.build_course_model)")
+        pytest.skip("the course model is not built yet (python -m glmcourse.tools.build_course_model)")
     return loading.load_course_model()
 
 

@@ -116,10 +116,10 @@ def test_quick_start_commands_are_byte_identical():
 
 
 def test_chinese_readme_names_the_tags_a_chinese_run_prints():
-    from glmcourse import translation
+    from glmcourse.tools import catalog_checks
 
     text = read(README_ZH)
-    tags = translation.verdict_tags()
+    tags = catalog_checks.verdict_tags()
     assert tags, "exercises.po has no verdict tags"
     missing = [zh for zh in tags.values() if f"`{zh}`" not in text]
     assert not missing, f"README.zh-CN.md does not name {missing}, the tags `GLMCOURSE_LANG=zh` checkers print"

@@ -1,4 +1,4 @@
-"""`make site` (glmcourse/site.py): the static HTML site of the executed lessons, English and 中文.
+"""`make site` (glmcourse/tools/site.py): the static HTML site of the executed lessons, English and 中文.
 
 The real site is built once per module from the committed notebooks; small made-up notebooks test
 the replace / refuse / fail behaviour quickly. The browser test (headless Chromium, see tests/browser.py)
@@ -21,7 +21,7 @@ import pytest
 from browser import chromium_page, needs_chromium
 from glmcourse import REPO_ROOT
 from glmcourse.files import OUTPUT_MARKER
-from glmcourse.site import lesson_title
+from glmcourse.tools.site import lesson_title
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 EDITIONS = {"en": NOTEBOOKS, "zh": NOTEBOOKS / "zh"}  # edition -> its notebooks (its pages: site/ and site/zh/)
@@ -30,7 +30,7 @@ PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE
 
 
 def run_site(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "glmcourse.site", *map(str, args)], cwd=REPO_ROOT, env=ENV,
+    return subprocess.run([sys.executable, "-m", "glmcourse.tools.site", *map(str, args)], cwd=REPO_ROOT, env=ENV,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -84,7 +84,7 @@ def test_help_is_instant_and_imports_no_sphinx():
     started = time.perf_counter()
     assert run_site("--help").returncode == 0
     assert time.perf_counter() - started < 10
-    probe = subprocess.run([sys.executable, "-c", "import sys, glmcourse.site; print('sphinx' in sys.modules)"],
+    probe = subprocess.run([sys.executable, "-c", "import sys, glmcourse.tools.site; print('sphinx' in sys.modules)"],
                            cwd=REPO_ROOT, env=ENV, capture_output=True, text=True)
     assert probe.stdout.strip() == "False", probe.stderr
 

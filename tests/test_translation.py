@@ -19,10 +19,10 @@ import nbformat
 import polib
 import pytest
 
-from glmcourse import nbtools, translation
+from glmcourse.tools import catalog_checks, catalogs, editions, markdown_split, nbtools, notebook_io
 
 REPO = Path(__file__).resolve().parents[1]
-LESSONS = translation.lesson_notebooks(REPO / "notebooks")
+LESSONS = notebook_io.lesson_notebooks(REPO / "notebooks")
 CATALOGS = sorted((REPO / "i18n" / "zh_CN").glob("*.po"))
 EDITIONS = sorted((REPO / "notebooks" / "zh").glob("*.ipynb"))
 
@@ -71,21 +71,21 @@ def lesson(tmp_path):
     """notebooks/07_new.ipynb in tmp_path, its catalog fully translated, its edition written."""
     nb_path = make_notebook(tmp_path / "notebooks" / "07_new.ipynb", LESSON)
     po_path = tmp_path / "i18n" / "07_new.po"
-    translation.update_catalog(nb_path, po_path)
+    catalogs.update_catalog(nb_path, po_path)
     fill(po_path, ZH)
-    translation.write_translation(nb_path, po_path)
+    editions.write_translation(nb_path, po_path)
     return nb_path, po_path
 
 
 def fill(po_path, table):
-    po = translation.load_catalog(po_path)
+    po = catalogs.load_catalog(po_path)
     for entry in po:
         if entry.msgid in table:
             entry.msgstr = table[entry.msgid]
             if "fuzzy" in entry.flags:
                 entry.flags.remove("fuzzy")
             entry.previous_msgid = None
-    translation.atomic_write(po_path, translation._po_text(po))
+    catalogs.atomic_write(po_path, catalogs.po_text(po))
 
 
 def edit_cell(nb_path, index, source):
@@ -98,13 +98,13 @@ def edit_cell(nb_path, index, source):
 def test_units_of_every_course_cell_join_back_to_its_source():
     for path in LESSONS:
         for cell in nbtools.read_notebook(path).cells:
-            assert "".join(s.text for s in translation.cell_segments(cell)) == cell.source, (path.name, cell.id)
+            assert "".join(s.text for s in markdown_split.cell_segments(cell)) == cell.source, (path.name, cell.id)
 
 
 def test_markdown_splits_at_blank_lines_and_keeps_fences():
     source = ("## Title\nA paragraph\non two lines.\n\n- item 1\n- item 2\n\n```bash\n# make it\nmake test\n\n"
               "make lab\n```\n\n    indented code\n\n$$\na = b\n\nc = d\n$$\n\n| a | b |\n|---|---|\n")
-    units = [(s.kind, s.text) for s in translation.split_markdown(source) if s.kind]
+    units = [(s.kind, s.text) for s in markdown_split.split_markdown(source) if s.kind]
     assert units == [("markdown", "## Title\nA paragraph\non two lines."), ("markdown", "- item 1\n- item 2"),
                      ("comment", "make it"), ("markdown", "$$\na = b\n\nc = d\n$$"), ("markdown", "| a | b |\n|---|---|")]
 
@@ -113,18 +113,18 @@ def test_code_comments_are_units_and_markers_are_not():
     source = ("#!/usr/bin/env python\n# NBVAL_CHECK_OUTPUT\nimport os  # noqa: F401\n"
               "    #   indented note  \ns = '# not a comment'\nraise NotImplementedError  # TODO\n"
               "y = 2  # two, see below  # noqa: E501\nx: int = 1  # type: ignore\n")
-    segs = translation.split_code(source)
+    segs = markdown_split.split_code(source)
     assert [s.text for s in segs if s.kind] == ["indented note", "two, see below"]
     assert "".join(s.text for s in segs) == source
     magic = "%matplotlib inline\n!pip list\n# a full-line comment\n"  # IPython syntax: not Python
-    segs = translation.split_code(magic)
+    segs = markdown_split.split_code(magic)
     assert [s.text for s in segs if s.kind] == ["a full-line comment"] and "".join(s.text for s in segs) == magic
 
 
 def test_translate_replaces_units_and_keeps_code_and_outputs(lesson):
     nb_path, po_path = lesson
-    zh = nbtools.read_notebook(translation.edition_path(nb_path))
-    assert zh.cells[1].id == translation.SETUP_CELL_ID  # the first code cell, after the title cell
+    zh = nbtools.read_notebook(editions.edition_path(nb_path))
+    assert zh.cells[1].id == editions.SETUP_CELL_ID  # the first code cell, after the title cell
     assert 'os.environ["GLMCOURSE_LANG"] = "zh"' in zh.cells[1].source
     assert zh.cells[0].source.startswith("# 07 · 新的一课\n\n掩码的 `prefix_len` 为 3")
     assert "```python\n# 构造掩码\nmask = make_mask(3)\n```" in zh.cells[0].source
@@ -137,9 +137,9 @@ def test_setup_cell_makes_english_relative_paths_work(tmp_path, monkeypatch):
     (tmp_path / "notebooks" / "zh").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "notebooks" / "zh")
     monkeypatch.setenv("GLMCOURSE_LANG", "")  # recorded, so the "zh" the cell sets is undone afterwards
-    exec(translation.SETUP_CELL_SOURCE, {})
+    exec(editions.SETUP_CELL_SOURCE, {})
     assert Path.cwd() == tmp_path / "notebooks"
-    exec(translation.SETUP_CELL_SOURCE, {})  # running it twice changes nothing
+    exec(editions.SETUP_CELL_SOURCE, {})  # running it twice changes nothing
     assert Path.cwd() == tmp_path / "notebooks"
     import os
 
@@ -151,8 +151,8 @@ def test_catalog_references_and_duplicates(tmp_path):
     nb_path = make_notebook(tmp_path / "01_x.ipynb", [("markdown", "Same text."), ("code", "a = 1  # Same text.\n", ""),
                                                       ("markdown", "Same text.\n\nOther.")])
     po_path = tmp_path / "01_x.po"
-    translation.update_catalog(nb_path, po_path)
-    po = translation.load_catalog(po_path)
+    catalogs.update_catalog(nb_path, po_path)
+    po = catalogs.load_catalog(po_path)
     assert [e.msgid for e in po] == ["Same text.", "Other."]
     text = po_path.read_text(encoding="utf-8")
     assert "#: 01_x.ipynb:cell-0:md00 01_x.ipynb:cell-1:code01 01_x.ipynb:cell-2:md02\n" in text
@@ -161,15 +161,15 @@ def test_catalog_references_and_duplicates(tmp_path):
 def test_update_keeps_marks_fuzzy_and_obsoletes(lesson):
     nb_path, po_path = lesson
     before = po_path.read_bytes()
-    assert translation.update_catalog(nb_path, po_path).changed is False
+    assert catalogs.update_catalog(nb_path, po_path).changed is False
     assert po_path.read_bytes() == before  # no English change: an identical file
     # A small edit in cell 0's paragraph, a removed comment, a new paragraph.
     edit_cell(nb_path, 0, LESSON[0][1].replace("ends in `<sop>`.", "always ends in `<sop>`.")
               .replace("# build the mask\n", ""))
     edit_cell(nb_path, 2, LESSON[2][1] + "\n\nA brand-new paragraph.")
-    res = translation.update_catalog(nb_path, po_path)
+    res = catalogs.update_catalog(nb_path, po_path)
     assert (res.new, res.fuzzy, res.obsolete) == (1, 1, 1)
-    po = translation.load_catalog(po_path)
+    po = catalogs.load_catalog(po_path)
     fuzzy = po.find("The mask has `prefix_len` 3 and always ends in `<sop>`.")
     assert "fuzzy" in fuzzy.flags
     assert fuzzy.msgstr == ZH["The mask has `prefix_len` 3 and ends in `<sop>`."]
@@ -179,20 +179,20 @@ def test_update_keeps_marks_fuzzy_and_obsoletes(lesson):
     assert '#| msgid "The mask has `prefix_len` 3 and ends in `<sop>`."' in text
     assert '#~ msgid "build the mask"' in text
     again = po_path.read_bytes()
-    assert translation.update_catalog(nb_path, po_path).changed is False and po_path.read_bytes() == again
+    assert catalogs.update_catalog(nb_path, po_path).changed is False and po_path.read_bytes() == again
     # Translating the fuzzy entry (flag and previous msgid cleared) is kept on the next update.
     fill(po_path, {fuzzy.msgid: "掩码的 `prefix_len` 为 3,并且总是以 `<sop>` 结尾。"})
-    translation.update_catalog(nb_path, po_path)
-    kept = translation.load_catalog(po_path).find(fuzzy.msgid)
+    catalogs.update_catalog(nb_path, po_path)
+    kept = catalogs.load_catalog(po_path).find(fuzzy.msgid)
     assert not kept.flags and kept.previous_msgid is None and "总是" in kept.msgstr
 
 
 def test_a_very_different_text_is_new_not_fuzzy(lesson):
     nb_path, po_path = lesson
     edit_cell(nb_path, 2, "Completely unrelated words here.")
-    res = translation.update_catalog(nb_path, po_path)
+    res = catalogs.update_catalog(nb_path, po_path)
     assert (res.new, res.fuzzy) == (1, 0)
-    assert not translation.load_catalog(po_path).find("Completely unrelated words here.").msgstr
+    assert not catalogs.load_catalog(po_path).find("Completely unrelated words here.").msgstr
 
 
 def test_catalog_writes_are_atomic(lesson, monkeypatch):
@@ -207,7 +207,7 @@ def test_catalog_writes_are_atomic(lesson, monkeypatch):
 
     monkeypatch.setattr(glmcourse.files.os, "replace", crash)
     with pytest.raises(OSError):
-        translation.update_catalog(nb_path, po_path)
+        catalogs.update_catalog(nb_path, po_path)
     assert po_path.read_bytes() == before
     assert [p.name for p in po_path.parent.iterdir()] == [po_path.name]  # no temporary file left
 
@@ -215,29 +215,29 @@ def test_catalog_writes_are_atomic(lesson, monkeypatch):
 # ---------------------------------------------------------------------------- (1) freshness
 @pytest.mark.parametrize("notebook", LESSONS, ids=lambda p: p.name)
 def test_chinese_edition_is_what_translate_writes(notebook):
-    problems = translation.staleness(notebook)
+    problems = editions.staleness(notebook)
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("notebook", LESSONS, ids=lambda p: p.name)
 def test_catalog_is_up_to_date_with_the_english(notebook):
-    po_path = translation.catalog_path(notebook)
-    assert po_path.exists(), f"no catalog {rel(po_path)}. Fix: {translation.FIX_UPDATE} {rel(notebook)}"
-    res = translation.build_catalog(notebook, po_path)
+    po_path = catalogs.catalog_path(notebook)
+    assert po_path.exists(), f"no catalog {rel(po_path)}. Fix: {catalogs.FIX_UPDATE} {rel(notebook)}"
+    res = catalogs.build_catalog(notebook, po_path)
     assert not res.changed, (f"{rel(po_path)} is behind {rel(notebook)} ({res.new} new, {res.fuzzy} changed, "
-                             f"{res.obsolete} removed texts). Fix: {translation.FIX_UPDATE} {rel(notebook)}, "
-                             f"translate the new/fuzzy entries, then {translation.FIX_TRANSLATE}")
+                             f"{res.obsolete} removed texts). Fix: {catalogs.FIX_UPDATE} {rel(notebook)}, "
+                             f"translate the new/fuzzy entries, then {editions.FIX_TRANSLATE}")
 
 
 def test_staleness_names_notebook_cell_text_and_fix(lesson):
     nb_path, po_path = lesson
-    assert translation.staleness(nb_path, po_path) == []
+    assert editions.staleness(nb_path, po_path) == []
     edit_cell(nb_path, 2, "Read [the paper](https://arxiv.org/abs/2103.10360) and $y = Wx + b$.")
-    translation.update_catalog(nb_path, po_path)
-    problems = "\n".join(translation.staleness(nb_path, po_path))
+    catalogs.update_catalog(nb_path, po_path)
+    problems = "\n".join(editions.staleness(nb_path, po_path))
     assert "07_new.ipynb cell-2:md02" in problems
     assert "Read [the paper](https://arxiv.org/abs/2103.10360) and $y = Wx + b$." in problems
-    assert "Fix: python -m glmcourse.nbtools translate" in problems
+    assert "Fix: python -m glmcourse.tools.nbtools translate" in problems
 
 
 def test_staleness_reports_outputs_and_a_missing_edition(lesson):
@@ -245,28 +245,28 @@ def test_staleness_reports_outputs_and_a_missing_edition(lesson):
     nb = nbtools.read_notebook(nb_path)
     nb.cells[1].outputs[0]["text"] = "2\n"  # the English notebook was re-executed
     nbtools.write_notebook(nb, nb_path)
-    assert any("cell-1:code01: outputs differ" in p for p in translation.staleness(nb_path, po_path))
-    translation.edition_path(nb_path).unlink()
-    problems = translation.staleness(nb_path, po_path)
-    assert "missing" in problems[0] and "Fix: python -m glmcourse.nbtools translate" in problems[0]
+    assert any("cell-1:code01: outputs differ" in p for p in editions.staleness(nb_path, po_path))
+    editions.edition_path(nb_path).unlink()
+    problems = editions.staleness(nb_path, po_path)
+    assert "missing" in problems[0] and "Fix: python -m glmcourse.tools.nbtools translate" in problems[0]
 
 
 # ---------------------------------------------------------------------------- (2) completeness
 @pytest.mark.parametrize("po_path", CATALOGS, ids=lambda p: p.name)
 def test_every_text_is_translated(po_path):
-    missing = translation.incomplete_entries(translation.load_catalog(po_path))
+    missing = catalog_checks.incomplete_entries(catalogs.load_catalog(po_path))
     assert not missing, (f"{rel(po_path)}: {len(missing)} entries untranslated or fuzzy:\n" + "\n".join(missing[:20])
                          + f"\nFix: fill in msgstr (and clear #, fuzzy) in {rel(po_path)}, then "
-                         f"{translation.FIX_TRANSLATE}")
+                         f"{editions.FIX_TRANSLATE}")
 
 
 def test_untranslated_and_fuzzy_entries_are_reported(lesson):
     nb_path, po_path = lesson
-    assert translation.incomplete_entries(translation.load_catalog(po_path)) == []
-    po = translation.load_catalog(po_path)
+    assert catalog_checks.incomplete_entries(catalogs.load_catalog(po_path)) == []
+    po = catalogs.load_catalog(po_path)
     po.find("one token").msgstr = ""
     po.find("build the mask").flags.append("fuzzy")
-    found = translation.incomplete_entries(po)
+    found = catalog_checks.incomplete_entries(po)
     assert len(found) == 2
     assert any("cell-1:code01: untranslated: 'one token'" in f for f in found)
     assert any("fuzzy: 'build the mask'" in f for f in found)
@@ -274,10 +274,10 @@ def test_untranslated_and_fuzzy_entries_are_reported(lesson):
 
 def test_strict_translate_refuses_english_fallback(lesson, monkeypatch, capsys):
     nb_path, po_path = lesson
-    monkeypatch.setattr(translation, "CATALOG_DIR", po_path.parent)
+    monkeypatch.setattr(catalogs, "CATALOG_DIR", po_path.parent)
     assert nbtools.main(["translate", "--strict", str(nb_path)]) == 0
     fill(po_path, {"one token": ""})
-    edition = translation.edition_path(nb_path)
+    edition = editions.edition_path(nb_path)
     before = edition.read_bytes()
     assert nbtools.main(["translate", "--strict", str(nb_path)]) == 1
     err = capsys.readouterr().err
@@ -292,10 +292,10 @@ def test_strict_translate_refuses_english_fallback(lesson, monkeypatch, capsys):
 @pytest.mark.parametrize("po_path", CATALOGS, ids=lambda p: p.name)
 def test_numbers_code_tokens_formulas_and_links_survive(po_path):
     bad = []
-    for entry in translation.load_catalog(po_path):
-        for problem in translation.entry_problems(entry):
+    for entry in catalogs.load_catalog(po_path):
+        for problem in catalog_checks.entry_problems(entry):
             ref = entry.occurrences[0][0] if entry.occurrences else "?"
-            bad.append(f"{ref}: {problem}: {translation._clip(entry.msgid)!r}")
+            bad.append(f"{ref}: {problem}: {catalogs.clip(entry.msgid)!r}")
     assert not bad, f"{rel(po_path)}: translations that changed protected text:\n" + "\n".join(bad)
 
 
@@ -308,40 +308,40 @@ def test_numbers_code_tokens_formulas_and_links_survive(po_path):
 def test_each_protected_kind_is_caught(msgstr, kind):
     msgid = "The mask has `prefix_len` 3 and ends in `<sop>`. See [the paper](https://arxiv.org/abs/2103.10360) and $y = Wx$."
     good = "掩码的 `prefix_len` 为 3,并以 `<sop>` 结尾。见[论文](https://arxiv.org/abs/2103.10360)和 $y = Wx$。"
-    assert translation.placeholder_problems(msgid, good) == []
-    problems = translation.placeholder_problems(msgid, msgstr)
+    assert catalog_checks.placeholder_problems(msgid, good) == []
+    problems = catalog_checks.placeholder_problems(msgid, msgstr)
     assert problems and problems[0].startswith(kind), problems
 
 
 def test_tokens_display_math_and_code_comment_lines_are_caught():
     msgid = "Part A ends in [gMASK] and <sop>:\n$$ y = W x + \\frac{\\alpha}{r} B A x $$"
-    assert translation.placeholder_problems(msgid, "A 部分以 [gMASK] 和 <sop> 结尾:\n$$ y = W x + \\frac{\\alpha}{r} B A x $$") == []
-    assert "special token" in translation.placeholder_problems(msgid, "A 部分以 [MASK] 和 <sop> 结尾:\n$$ y = W x + \\frac{\\alpha}{r} B A x $$")[0]
-    assert "formula" in translation.placeholder_problems(msgid, "A 部分以 [gMASK] 和 <sop> 结尾:\n$$ y = Wx $$")[0]
+    assert catalog_checks.placeholder_problems(msgid, "A 部分以 [gMASK] 和 <sop> 结尾:\n$$ y = W x + \\frac{\\alpha}{r} B A x $$") == []
+    assert "special token" in catalog_checks.placeholder_problems(msgid, "A 部分以 [MASK] 和 <sop> 结尾:\n$$ y = W x + \\frac{\\alpha}{r} B A x $$")[0]
+    assert "formula" in catalog_checks.placeholder_problems(msgid, "A 部分以 [gMASK] 和 <sop> 结尾:\n$$ y = Wx $$")[0]
     # A line break inside a code span renders as a space: the checker allows rewrapping.
-    assert translation.placeholder_problems("Write `f(a,\nb)`.", "编写 `f(a, b)`。") == []
-    entry = polib.POEntry(msgid="one token", msgstr="一个\ntoken", comment=translation.COMMENT_NOTE)
-    assert "spans lines" in translation.entry_problems(entry)[-1]
+    assert catalog_checks.placeholder_problems("Write `f(a,\nb)`.", "编写 `f(a, b)`。") == []
+    entry = polib.POEntry(msgid="one token", msgstr="一个\ntoken", comment=catalogs.COMMENT_NOTE)
+    assert "spans lines" in catalog_checks.entry_problems(entry)[-1]
 
 
 @pytest.mark.parametrize("po_path", [p for p in CATALOGS if p.name[:2].isdigit()], ids=lambda p: p.name)
 def test_chinese_prose_names_the_tags_the_chinese_checkers_print(po_path):
     """`[PASS]` in the English prose is `[通过]` in the Chinese, as exercises.po makes a zh run print it."""
-    tags = translation.verdict_tags()
+    tags = catalog_checks.verdict_tags()
     assert {"[PASS]", "[TRY AGAIN]", "[TODO]"} <= set(tags), f"exercises.po lacks a verdict tag: {tags}"
-    bad = [f"{translation._clip(e.msgid)!r}: write `{zh}` for `{en}`"
-           for e in translation.load_catalog(po_path) if not e.obsolete and e.msgstr
+    bad = [f"{catalogs.clip(e.msgid)!r}: write `{zh}` for `{en}`"
+           for e in catalogs.load_catalog(po_path) if not e.obsolete and e.msgstr
            for en, zh in tags.items() if f"`{en}`" in e.msgid and (f"`{zh}`" not in e.msgstr or f"`{en}`" in e.msgstr)]
     assert not bad, f"{rel(po_path)}: prose names a tag the Chinese checkers never print:\n" + "\n".join(bad)
 
 
 def test_a_verdict_tag_may_be_the_chinese_one_and_only_that(tmp_path):
-    tags = translation.verdict_tags()
-    assert translation.placeholder_problems("prints `[PASS]`", f"打印 `{tags['[PASS]']}`") == []
-    assert "code span" in translation.placeholder_problems("prints `[PASS]`", "打印 `[通 过]`")[0]
+    tags = catalog_checks.verdict_tags()
+    assert catalog_checks.placeholder_problems("prints `[PASS]`", f"打印 `{tags['[PASS]']}`") == []
+    assert "code span" in catalog_checks.placeholder_problems("prints `[PASS]`", "打印 `[通 过]`")[0]
     po = tmp_path / "exercises.po"
     po.write_text('msgid ""\nmsgstr ""\n\nmsgid "[PASS] {name}"\nmsgstr "[对] {name}"\n', encoding="utf-8")
-    assert translation.verdict_tags(po) == {"[PASS]": "[对]"}
+    assert catalog_checks.verdict_tags(po) == {"[PASS]": "[对]"}
 
 
 # ---------------------------------------------------------------------------- output language (measure)
@@ -389,8 +389,8 @@ def test_english_output_lines_counts_sentences_not_code_or_data():
 def test_chinese_notebook_passes_the_hygiene_checks(path):
     problems = nbtools.check_paths([path])
     assert not problems, "\n".join(problems) + (
-        "\nThe Chinese notebook mirrors the English one: fix the English notebook (python -m glmcourse.nbtools run"
-        f" notebooks/{path.name}), then {translation.FIX_TRANSLATE} notebooks/{path.name}")
+        "\nThe Chinese notebook mirrors the English one: fix the English notebook (python -m glmcourse.tools.nbtools run"
+        f" notebooks/{path.name}), then {editions.FIX_TRANSLATE} notebooks/{path.name}")
 
 
 def test_hygiene_test_covers_the_chinese_notebooks():
@@ -402,7 +402,7 @@ def test_hygiene_test_covers_the_chinese_notebooks():
 
 def test_hygiene_catches_a_broken_setup_cell(lesson):
     nb_path, _ = lesson
-    zh = nbtools.read_notebook(translation.edition_path(nb_path))
+    zh = nbtools.read_notebook(editions.edition_path(nb_path))
     assert nbtools.check_notebook(zh) == []
     zh.cells[1].execution_count = None  # a set-up cell without a count breaks the order check
     assert any("not executed" in p for p in nbtools.check_notebook(zh))
@@ -411,29 +411,29 @@ def test_hygiene_catches_a_broken_setup_cell(lesson):
 def test_code_cells_are_the_english_code(lesson):
     nb_path, _ = lesson
     english = nbtools.read_notebook(nb_path)
-    zh = nbtools.read_notebook(translation.edition_path(nb_path))
-    zh_cells = [c for c in zh.cells if c.get("id") != translation.SETUP_CELL_ID]
+    zh = nbtools.read_notebook(editions.edition_path(nb_path))
+    zh_cells = [c for c in zh.cells if c.get("id") != editions.SETUP_CELL_ID]
     for en, ch in zip(english.cells, zh_cells):
         if en.cell_type == "code":
-            literal = lambda cell: [s.text for s in translation.split_code(cell.source) if not s.kind]  # noqa: E731
+            literal = lambda cell: [s.text for s in markdown_split.split_code(cell.source) if not s.kind]  # noqa: E731
             assert literal(en) == literal(ch) and en.outputs == ch.outputs
 
 
 # ---------------------------------------------------------------------------- (5) every lesson
 def test_every_lesson_has_a_catalog_and_a_chinese_edition():
     assert LESSONS, "no notebooks/NN_*.ipynb found"
-    problems = translation.missing_editions(REPO / "notebooks")
+    problems = editions.missing_editions(REPO / "notebooks")
     assert not problems, "\n".join(problems)
     assert {p.name for p in EDITIONS} == {p.name for p in LESSONS}, "notebooks/zh/ holds a notebook with no English lesson"
 
 
 def test_a_new_lesson_without_an_edition_is_reported(lesson, monkeypatch):
     nb_path, po_path = lesson
-    assert translation.missing_editions(nb_path.parent, po_path.parent) == []
+    assert editions.missing_editions(nb_path.parent, po_path.parent) == []
     make_notebook(nb_path.parent / "08_next.ipynb", [("markdown", "# 08 · Next")])
-    problems = translation.missing_editions(nb_path.parent, po_path.parent)
+    problems = editions.missing_editions(nb_path.parent, po_path.parent)
     assert len(problems) == 2 and all("08_next" in p for p in problems)
-    assert "Fix: python -m glmcourse.nbtools translate" in problems[1]
+    assert "Fix: python -m glmcourse.tools.nbtools translate" in problems[1]
 
 
 def test_glossary_is_well_formed():

@@ -83,8 +83,8 @@ def machine_figures():
 
 # The seed's commands, and the course's own; those marked False never need a model for --help.
 COMMANDS = {"cover_alpaca2jsonl": False, "tokenize_dataset_rows": False, "finetune": False, "cli_demo": False,
-            "web_demo": False, "make_data": False, "nbtools": False, "bench": False, "grade": False, "site": False,
-            "build_course_model": True}
+            "web_demo": False, "bench": False, "tools.make_data": False, "tools.nbtools": False, "tools.grade": False,
+            "tools.site": False, "tools.build_course_model": True}
 HELP_GOAL_S = 1.0
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from glmcourse import COURSE_MODEL, DATA_DIR, settings
-from glmcourse.build_course_model import measure_matmul_peak, train
+from glmcourse.tools.build_course_model import measure_matmul_peak, train
 from glmcourse.chat import build_prompt, process_response
 from glmcourse.course_data import load_course_data
 from glmcourse.evaluation import (

@@ -11,7 +11,7 @@ When ``GLMCOURSE_LANG`` starts with ``zh`` (the first cell of every notebooks/zh
 template is looked up in ``i18n/zh_CN/exercises.po`` (msgid = the English template) and the Chinese
 one is formatted instead; an untranslated, fuzzy or broken entry falls back to the English. The
 catalog's msgids are collected from the ``say(...)`` calls of glmcourse/exercises/*.py by
-``python -m glmcourse.nbtools update-catalogs`` (see glmcourse/translation.py and i18n/README.md),
+``python -m glmcourse.tools.nbtools update-catalogs`` (see glmcourse/tools/template_catalogs.py and i18n/README.md),
 so a template must be a string literal, never an f-string.
 """
 from __future__ import annotations

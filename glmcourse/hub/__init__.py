@@ -15,7 +15,7 @@
   is in DATA (git-ignored).
 
 ``collect`` copies every student's lessons that differ from the course's copy (``--all``: every lesson)
-into OUT/NAME/, the layout ``python -m glmcourse.grade OUT --out DIR`` grades. OUT is created, or replaced
+into OUT/NAME/, the layout ``python -m glmcourse.tools.grade OUT --out DIR`` grades. OUT is created, or replaced
 when an earlier collect wrote it; a folder of anyone else's only with ``--overwrite_output_dir``.
 
 Nothing heavy is imported here, so ``--help`` is instant; the hub's configuration is jupyterhub_config.py.

@@ -49,7 +49,7 @@ def check_model_folder(path, alternatives, what: str, required=("config.json",))
         if missing:
             raise FileNotFoundError(
                 f"The model folder {path} is missing: {', '.join(missing)}. Copy the complete folder again, or "
-                f"rebuild the course model with `python -m glmcourse.build_course_model`."
+                f"rebuild the course model with `python -m glmcourse.tools.build_course_model`."
             )
     elif os.path.isabs(path) or path.startswith(".") or is_offline():
         raise FileNotFoundError(

@@ -2,8 +2,9 @@
 
 The notebook tools (``nbtools``: run, clean, check), the translation pipeline (catalogs, the Chinese
 edition), the site builder and the grader all come here, so a notebook is read and saved the same way
-everywhere:
+everywhere, and the same lessons are found:
 
+* ``lesson_notebooks()``: ``notebooks/NN_*.ipynb`` in lesson order;
 * ``read_notebook(path)``: for commands; a missing, non-UTF-8 or damaged notebook is a one-line ``cli.UsageError``;
 * ``notebook_or_reason(path)``: for the grader, which must not stop on one student's broken file:
   ``(notebook, None)`` or ``(None, why it is not a notebook)``;
@@ -14,7 +15,19 @@ nbformat is imported inside the functions, so importing this module costs nothin
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+from glmcourse import REPO_ROOT
 from glmcourse.files import atomic_write
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+def lesson_notebooks(folder=None) -> list[Path]:
+    """notebooks/NN_*.ipynb in lesson order: a new lesson is picked up without configuration
+    (by the Chinese edition, the grader and the site alike)."""
+    return sorted(Path(folder or NOTEBOOKS_DIR).glob(LESSON_GLOB))
 
 
 def read_notebook(path):

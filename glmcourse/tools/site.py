@@ -1,6 +1,6 @@
 """`make site`: a static HTML site of the executed lessons, English and 中文, with the lesson map as index.
 
-    python -m glmcourse.site [--out runs/site] [--notebooks notebooks] [--overwrite_output_dir]
+    python -m glmcourse.tools.site [--out runs/site] [--notebooks notebooks] [--overwrite_output_dir]
 
 Nothing is executed: Sphinx + myst-nb (``nb_execution_mode = "off"``) render the committed outputs, so
 the site shows exactly what the notebooks show. English lands at ``OUT/index.html`` and ``OUT/NN_*.html``,
@@ -25,10 +25,10 @@ from pathlib import Path
 from glmcourse import REPO_ROOT
 from glmcourse.cli import UsageError, check_output_dir, one_line, run_cli
 from glmcourse.files import OutputError
-from glmcourse.translation import LESSON_GLOB, lesson_notebooks as lessons  # a new lesson appears by itself
+from glmcourse.tools.notebook_io import LESSON_GLOB, lesson_notebooks as lessons  # a new lesson appears by itself
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-TOOL = "python -m glmcourse.site"
+TOOL = "python -m glmcourse.tools.site"
 
 # One entry per edition: where its notebooks are (under --notebooks) and its pages (under --out), its words.
 EDITIONS = {
@@ -115,7 +115,7 @@ def setup(app):
 def sphinx_config(edition: dict) -> dict:
     return {
         "project": "glmcourse", "language": edition["language"], "html_title": edition["title"],
-        "extensions": ["myst_nb", "glmcourse.site"], "templates_path": ["_templates"],
+        "extensions": ["myst_nb", "glmcourse.tools.site"], "templates_path": ["_templates"],
         "nb_execution_mode": "off",  # render the committed outputs; never run a kernel
         "nb_ipywidgets_js": {},  # no widget JavaScript from a CDN
         "myst_enable_extensions": ["dollarmath"], "html_math_renderer": "latex_source",
@@ -170,8 +170,8 @@ def check_notebooks(notebooks_dir: Path) -> None:
     missing = sorted({nb.name for nb in english} ^ {nb.name for nb in chinese})
     if missing:
         raise UsageError(f"--notebooks {notebooks_dir}: the English and zh/ lessons differ ({', '.join(missing)}); "
-                         f"run `python -m glmcourse.nbtools translate` to write notebooks/zh/.")
-    from glmcourse.notebook_io import read_notebook
+                         f"run `python -m glmcourse.tools.nbtools translate` to write notebooks/zh/.")
+    from glmcourse.tools.notebook_io import read_notebook
 
     for notebook in english + chinese:  # a damaged one is named here, not deep inside Sphinx
         read_notebook(notebook)

@@ -1,6 +1,6 @@
 """Generate every dataset of the course from templates, deterministically.
 
-    python -m glmcourse.make_data [--out data] [--seed 1234]
+    python -m glmcourse.tools.make_data [--out data] [--seed 1234]
 
 All text is written by this script (no third-party text), so the data is ours to license. It writes,
 in Alpaca format (a JSON array of ``instruction``/``input``/``output`` records; ``history`` is an
@@ -352,7 +352,7 @@ def build_parser():
     from glmcourse import DATA_DIR
     from glmcourse.cli import OUTPUT_DIR, CourseParser, seed_arg
 
-    parser = CourseParser(prog="python -m glmcourse.make_data", description=__doc__.split("\n")[0])
+    parser = CourseParser(prog="python -m glmcourse.tools.make_data", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(DATA_DIR), kind=OUTPUT_DIR, replace_check=False,
                         help="output folder (default: the repo's data/); only the six dataset files are written")
     parser.add_argument("--seed", type=seed_arg(), default=DEFAULT_SEED)

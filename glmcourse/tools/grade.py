@@ -1,4 +1,4 @@
-"""``python -m glmcourse.grade SUBMISSIONS --out DIR``: run the class's notebooks, grade every exercise.
+"""``python -m glmcourse.tools.grade SUBMISSIONS --out DIR``: run the class's notebooks, grade every exercise.
 
 Students: a notebook directly in SUBMISSIONS or in a section folder is one student, named by its path below
 SUBMISSIONS without ``.ipynb`` (``alice.ipynb``: ``alice``; ``sec1/erin.ipynb``: ``sec1/erin``). A folder that
@@ -55,7 +55,7 @@ from pathlib import Path
 import glmcourse
 from glmcourse.cli import UsageError, check_output_dir, int_arg, one_line, run_cli
 from glmcourse.files import OUTPUT_MARKER, atomic_write, write_marker
-from glmcourse.notebook_io import notebook_or_reason
+from glmcourse.tools.notebook_io import notebook_or_reason
 
 COURSE_NOTEBOOKS = glmcourse.REPO_ROOT / "notebooks"
 OUTPUTS = ("grades.csv", "report.html")
@@ -241,7 +241,7 @@ def solution_demos(nb) -> set:
 
 
 def course_lessons(folder: Path = COURSE_NOTEBOOKS) -> list:
-    from glmcourse.translation import lesson_notebooks
+    from glmcourse.tools.notebook_io import lesson_notebooks
 
     lessons = []
     for path in lesson_notebooks(folder):
@@ -958,7 +958,7 @@ def default_jobs(memory: int) -> int:
 def build_parser():
     from glmcourse.cli import INPUT_DIR, OUTPUT_DIR, CourseParser
 
-    p = CourseParser(prog="python -m glmcourse.grade", description=__doc__,
+    p = CourseParser(prog="python -m glmcourse.tools.grade", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("submissions", metavar="SUBMISSIONS", kind=INPUT_DIR,
                    help="folder of students' notebooks: alice.ipynb per student, or a folder per student")
@@ -1030,7 +1030,7 @@ def main(argv=None) -> int:
         columns, table = rows(tasks, flags, lessons)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        write_marker(out, "glmcourse.grade")
+        write_marker(out, "glmcourse.tools.grade")
         write_csv(out / OUTPUTS[0], columns, table)
         write_html(out / OUTPUTS[1], columns, table, args)
         print(f"graded {len(tasks)} notebooks of {len(table)} students in {time.monotonic() - start:.0f} s: "

@@ -3,12 +3,12 @@
 The course commits its notebooks *executed*, so they read well on a code-hosting site, and keeps
 them tidy so diffs stay small. This module is the one tool for both jobs::
 
-    python -m glmcourse.nbtools run   notebooks/01_glm_attention_masks.ipynb   # execute in place + clean
-    python -m glmcourse.nbtools clean notebooks/*.ipynb                        # clean only
-    python -m glmcourse.nbtools check notebooks/*.ipynb                        # report hygiene problems
-    python -m glmcourse.nbtools course                                         # `make course`
-    python -m glmcourse.nbtools update-catalogs                                # i18n/zh_CN/*.po from the English (+ exercises.po)
-    python -m glmcourse.nbtools translate [--strict]                           # notebooks/zh/ from the catalogs
+    python -m glmcourse.tools.nbtools run   notebooks/01_glm_attention_masks.ipynb   # execute in place + clean
+    python -m glmcourse.tools.nbtools clean notebooks/*.ipynb                        # clean only
+    python -m glmcourse.tools.nbtools check notebooks/*.ipynb                        # report hygiene problems
+    python -m glmcourse.tools.nbtools course                                         # `make course`
+    python -m glmcourse.tools.nbtools update-catalogs                                # i18n/zh_CN/*.po from the English (+ exercises.po)
+    python -m glmcourse.tools.nbtools translate [--strict]                           # notebooks/zh/ from the catalogs
 
 ``run`` executes with the ``python3`` kernel, the notebook's own folder as working directory and a
 300 s limit per cell. A notebook that fails is left untouched on disk and the command exits 1.
@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from glmcourse.files import atomic_write
-from glmcourse.notebook_io import read_notebook, write_notebook  # the one reader and writer (also nbtools' API)
+from glmcourse.tools import notebook_io
+from glmcourse.tools.notebook_io import read_notebook, write_notebook  # the one reader and writer (also nbtools' API)
 
 # What JupyterLab writes when it opens and saves a notebook, so opening a lesson never breaks the check.
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -314,7 +315,7 @@ def _is_times_file(path) -> bool:
 def build_parser():
     from glmcourse.cli import INPUT_DIR, INPUT_FILE, OUTPUT_DIR, OUTPUT_FILE, CourseParser, int_arg
 
-    parser = CourseParser(prog="python -m glmcourse.nbtools", description=__doc__.split("\n\n")[0])
+    parser = CourseParser(prog="python -m glmcourse.tools.nbtools", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     timeout = int_arg("--timeout", 1, 24 * 3600, example=CELL_TIMEOUT_S)
     p_run = sub.add_parser("run", help="execute notebooks in place, then clean them")
@@ -389,49 +390,49 @@ def _main(args) -> int:
 
 # ---------------------------------------------------------------------------- translations
 def _lesson_paths(names):
-    from glmcourse import translation
-
-    paths = [Path(n) for n in names] if names else translation.lesson_notebooks()
+    paths = [Path(n) for n in names] if names else notebook_io.lesson_notebooks()
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise SystemExit(f"no such notebook: {', '.join(missing)}")
     return paths
 
 
+def _report_update(po_path, res) -> None:
+    from glmcourse.tools.catalogs import shown
+
+    state = "updated" if res.changed else "unchanged"
+    print(f"[OK] {shown(po_path)}: {state} ({res.new} new, {res.fuzzy} fuzzy, "
+          f"{res.obsolete} newly obsolete, {res.kept} translations kept)")
+
+
 def _update_catalogs(names) -> int:
-    from glmcourse import translation
+    from glmcourse.tools import catalogs, template_catalogs
 
     for path in _lesson_paths(names):
-        po_path = translation.catalog_path(path)
-        res = translation.update_catalog(path, po_path)
-        state = "updated" if res.changed else "unchanged"
-        print(f"[OK] {translation._shown(po_path)}: {state} ({res.new} new, {res.fuzzy} fuzzy, "
-              f"{res.obsolete} newly obsolete, {res.kept} translations kept)")
+        po_path = catalogs.catalog_path(path)
+        _report_update(po_path, catalogs.update_catalog(path, po_path))
     if not names:  # the checkers' messages and the figures' labels have a catalog each too
-        for update, po_path in ((translation.update_exercise_catalog, translation.EXERCISE_CATALOG),
-                                (translation.update_figure_catalog, translation.FIGURE_CATALOG)):
-            res = update(po_path)
-            state = "updated" if res.changed else "unchanged"
-            print(f"[OK] {translation._shown(po_path)}: {state} ({res.new} new, {res.fuzzy} fuzzy, "
-                  f"{res.obsolete} newly obsolete, {res.kept} translations kept)")
+        for update, po_path in ((template_catalogs.update_exercise_catalog, template_catalogs.EXERCISE_CATALOG),
+                                (template_catalogs.update_figure_catalog, template_catalogs.FIGURE_CATALOG)):
+            _report_update(po_path, update(po_path))
     return 0
 
 
 def _translate(names, strict: bool = False) -> int:
-    from glmcourse import translation
+    from glmcourse.tools import catalogs, editions
 
     paths = _lesson_paths(names)
     if strict:
-        missing = [m for path in paths for m in translation.translate_notebook(path).missing]
+        missing = [m for path in paths for m in editions.translate_notebook(path).missing]
         if missing:
             for m in missing:
                 print(f"[FAIL] {m}", file=sys.stderr)
             print(f"[FAIL] {len(missing)} text(s) untranslated or fuzzy; nothing written. Fill in msgstr "
-                  f"(and clear the fuzzy flag) in i18n/{translation.LANG}/*.po", file=sys.stderr)
+                  f"(and clear the fuzzy flag) in i18n/{catalogs.LANG}/*.po", file=sys.stderr)
             return 1
     for path in paths:
-        res = translation.write_translation(path)
-        out = translation._shown(translation.edition_path(path))
+        res = editions.write_translation(path)
+        out = catalogs.shown(editions.edition_path(path))
         if res.missing:
             print(f"[WARN] {out}: {len(res.missing)} of {res.units} texts left in English "
                   f"(untranslated or fuzzy; `translate --strict` lists them)")

@@ -1,8 +1,8 @@
 """Rebuild the shipped course model from scratch, deterministically.
 
-    python -m glmcourse.build_course_model [--out glmcourse/course_model] [--seed 0]
+    python -m glmcourse.tools.build_course_model [--out glmcourse/course_model] [--seed 0]
 
-1. Train the byte-level BPE tokenizer on the course's own text (data/, from glmcourse.make_data).
+1. Train the byte-level BPE tokenizer on the course's own text (data/, from glmcourse.tools.make_data).
 2. Pre-train a ChatGLM-6B-architecture model with GLM's blank-infilling objectives, drawn in turn:
    token-level spans ([MASK], Poisson(3), 15%), whole sentences ([sMASK], 15%) and one document
    span ([gMASK], 50-100%), using the samplers of ``glmcourse.masks``.
@@ -240,7 +240,7 @@ def check_data_dir(data_dir: Path) -> None:
                  "corpus_eval.txt"):
         path = data_dir / name
         if not path.is_file():
-            raise UsageError(f"--data_dir {data_dir}: lacks {name}; run python -m glmcourse.make_data --out {data_dir} "
+            raise UsageError(f"--data_dir {data_dir}: lacks {name}; run python -m glmcourse.tools.make_data --out {data_dir} "
                              f"first, or pass the repo's data/ folder.")
         text = read_text(path, f"--data_dir {data_dir}: {name}")
         if name.endswith(".json"):
@@ -250,7 +250,7 @@ def check_data_dir(data_dir: Path) -> None:
 def build_parser():
     from glmcourse.cli import INPUT_DIR, OUTPUT_DIR, CourseParser
 
-    parser = CourseParser(prog="python -m glmcourse.build_course_model",
+    parser = CourseParser(prog="python -m glmcourse.tools.build_course_model",
                           description="Rebuild the course model from scratch (deterministic).")
     parser.add_argument("--out", default=COURSE_MODEL, kind=OUTPUT_DIR, course_model_ok=True,
                         owned=foreign_model_entries, overwrite_flag="--overwrite_output_dir",
