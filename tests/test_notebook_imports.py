@@ -143,3 +143,15 @@ def test_lesson_runs_names_what_the_notebooks_call():
         missing += [f"{path.name}: lesson_runs.{name}" for name in sorted(set(re.findall(r"lesson_runs\.(\w+)", text)))
                     if not hasattr(lesson_runs, name)]
     assert not missing, missing
+
+
+MAX_LESSON_MODULE_LINES = 700  # a module one reads top to bottom beside its notebook
+
+
+def test_lesson_modules_stay_short_enough_to_read_beside_the_notebook():
+    """data.py was 757 lines; its file readers and the converter's writing moved to files.py and the command."""
+    lengths = {name: len((REPO / "glmcourse" / f"{name}.py").read_text(encoding="utf-8").splitlines())
+               for names in OWN.values() for name in names}
+    assert "data" in lengths and all(n > 0 for n in lengths.values())
+    too_long = {name: n for name, n in lengths.items() if n > MAX_LESSON_MODULE_LINES}
+    assert not too_long, f"lesson modules over {MAX_LESSON_MODULE_LINES} lines: {too_long}"
