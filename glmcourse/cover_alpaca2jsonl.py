@@ -10,14 +10,55 @@ its input, and replaces an existing --save_path only when that is an earlier out
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from glmcourse.cli import check_input_file, check_output_file, run_cli
-from glmcourse.data import convert_file
+from glmcourse.data import DataError, format_example, jsonl_line, load_alpaca
+
+
+def _is_converter_output(path: Path) -> bool:
+    """True when every line of ``path`` is a {"context", "target"} object: a file this converter wrote."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    if not isinstance(row, dict) or set(row) != {"context", "target"}:
+                        return False
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return True
+
+
+def convert_file(data_path, save_path, overwrite: bool = False) -> int:
+    """Alpaca JSON -> context/target JSONL (byte-identical to ChatGLM-Tuning). Returns the row count.
+
+    ``save_path`` may replace an earlier output of the converter, never the input itself nor any other
+    file (unless ``overwrite``, the command's ``--overwrite_output_dir``).
+    """
+    from glmcourse.files import atomic_write, is_same_or_inside
+    from glmcourse.settings import progress
+
+    save = Path(save_path)
+    if is_same_or_inside(save, data_path):
+        raise DataError(f"--save_path {save_path} is the input --data_path {data_path}: writing it would destroy "
+                        f"the input; choose another --save_path, e.g. {Path(data_path).with_name(Path(data_path).stem + '_rows.jsonl')}.")
+    if save.is_dir():
+        raise DataError(f"--save_path {save_path}: is a folder; give a file name, e.g. --save_path {save / 'rows.jsonl'}.")
+    if save.exists() and not overwrite and not _is_converter_output(save):
+        raise DataError(f"--save_path {save_path}: already exists and is not a context/target JSONL written by this "
+                        f"converter; nothing was changed. Choose another --save_path, or pass --overwrite_output_dir "
+                        f"to replace it.")
+    records = load_alpaca(data_path)
+    with atomic_write(save_path) as out:
+        for record in progress(records, min_items=2000, desc="converting", unit="rec"):
+            out.write(jsonl_line(format_example(record)))
+    return len(records)
 
 
 def build_parser():
     from glmcourse.cli import INPUT_FILE, OUTPUT_FILE, CourseParser
-    from glmcourse.data import _is_converter_output
 
     parser = CourseParser(prog="python -m glmcourse.cover_alpaca2jsonl", description=__doc__.splitlines()[0])
     parser.add_argument("--data_path", required=True, kind=INPUT_FILE, fmt="json",

@@ -3,7 +3,7 @@
 The pipeline, as in ChatGLM-Tuning (the seed project), with its bugs fixed:
 
 1. ``load_alpaca``     an Alpaca JSON array of {"instruction", "input", "output"} records, validated.
-2. ``format_example``  each record becomes {"context", "target"} (``convert_file`` writes JSONL).
+2. ``format_example``  each record becomes {"context", "target"} (``cover_alpaca2jsonl`` writes JSONL).
 3. ``tokenize_row``    context + target become ``input_ids`` and ``seq_len`` (the encoded context's
                        length, ``[gMASK] <sop>`` included), fitted to ``max_seq_length``.
 4. ``DataCollator``    batches: right-padded ``input_ids`` and ``labels`` with the context masked.
@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from glmcourse.files import atomic_write
+from glmcourse.files import atomic_write, read_utf8
 
 IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
 PARAMS_FILE = "glmcourse_params.json"  # written beside a tokenized dataset (docs/failure-catalog.md#f11-stale-tokenized-cache)
@@ -41,51 +41,11 @@ class DataError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------
-# Reading text files: UTF-8 (a BOM is fine); anything else is explained.
+# Reading text files: UTF-8 (a BOM is fine); anything else is explained (files.read_utf8).
 # ----------------------------------------------------------------------------------------------
-def _guess_encoding(raw: bytes) -> str:
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or raw[:200].count(b"\x00") > 10:
-        return "UTF-16"
-    try:
-        text = raw.decode("gb18030")
-    except UnicodeDecodeError:
-        pass
-    else:
-        if any("\u4e00" <= ch <= "\u9fff" for ch in text):
-            return "GBK (GB2312/GB18030, the usual Chinese Windows encoding)"
-    return "a legacy 8-bit code page such as cp1252/Latin-1"
-
-
-def _short_codec(guess: str) -> str:
-    return {"UTF-16": "utf-16"}.get(guess, "gbk" if guess.startswith("GBK") else "cp1252")
-
-
 def read_text(path) -> str:
-    """Read a UTF-8 file (with or without a BOM); a non-UTF-8 file gets an error naming its likely encoding."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file. Check the path (it is relative to the current directory).")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a file.")
-    raw = path.read_bytes()
-    if len(raw) >= 4 and (raw[1::2].count(0) > len(raw) // 4 or raw[0::2].count(0) > len(raw) // 4):
-        # UTF-16 without a byte-order mark decodes as "UTF-8" full of NUL characters: say what it is
-        raise DataError(f"{path}: UTF-16 text (no byte-order mark), not UTF-8. Re-save it as UTF-8: in your editor "
-                        f"choose 'Save with encoding: UTF-8', or run  iconv -f UTF-16LE -t UTF-8 IN > OUT.")
-    try:
-        return raw.decode("utf-8-sig")  # utf-8-sig drops a leading BOM and reads plain UTF-8 too
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        guess = _guess_encoding(raw)
-        codec = _short_codec(guess)
-        raise DataError(
-            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02X} at line {line}, byte column {column}). "
-            f"It looks like {guess}. Re-save it as UTF-8: in your editor choose 'Save with encoding: "
-            f"UTF-8', or run  python -c \"import pathlib; p = pathlib.Path(r'{path}'); "
-            f"p.write_text(p.read_text(encoding='{codec}'), encoding='utf-8')\"  "
-            f"(or: iconv -f {codec.upper()} -t UTF-8 IN > OUT)."
-        ) from None
+    """Read a UTF-8 file (with or without a BOM); a non-UTF-8 file is a DataError naming its likely encoding."""
+    return read_utf8(path, DataError)
 
 
 def _line_excerpt(text: str, lineno: int, width: int = 80) -> str:
@@ -254,50 +214,8 @@ def jsonl_line(example: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# The converter's output: JSON lines, written atomically and read back
+# The converter's output: JSON lines, read back (cover_alpaca2jsonl.convert_file writes them)
 # ----------------------------------------------------------------------------------------------
-
-
-def _is_converter_output(path: Path) -> bool:
-    """True when every line of ``path`` is a {"context", "target"} object: a file this converter wrote."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    row = json.loads(line)
-                    if not isinstance(row, dict) or set(row) != {"context", "target"}:
-                        return False
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return True
-
-
-def convert_file(data_path, save_path, overwrite: bool = False) -> int:
-    """Alpaca JSON -> context/target JSONL (byte-identical to ChatGLM-Tuning). Returns the row count.
-
-    ``save_path`` may replace an earlier output of the converter, never the input itself nor any other
-    file (unless ``overwrite``, the command's ``--overwrite_output_dir``).
-    """
-    from glmcourse.files import is_same_or_inside
-    from glmcourse.settings import progress
-
-    save = Path(save_path)
-    if is_same_or_inside(save, data_path):
-        raise DataError(f"--save_path {save_path} is the input --data_path {data_path}: writing it would destroy "
-                        f"the input; choose another --save_path, e.g. {Path(data_path).with_name(Path(data_path).stem + '_rows.jsonl')}.")
-    if save.is_dir():
-        raise DataError(f"--save_path {save_path}: is a folder; give a file name, e.g. --save_path {save / 'rows.jsonl'}.")
-    if save.exists() and not overwrite and not _is_converter_output(save):
-        raise DataError(f"--save_path {save_path}: already exists and is not a context/target JSONL written by this "
-                        f"converter; nothing was changed. Choose another --save_path, or pass --overwrite_output_dir "
-                        f"to replace it.")
-    records = load_alpaca(data_path)
-    with atomic_write(save_path) as out:
-        for record in progress(records, min_items=2000, desc="converting", unit="rec"):
-            out.write(jsonl_line(format_example(record)))
-    return len(records)
-
-
 def json_lines(path, array_hint: str) -> tuple[list[tuple[int, object]], list[tuple[int, str]]]:
     """A JSON Lines file -> ([(line number, value)], [(line number, problem)]) for its non-blank lines.
 

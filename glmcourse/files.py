@@ -4,7 +4,8 @@
 * ``check_replaceable(folder, overwrite, flag)``: refuse to replace a folder holding files no course command
   wrote (a folder the course creates gets ``write_marker(folder, tool)``, the ``.glmcourse-output`` file);
 * ``is_same_or_inside(a, b)``: an output equal to or inside an input;
-* ``sigterm_as_exit()``: ``kill PID`` runs the same clean-up as Ctrl-C.
+* ``sigterm_as_exit()``: ``kill PID`` runs the same clean-up as Ctrl-C;
+* ``read_utf8(path, error)``: a UTF-8 text file, or ``error`` naming the encoding it looks like.
 """
 from __future__ import annotations
 
@@ -118,3 +119,50 @@ def check_replaceable(path, overwrite: bool = False, flag: str = "output", overw
         raise OutputError(f"{flag} {path}: already holds files this command did not write ({shown}); nothing "
                           f"was changed. Choose another {flag}, or pass {overwrite_flag} to replace that "
                           f"folder and everything in it.")
+
+
+# ---------------------------------------------------------------------------------------------- reading text
+def _guess_encoding(raw: bytes) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or raw[:200].count(b"\x00") > 10:
+        return "UTF-16"
+    try:
+        text = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if any("\u4e00" <= ch <= "\u9fff" for ch in text):
+            return "GBK (GB2312/GB18030, the usual Chinese Windows encoding)"
+    return "a legacy 8-bit code page such as cp1252/Latin-1"
+
+
+def _short_codec(guess: str) -> str:
+    return {"UTF-16": "utf-16"}.get(guess, "gbk" if guess.startswith("GBK") else "cp1252")
+
+
+def read_utf8(path, error: type[Exception] = ValueError) -> str:
+    """Read a UTF-8 file (with or without a BOM). A missing file, a folder or another encoding raises ``error``
+    with a message that names the likely encoding and how to re-save the file as UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: no such file. Check the path (it is relative to the current directory).")
+    if path.is_dir():
+        raise error(f"{path}: is a directory, expected a file.")
+    raw = path.read_bytes()
+    if len(raw) >= 4 and (raw[1::2].count(0) > len(raw) // 4 or raw[0::2].count(0) > len(raw) // 4):
+        # UTF-16 without a byte-order mark decodes as "UTF-8" full of NUL characters: say what it is
+        raise error(f"{path}: UTF-16 text (no byte-order mark), not UTF-8. Re-save it as UTF-8: in your editor "
+                        f"choose 'Save with encoding: UTF-8', or run  iconv -f UTF-16LE -t UTF-8 IN > OUT.")
+    try:
+        return raw.decode("utf-8-sig")  # utf-8-sig drops a leading BOM and reads plain UTF-8 too
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        guess = _guess_encoding(raw)
+        codec = _short_codec(guess)
+        raise error(
+            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02X} at line {line}, byte column {column}). "
+            f"It looks like {guess}. Re-save it as UTF-8: in your editor choose 'Save with encoding: "
+            f"UTF-8', or run  python -c \"import pathlib; p = pathlib.Path(r'{path}'); "
+            f"p.write_text(p.read_text(encoding='{codec}'), encoding='utf-8')\"  "
+            f"(or: iconv -f {codec.upper()} -t UTF-8 IN > OUT)."
+        ) from None

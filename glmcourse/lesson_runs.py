@@ -1,5 +1,10 @@
-"""The notebooks' training runs: fast-mode and learner-mode settings, their output folders under
-``runs/``, and reusing an adapter a lesson already trained (lessons 05 and 06).
+"""What the lesson notebooks call beyond their own lesson module.
+
+* The notebooks' training runs: fast-mode and learner-mode settings, their output folders under ``runs/``,
+  and reusing an adapter a lesson already trained (lessons 05 and 06).
+* Everything else a notebook uses from the package (scores, loaders, memory estimates, figures, the seed
+  commands), named at the end of this file under the defining module's names. So each notebook imports
+  its lesson module, this one and settings/bilingual/exercises only (tests/test_notebook_imports.py).
 """
 from __future__ import annotations
 
@@ -90,3 +95,106 @@ def ensure_adapter(output_dir=None, callbacks=()) -> Path:
     return output_dir
 
 
+# ----------------------------------------------------------------------------------------------
+# What the notebooks use from the rest of the package
+# ----------------------------------------------------------------------------------------------
+# A lesson notebook imports its own module, this one, and settings/bilingual/exercises
+# (tests/test_notebook_imports.py). Everything else it calls is named here, under the same name as
+# in the module that defines it, so ``lesson_runs.score??`` in a notebook shows evaluation.py's code.
+from glmcourse.adapters import ADAPTER_SAFETENSORS, check_adapter, load_adapter  # noqa: E402,F811
+from glmcourse.course_data import (  # noqa: E402,F811
+    alpaca_style_records,
+    base_training_texts,
+    heldout_documents,
+    heldout_records,
+    lora_records,
+)
+from glmcourse.data import build_labels, encode_example, format_example, row_table  # noqa: E402
+from glmcourse.evaluation import (  # noqa: E402
+    beyond_training_checks,
+    chat_exact_match,
+    compare_quantized,
+    field_accuracy,
+    greedy_replies,
+    heldout_batches,
+    heldout_loss,
+    heldout_target_loss,
+    print_scores,
+    record_query,
+    score,
+    side_by_side,
+)
+from glmcourse.finetune import LiveLossPlot, finetune  # noqa: E402
+from glmcourse.finetune import LEARNER_DEFAULTS as LORA_DEFAULTS  # noqa: E402  (ptuning has its own)
+from glmcourse.loading import import_bitsandbytes, load_base_model, load_bnb_model, load_course_model  # noqa: E402
+from glmcourse.lora import LoraError, lora_parameter_count, lora_parameters  # noqa: E402,F811
+from glmcourse.memory import (  # noqa: E402
+    README_CLAIMS_GB,
+    SEED_FIGURES_GB,
+    TRAIN_SEQ_LEN,
+    estimate_memory,
+    kv_cache_bytes,
+    memory_in_subprocess,
+    parameter_counts,
+)
+from glmcourse.plots import plot_error_histogram, plot_levels, plot_loss, plot_mask, plot_sqnr_vs_bits  # noqa: E402
+from glmcourse.sizes import count_parameters, meta_model, weight_gib  # noqa: E402
+from glmcourse.thudm_format import write_thudm_folder  # noqa: E402
+
+
+def cover_alpaca2jsonl(argv: list[str]) -> int:
+    """``python -m glmcourse.cover_alpaca2jsonl ARGS`` run in the notebook; returns the exit status."""
+    from glmcourse import cover_alpaca2jsonl as command
+
+    return command.main(argv)
+
+
+def tokenize_dataset_rows(argv: list[str]) -> int:
+    """``python -m glmcourse.tokenize_dataset_rows ARGS`` run in the notebook; returns the exit status."""
+    from glmcourse import tokenize_dataset_rows as command
+
+    return command.main(argv)
+
+
+def tokenize_dataset_rows_args(argv: list[str], **kwargs):
+    """The options ``tokenize_dataset_rows`` would run with (its parser only: nothing is read or written)."""
+    from glmcourse import tokenize_dataset_rows as command
+
+    return command.parse_args(argv, **kwargs)
+
+
+def cli_demo(model, tokenizer, gen: dict, read=input) -> int:
+    """The terminal chat of ``python -m glmcourse.cli_demo``, on a model already loaded (``read`` gives the lines)."""
+    from glmcourse import cli_demo as command
+
+    return command.run(model, tokenizer, gen, read=read)
+
+
+def web_demo_respond(model, tokenizer, *args, **kwargs):
+    """One turn of ``python -m glmcourse.web_demo``'s chat handler, without a browser (yields its updates)."""
+    from glmcourse import web_demo
+
+    return web_demo.respond(model, tokenizer, *args, **kwargs)
+
+
+# P-Tuning v2 (lesson 07): the command's training loop, on the same rows and batch size as the LoRA run.
+def ptuning_data(folder=None, limit: int | None = None) -> dict:
+    """The lesson's P-Tuning rows (prompt/response JSONL, tokenized the same way as lesson 04)."""
+    from glmcourse import ptuning_train
+
+    return ptuning_train.lesson_data(folder, limit=limit)
+
+
+def ptuning_settings() -> dict:
+    """train() keyword arguments for notebook 07: {} (ptuning.LEARNER_DEFAULTS) or the fast-mode run."""
+    from glmcourse import ptuning_train
+    from glmcourse.settings import fast_or
+
+    return fast_or(dict(ptuning_train.FAST_SETTINGS), {})
+
+
+def train_ptuning(train_file, output_dir, **kwargs) -> dict:
+    """``python -m glmcourse.ptuning`` as a function: trains a prefix, returns its summary (loss log included)."""
+    from glmcourse import ptuning_train
+
+    return ptuning_train.train(train_file, output_dir, **kwargs)

@@ -127,14 +127,14 @@ def test_seed_example_lines_are_byte_identical(tmp_path):
         'entertainment, and work."}\n'
     ).encode("ascii")
     out = tmp_path / "out.jsonl"
-    assert data.convert_file(write_json(tmp_path / "in.json", records), out) == 2
+    assert cover_alpaca2jsonl.convert_file(write_json(tmp_path / "in.json", records), out) == 2
     assert out.read_bytes() == expected
 
 
 def test_chinese_is_ascii_escaped_and_survives_the_round_trip(tmp_path):
     record = {"instruction": "把句子整理成 JSON：", "input": "王芳，29岁。", "output": '{"name": "王芳"}'}
     out = tmp_path / "out.jsonl"
-    data.convert_file(write_json(tmp_path / "in.json", [record]), out)
+    cover_alpaca2jsonl.convert_file(write_json(tmp_path / "in.json", [record]), out)
     raw = out.read_bytes()
     # json.dumps defaults: \uXXXX escapes (把 is U+628A, 王 is U+738B), ", " and ": " separators
     assert raw.isascii() and b"\\u628a" in raw and b"\\u738b" in raw
@@ -144,10 +144,10 @@ def test_chinese_is_ascii_escaped_and_survives_the_round_trip(tmp_path):
 
 def test_bom_input_gives_the_same_output_without_a_bom(tmp_path):
     plain, bom = tmp_path / "plain.jsonl", tmp_path / "bom.jsonl"
-    data.convert_file(MALFORMED / "utf8_bom.json", bom)
+    cover_alpaca2jsonl.convert_file(MALFORMED / "utf8_bom.json", bom)
     text = (MALFORMED / "utf8_bom.json").read_text(encoding="utf-8-sig")
     (tmp_path / "plain.json").write_text(text, encoding="utf-8")
-    data.convert_file(tmp_path / "plain.json", plain)
+    cover_alpaca2jsonl.convert_file(tmp_path / "plain.json", plain)
     assert bom.read_bytes() == plain.read_bytes() and not bom.read_bytes().startswith(b"\xef\xbb\xbf")
 
 
@@ -234,7 +234,7 @@ def test_jsonl_instead_of_json_is_explained():
 
 def test_converted_jsonl_given_to_the_converter_points_to_the_next_step(tmp_path):
     out = tmp_path / "x.jsonl"
-    data.convert_file(MALFORMED / "utf8_bom.json", out)
+    cover_alpaca2jsonl.convert_file(MALFORMED / "utf8_bom.json", out)
     with pytest.raises(DataError, match="already converted context/target rows"):
         data.load_alpaca(out)
 
@@ -299,10 +299,10 @@ def test_failure_midway_leaves_no_output_and_no_temp_file(tmp_path, monkeypatch)
             raise KeyboardInterrupt  # what Ctrl-C raises
         return real(example)
 
-    monkeypatch.setattr(data, "jsonl_line", failing)
+    monkeypatch.setattr(cover_alpaca2jsonl, "jsonl_line", failing)  # the converter writes each line
     out = tmp_path / "out" / "rows.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        data.convert_file(src, out)
+        cover_alpaca2jsonl.convert_file(src, out)
     assert len(calls) == 25
     assert not out.exists() and leftovers(out.parent) == []
 
@@ -311,7 +311,7 @@ def test_failure_keeps_the_previous_output(tmp_path):
     out = tmp_path / "rows.jsonl"
     out.write_text("previous run\n")
     with pytest.raises(DataError):
-        data.convert_file(MALFORMED / "missing_fields.json", out)
+        cover_alpaca2jsonl.convert_file(MALFORMED / "missing_fields.json", out)
     assert out.read_text() == "previous run\n" and leftovers(tmp_path) == []
 
 
@@ -619,7 +619,7 @@ def tokenized(tmp_path, capsys):
     """A small JSONL tokenized by the command with its default (course) tokenizer:
     (jsonl, output folder, arguments, printed output)."""
     jsonl = tmp_path / "rows.jsonl"
-    data.convert_file(MALFORMED / "utf8_bom.json", jsonl)
+    cover_alpaca2jsonl.convert_file(MALFORMED / "utf8_bom.json", jsonl)
     out = tmp_path / "tok"
     args = ["--jsonl_path", str(jsonl), "--save_path", str(out), "--max_seq_length", "30", "--skip_overlength", "false"]
     assert tokenize_dataset_rows.main(args) == 0
@@ -761,9 +761,9 @@ def test_convert_file_refuses_its_input_and_a_folder(tmp_path):
     src = tmp_path / "in.json"
     src.write_text(json.dumps([{"instruction": "a", "input": "", "output": "b"}]))
     with pytest.raises(DataError, match="is the input --data_path"):
-        data.convert_file(src, src)
+        cover_alpaca2jsonl.convert_file(src, src)
     with pytest.raises(DataError, match="is a folder"):
-        data.convert_file(src, tmp_path)
+        cover_alpaca2jsonl.convert_file(src, tmp_path)
     assert json.loads(src.read_text())[0]["output"] == "b"
 
 

@@ -205,7 +205,7 @@ def test_converter_replaces_its_own_output_but_not_a_stranger_file(tmp_path, cap
 @pytest.fixture
 def rows_jsonl(tmp_path):
     out = tmp_path / "rows.jsonl"
-    data.convert_file(write_alpaca(tmp_path / "data.json"), out)
+    cover_alpaca2jsonl.convert_file(write_alpaca(tmp_path / "data.json"), out)
     return out
 
 
