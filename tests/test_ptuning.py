@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import glmcourse
-from glmcourse import ptuning, ptuning_train
+from glmcourse import ptuning, ptuning_train, training
 from glmcourse.modeling import ChatGLMForConditionalGeneration, chatglm_6b_config, course_config
 from glmcourse.ptuning import PTuningError
 
@@ -299,13 +299,13 @@ def test_resume_after_kill_continues_at_the_right_step(tiny, tmp_path):
     deadline = time.time() + 300
     try:
         while time.time() < deadline and not any(ptuning_train.is_complete_checkpoint(c)
-                                                 for c in ptuning_train.checkpoints(out)):
+                                                 for c in training.checkpoints(out)):
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    killed_at = max(int(c.name.split("-")[1]) for c in ptuning_train.checkpoints(out)
+    killed_at = max(int(c.name.split("-")[1]) for c in training.checkpoints(out)
                     if ptuning_train.is_complete_checkpoint(c))
     assert 3 <= killed_at < 400
     target = killed_at + 3
