@@ -146,9 +146,13 @@ class FinetuneSettings:
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------
-# What a run writes into --output_dir besides its checkpoint-N folders (peft's README.md; the Trainer's runs/)
-RUN_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", LOSS_LOG,
-             ".glmcourse-output", "README.md", "runs")
+def run_files() -> set[str]:
+    """What a run writes into --output_dir besides its checkpoint-N folders (peft's README.md, the Trainer's runs/):
+    an earlier run is these; anything else in the folder is the user's and never counts or goes."""
+    from glmcourse.adapters import ADAPTER_BIN, ADAPTER_CONFIG, ADAPTER_SAFETENSORS
+    from glmcourse.files import OUTPUT_MARKER
+
+    return {ADAPTER_CONFIG, ADAPTER_SAFETENSORS, ADAPTER_BIN, LOSS_LOG, OUTPUT_MARKER, "README.md", "runs"}
 
 
 def checkpoint_problem(path) -> str | None:
@@ -264,7 +268,7 @@ def prepare_output(s: FinetuneSettings) -> tuple[str | None, int]:
     if resume:
         return resume, training.check_resume_step(resume, s.max_steps, LoraError)
     old = training.checkpoints(s.output_dir)
-    earlier = sorted(p.name for p in training.earlier_run(s.output_dir, RUN_FILES))  # a user's files never count
+    earlier = sorted(p.name for p in training.earlier_run(s.output_dir, run_files()))
     if earlier and not s.overwrite_output_dir:
         shown = ", ".join(earlier[:5]) + (", ..." if len(earlier) > 5 else "")
         raise LoraError(

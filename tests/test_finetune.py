@@ -86,6 +86,18 @@ def test_learner_defaults_need_only_the_two_paths(tmp_path):
     assert args.fp16 is False and args.remove_unused_columns is False and args.resume_from_checkpoint is None
 
 
+def test_every_flag_is_one_setting_and_unset_settings_take_the_defaults(tmp_path):
+    """A flag is added in build_parser() and FinetuneSettings only: the two name the same things."""
+    from dataclasses import fields
+
+    flags = {a.dest for a in finetune.build_parser()._actions if a.dest != "help"}
+    assert flags == {f.name for f in fields(finetune.FinetuneSettings)} - {"overwrite", "quiet"}
+    s = finetune.FinetuneSettings(tmp_path / "d", tmp_path / "o", max_steps=7, overwrite=True)
+    assert s.max_steps == 7 and s.lora_rank == finetune.LEARNER_DEFAULTS["lora_rank"] and s.overwrite_output_dir
+    assert s.model_name_or_path == str(glmcourse.COURSE_MODEL)
+    with pytest.raises(TypeError, match=r"finetune\(\) got unknown settings \['lora_rnak'\]"):
+        finetune.finetune(tmp_path / "d", tmp_path / "o", lora_rnak=4)
+
 def test_seed_flags_verbatim(tiny, tmp_path, capsys):
     model_dir, data_dir = tiny
     out = tmp_path / "output"

@@ -104,6 +104,17 @@ def test_learner_defaults_need_only_the_paths(tmp_path):
     assert args.model_name_or_path == glmcourse.COURSE_MODEL and args.seed == 42 and args.quantization_bit is None
 
 
+def test_every_flag_is_one_setting_and_unset_settings_take_the_defaults(tmp_path):
+    """A flag is added in build_parser() and PTuningSettings only: the two name the same things."""
+    from dataclasses import fields
+
+    flags = {a.dest for a in ptuning_train.build_parser()._actions if a.dest != "help"}
+    assert flags == {f.name for f in fields(ptuning_train.PTuningSettings)} - {"quiet"}
+    s = ptuning_train.PTuningSettings(tmp_path / "t.json", tmp_path / "o", pre_seq_len=4)
+    assert s.pre_seq_len == 4 and s.learning_rate == ptuning.LEARNER_DEFAULTS["learning_rate"]
+    with pytest.raises(TypeError, match=r"train\(\) got unknown settings \['pre_seq_length'\]"):
+        ptuning_train.train(tmp_path / "t.json", tmp_path / "o", pre_seq_length=4)
+
 def test_train_sh_flags_verbatim(tiny, tmp_path, capsys):
     model_dir, train_file, dev_file = tiny
     out = tmp_path / "adgen-pt"
