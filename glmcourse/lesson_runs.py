@@ -13,6 +13,8 @@ from pathlib import Path
 from glmcourse.adapters import check_adapter
 from glmcourse.course_data import lora_records
 from glmcourse.lora import LoraError
+# What the notebooks train: the learner defaults, or (fast mode) a shorter run on fewer rows, same code.
+from glmcourse.training import FAST_EVAL_RECORDS, FAST_SETTINGS, FAST_TRAIN_ROWS  # noqa: F401 - notebooks read them here
 
 
 def tokenize_lora_train(save_path, model_path=None, limit: int | None = None, max_seq_length: int = 128):
@@ -33,16 +35,6 @@ def tokenize_lora_train(save_path, model_path=None, limit: int | None = None, ma
     params["counts"] = counts | {"limit": limit}
     save_tokenized(rows, save_path, params)
     return Path(save_path)
-
-
-# What the notebooks train: the learner defaults, or a shorter run on fewer rows in fast mode (same code).
-FAST_TRAIN_ROWS = 320
-
-
-FAST_SETTINGS = dict(max_steps=80, save_steps=40, logging_steps=10)
-
-
-FAST_EVAL_RECORDS = 32
 
 
 def lesson_settings() -> dict:

@@ -28,40 +28,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
-import shutil
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from glmcourse import ptuning
+from glmcourse import ptuning, training
 from glmcourse.ptuning import LEARNER_DEFAULTS, PREFIX_WEIGHTS, PTUNING_CONFIG, PTuningError
+from glmcourse.training import FAST_SETTINGS, FAST_TRAIN_ROWS, LOSS_LOG, TrainingStopped  # noqa: F401 - the notebook's
 
-LOSS_LOG = "loss_log.json"
 PREDICTIONS = "generated_predictions.jsonl"
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-OURS = (PREFIX_WEIGHTS, PTUNING_CONFIG, LOSS_LOG, PREDICTIONS, "eval_results.json")
-
-
-class TrainingStopped(RuntimeError):
-    """The guard stopped training; the message is the diagnosis."""
-
-
-def _say(*args):
-    print(*args, flush=True)
+OURS = (PREFIX_WEIGHTS, PTUNING_CONFIG, LOSS_LOG, PREDICTIONS, "eval_results.json")  # what a run writes
 
 
 # ----------------------------------------------------------------------------------------------
-# Command line
+# Command line and settings
 # ----------------------------------------------------------------------------------------------
-def foreign_output_entries(folder) -> list[str]:
-    """Names in --output_dir that no P-Tuning run writes (the user's own files): the guard refuses those."""
-    from glmcourse.files import OUTPUT_MARKER
-
-    ours = set(OURS) | {OUTPUT_MARKER, "runs"}
-    return [p.name for p in Path(folder).iterdir() if p.name not in ours and not CHECKPOINT.match(p.name)]
-
-
 def build_parser() -> argparse.ArgumentParser:
     import glmcourse
     from glmcourse.cli import (INPUT_FILE, MODEL_DIR, OUTPUT_DIR, TEXT, CourseParser, float_arg, int_arg,
@@ -163,49 +144,95 @@ def convert(data_path, save_path, style: str = "instruction") -> int:
     return len(records)
 
 
-def check_paths(train_file, validation_file, model_path, output_dir, overwrite: bool, s: dict) -> None:
+@dataclass
+class PTuningSettings:
+    """One run's settings: every flag of build_parser() (same names), plus train()'s ``quiet`` (no progress bar;
+    None: settings.QUIET). A flag is added here and in build_parser(), nowhere else. None takes LEARNER_DEFAULTS."""
+
+    train_file: str | Path
+    output_dir: str | Path
+    do_train: bool = True
+    validation_file: str | Path | None = None
+    prompt_column: str = "prompt"
+    response_column: str = "response"
+    history_column: str | None = None
+    overwrite_cache: bool = False
+    model_name_or_path: str | None = None
+    overwrite_output_dir: bool = False
+    max_source_length: int | None = None
+    max_target_length: int | None = None
+    per_device_train_batch_size: int | None = None
+    per_device_eval_batch_size: int = 32
+    gradient_accumulation_steps: int | None = None
+    predict_with_generate: bool = False
+    max_steps: int | None = None
+    logging_steps: int | None = None
+    save_steps: int | None = None
+    save_total_limit: int | None = None
+    learning_rate: float | None = None
+    pre_seq_len: int | None = None
+    prefix_projection: bool | None = None
+    quantization_bit: int | None = None
+    resume_from_checkpoint: str | None = None
+    seed: int = 42
+    quiet: bool | None = None
+
+    def __post_init__(self):
+        import glmcourse
+        from glmcourse import settings
+
+        training.fill_defaults(self, LEARNER_DEFAULTS)
+        self.output_dir = Path(self.output_dir)
+        self.model_name_or_path = str(self.model_name_or_path or glmcourse.COURSE_MODEL)
+        self.quiet = settings.QUIET if self.quiet is None else self.quiet
+
+
+def check_paths(s: PTuningSettings) -> None:
     """What the command line's guard checks, for callers of train() too: the files, the folders and the context."""
     from glmcourse import cli
 
+    model_path = s.model_name_or_path
     try:
-        cli.check_input_content(train_file, "--train_file", "jsonl")
-        if validation_file:
-            cli.check_input_content(validation_file, "--validation_file", "jsonl")
+        cli.check_input_content(s.train_file, "--train_file", "jsonl")
+        if s.validation_file:
+            cli.check_input_content(s.validation_file, "--validation_file", "jsonl")
         cli.check_model_dir(model_path, "--model_name_or_path")
-        cli.check_not_course_model(output_dir, "--output_dir")
-        inputs = [("--train_file", train_file), ("--validation_file", validation_file),
+        cli.check_not_course_model(s.output_dir, "--output_dir")
+        inputs = [("--train_file", s.train_file), ("--validation_file", s.validation_file),
                   ("--model_name_or_path", model_path if Path(model_path).exists() else None)]
-        cli.check_output_dir(output_dir, "--output_dir", inputs=inputs, overwrite=True)  # its own files only
+        cli.check_output_dir(s.output_dir, "--output_dir", inputs=inputs, overwrite=True)  # its own files only
     except cli.UsageError as err:
         raise PTuningError(str(err)) from None
     context = cli.model_context(model_path)
-    if context and int(s["pre_seq_len"]) > context:
-        raise PTuningError(f"--pre_seq_len {s['pre_seq_len']}: more prefix positions than the model's context of "
+    if context and int(s.pre_seq_len) > context:
+        raise PTuningError(f"--pre_seq_len {s.pre_seq_len}: more prefix positions than the model's context of "
                            f"{context} tokens ({model_path}/config.json); pass {context} or less (the lesson uses "
                            f"{LEARNER_DEFAULTS['pre_seq_len']}, train.sh 128 for the 6B model).")
+    if s.predict_with_generate and not s.validation_file:
+        raise PTuningError("--predict_with_generate needs --validation_file (the held-out rows to answer).")
 
 
-def check_settings(s: dict) -> None:
+def check_settings(s: PTuningSettings) -> None:
     """Every numeric flag, before anything slow (docs/failure-catalog.md#f08-max-seq-length-too-small)."""
-    if s.get("seed") is not None:
+    if s.seed is not None:
         from glmcourse.cli import SEED_RANGE, UsageError, check_int
 
         try:
-            check_int(s["seed"], "--seed", *SEED_RANGE, example=42)
+            check_int(s.seed, "--seed", *SEED_RANGE, example=42)
         except UsageError as err:
             raise PTuningError(str(err)) from None
     for key in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                 "max_steps", "save_steps", "logging_steps", "pre_seq_len"):
-        if s.get(key) is not None and int(s[key]) < 1:
-            raise PTuningError(f"--{key} {s[key]}: must be at least 1.")
-    if s.get("save_total_limit") is not None and int(s["save_total_limit"]) < 1:
-        raise PTuningError(f"--save_total_limit {s['save_total_limit']}: must be at least 1 (checkpoints kept).")
-    if not (s["learning_rate"] > 0 and math.isfinite(s["learning_rate"])):
-        raise PTuningError(f"--learning_rate {s['learning_rate']}: must be a positive number (train.sh uses 2e-2).")
-    if s.get("quantization_bit") is not None and s["quantization_bit"] not in (4, 8):
-        raise PTuningError(f"--quantization_bit {s['quantization_bit']}: ChatGLM-6B's quantize(bits) supports 4 or 8 "
+        if getattr(s, key) is not None and int(getattr(s, key)) < 1:
+            raise PTuningError(f"--{key} {getattr(s, key)}: must be at least 1.")
+    if s.save_total_limit is not None and int(s.save_total_limit) < 1:
+        raise PTuningError(f"--save_total_limit {s.save_total_limit}: must be at least 1 (checkpoints kept).")
+    if not (s.learning_rate > 0 and math.isfinite(s.learning_rate)):
+        raise PTuningError(f"--learning_rate {s.learning_rate}: must be a positive number (train.sh uses 2e-2).")
+    if s.quantization_bit is not None and s.quantization_bit not in (4, 8):
+        raise PTuningError(f"--quantization_bit {s.quantization_bit}: ChatGLM-6B's quantize(bits) supports 4 or 8 "
                            f"only; leave the flag out for a floating-point base.")
-    ptuning.check_lengths(int(s["max_source_length"]), int(s["max_target_length"]))
+    ptuning.check_lengths(int(s.max_source_length), int(s.max_target_length))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,18 +305,10 @@ def tokenize_rows(tokenizer, rows, max_source_length: int, max_target_length: in
 # ----------------------------------------------------------------------------------------------
 # Output folder and checkpoints
 # ----------------------------------------------------------------------------------------------
-def checkpoints(output_dir) -> list[Path]:
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.iterdir() if p.is_dir() and CHECKPOINT.match(p.name)]
-    return sorted(found, key=lambda p: int(CHECKPOINT.match(p.name).group(1)))
-
-
 def checkpoint_problem(path) -> str | None:
     """Why a P-Tuning checkpoint cannot be resumed from (None when it can): a file missing (the Trainer writes
     trainer_state.json last, so an interrupted save lacks it) or damaged. Optimizer/RNG state: see
-    finetune.resume_hooks (a fresh one, with a note)."""
+    training.resume_hooks (a fresh one, with a note)."""
     from glmcourse.loading import ModelFileError, check_safetensors
 
     path = Path(path)
@@ -314,19 +333,12 @@ def is_complete_checkpoint(path) -> bool:
 
 
 def resolve_resume(resume, output_dir, pre_seq_len: int, prefix_projection: bool) -> str | None:
-    if resume is None or str(resume).lower() in {"false", "no", "0"}:
+    """'last'/'true' -> the newest complete checkpoint in output_dir; a path is checked. None stays None."""
+    wanted = training.resume_wanted(resume)
+    if wanted is None:
         return None
-    if str(resume).lower() in {"last", "true", "yes", "1"}:
-        found = checkpoints(output_dir)
-        problems = {c: checkpoint_problem(c) for c in found}
-        complete = [c for c in found if problems[c] is None]
-        for broken in found:
-            if problems[broken]:
-                _say(f"note: {broken.name} cannot be resumed from: {problems[broken]}; skipped.")
-        if not complete:
-            raise PTuningError(f"--resume_from_checkpoint: no complete checkpoint-N folder in {output_dir}; start "
-                               f"without it (the first save happens after --save_steps steps).")
-        path = complete[-1]
+    if wanted == "last":
+        path = training.last_complete_checkpoint(output_dir, checkpoint_problem, PTuningError)
     else:
         path = Path(resume)
         problem = checkpoint_problem(path) if path.is_dir() else "not a folder"
@@ -348,15 +360,12 @@ def prepare_output_dir(output_dir: Path, overwrite: bool, resume: str | None) ->
         raise PTuningError(f"--output_dir {output_dir} is a file; give a folder.")
     if resume:
         return
-    earlier = checkpoints(output_dir) + [output_dir / n for n in OURS if (output_dir / n).exists()]
-    if not earlier:
-        return
-    if not overwrite:
+    earlier = training.earlier_run(output_dir, OURS)
+    if earlier and not overwrite:
         raise PTuningError(f"{output_dir} holds an earlier run ({', '.join(sorted(p.name for p in earlier)[:4])}). "
                            f"Continue it with --resume_from_checkpoint, or start over with --overwrite_output_dir "
                            f"(deletes those files; nothing else in the folder is touched).")
-    for path in earlier:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    training.delete_earlier_run(earlier)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,31 +400,11 @@ def check_prefix_grads(model) -> float:
     return max(grads)
 
 
-def _callbacks():
-    from transformers import TrainerCallback
+def prefix_trainer_class():
+    """The guarded Trainer whose checkpoints hold the prefix only (as ChatGLM-6B's ptuning trainer), not a copy
+    of the frozen base."""
 
-    class PrefixSaver(TrainerCallback):
-        """At every save step: the prefix into --output_dir as well, atomically and re-read
-        (docs/failure-catalog.md#f16-empty-adapter)."""
-
-        def __init__(self, output_dir, guard):
-            self.output_dir, self.guard = output_dir, guard
-
-        def on_save(self, args, state, control, model=None, **kwargs):
-            if state.is_world_process_zero and self.guard.diagnosis is None:
-                ptuning.save_prefix(model, self.output_dir)
-
-    return PrefixSaver
-
-
-def _trainer_class():
-    from transformers import Trainer
-
-    class PrefixTrainer(Trainer):
-        """Checkpoints hold the prefix only (as ChatGLM-6B's ptuning trainer), not a copy of the frozen base."""
-
-        guard = None
-
+    class PrefixTrainer(training.guarded_trainer_class()):
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
             self.model_accepts_loss_kwargs = False  # ChatGLM returns a mean loss: let the Trainer average
@@ -426,12 +415,6 @@ def _trainer_class():
 
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             ptuning.load_prefix(model or self.model, resume_from_checkpoint, verbose=False)
-
-        def training_step(self, model, *a, **kw):
-            loss = super().training_step(model, *a, **kw)
-            if self.guard is not None:
-                self.guard.observe(float(loss.detach()))
-            return loss
 
     return PrefixTrainer
 
@@ -454,98 +437,79 @@ def load_base(model_path: str, pre_seq_len: int, prefix_projection: bool, quanti
     return model
 
 
-def train(train_file, output_dir, *, validation_file=None, prompt_column="prompt", response_column="response",
-          history_column=None, model_name_or_path=None, overwrite_output_dir=False, predict_with_generate=False,
-          quantization_bit=None, resume_from_checkpoint=None, seed=42, callbacks=(), quiet=None,
-          do_train=True, overwrite_cache=False, per_device_eval_batch_size=32, **settings_given) -> dict:
+# ----------------------------------------------------------------------------------------------
+# Training: validate -> read the data -> prepare the output folder -> build the trainer -> run -> summarize
+# ----------------------------------------------------------------------------------------------
+def train(train_file, output_dir, *, callbacks=(), **flags) -> dict:
     """Train a P-Tuning v2 prefix; returns {"output_dir", "global_step", "train_seconds", "final_loss", "log",
-    "trainable", "prefix", "exact_match", ...}. Unset settings take LEARNER_DEFAULTS."""
-    import torch
-    from transformers import AutoTokenizer, PrinterCallback, ProgressCallback, TrainingArguments, set_seed
-    from transformers.utils.notebook import NotebookProgressCallback
-
-    import glmcourse
-    from glmcourse import finetune, settings
-
-    unknown = set(settings_given) - set(LEARNER_DEFAULTS)
-    if unknown:
-        raise TypeError(f"train() got unknown settings {sorted(unknown)}")
-    s = dict(LEARNER_DEFAULTS)
-    s.update({k: v for k, v in settings_given.items() if v is not None})
-    s["quantization_bit"], s["per_device_eval_batch_size"] = quantization_bit, per_device_eval_batch_size
-    check_settings(s | {"seed": seed})
-    quiet = settings.QUIET if quiet is None else quiet
-    output_dir, model_path = Path(output_dir), str(model_name_or_path or glmcourse.COURSE_MODEL)
-    check_paths(train_file, validation_file, model_path, output_dir, overwrite_output_dir, s)
-    if predict_with_generate and not validation_file:
-        raise PTuningError("--predict_with_generate needs --validation_file (the held-out rows to answer).")
+    "trainable", "prefix", "exact_match", ...}. ``flags`` are PTuningSettings' (the command's flags and
+    ``quiet``); unset settings take LEARNER_DEFAULTS. ``callbacks`` are extra TrainerCallbacks."""
+    s = training.settings_from(PTuningSettings, "train", train_file=train_file, output_dir=output_dir, **flags)
+    check_settings(s)
+    check_paths(s)
     # every data row is read and checked before the model loads
-    train_rows = read_rows(train_file, prompt_column, response_column, history_column)
-    eval_rows = read_rows(validation_file, prompt_column, response_column, history_column) if validation_file else None
-    resume = resolve_resume(resume_from_checkpoint, output_dir, int(s["pre_seq_len"]), bool(s["prefix_projection"]))
+    train_rows = read_rows(s.train_file, s.prompt_column, s.response_column, s.history_column)
+    eval_rows = read_rows(s.validation_file, s.prompt_column, s.response_column, s.history_column) \
+        if s.validation_file else None
+    resume = resolve_resume(s.resume_from_checkpoint, s.output_dir, int(s.pre_seq_len), bool(s.prefix_projection))
     if resume:  # never past --max_steps (as finetune)
-        finetune.check_resume_step(resume, s["max_steps"], PTuningError)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    dataset, counts = tokenize_rows(tokenizer, train_rows, s["max_source_length"], s["max_target_length"],
-                                    bool(history_column), source=str(train_file))
-    prepare_output_dir(output_dir, overwrite_output_dir, resume)
+        training.check_resume_step(resume, s.max_steps, PTuningError)
+    trainer, tokenizer, counts = build_trainer(s, train_rows, resume, callbacks)
+    _, seconds, cpu_seconds = training.run(trainer, resume, trainer.guard)
+    out = summarize(s, trainer, counts, seconds, cpu_seconds)
+    if s.predict_with_generate:
+        out["exact_match"] = predict_and_write(s, trainer.model, tokenizer, eval_rows)
+    return out
 
-    set_seed(seed)  # before the prefix encoder exists: its initial values are random
-    model = load_base(model_path, int(s["pre_seq_len"]), bool(s["prefix_projection"]), quantization_bit)
+
+def build_trainer(s: PTuningSettings, train_rows, resume, callbacks=()):
+    """Tokenized rows, the base with its prefix encoder, callbacks and TrainingArguments -> (the Trainer, the
+    tokenizer, the row counts). The Trainer's ``guard``, ``preflight`` and ``loss_log`` are the callbacks the summary reads."""
+    from transformers import AutoTokenizer, set_seed
+
+    tokenizer = AutoTokenizer.from_pretrained(s.model_name_or_path)
+    dataset, counts = tokenize_rows(tokenizer, train_rows, s.max_source_length, s.max_target_length,
+                                    bool(s.history_column), source=str(s.train_file))
+    prepare_output_dir(s.output_dir, s.overwrite_output_dir, resume)
+    set_seed(s.seed)  # before the prefix encoder exists: its initial values are random
+    model = load_base(s.model_name_or_path, int(s.pre_seq_len), bool(s.prefix_projection), s.quantization_bit)
     model.config.use_cache = False
-    trainable, total = ptuning.trainable_parameters(model)
-    _say(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
+    training.say_trainable(*ptuning.trainable_parameters(model))
+    guard = training.LossGuard(nan_causes="or a corrupt base", saved="prefix",
+                               zero_causes="the labels supervise nothing (check the response column and "
+                                           "--max_target_length)")
+    preflight, loss_log = training.PreflightCheck(check_only_prefix_trains, check_prefix_grads), \
+        training.LossLog(s.output_dir)
+    saver = training.SaveWeights(ptuning.save_prefix, s.output_dir, guard)
+    args = training.training_arguments(s.output_dir, s, seed=s.seed, quiet=s.quiet)
+    trainer = prefix_trainer_class()(model=model, args=args, train_dataset=dataset,
+                                     data_collator=ptuning.PrefixCollator(ptuning.special_ids(tokenizer)["pad"]),
+                                     callbacks=[preflight, guard, saver, loss_log, *callbacks])
+    trainer.guard, trainer.preflight, trainer.loss_log = guard, preflight, loss_log
+    training.show_progress(trainer, s.quiet)
+    kind = f"int{s.quantization_bit} (model.quantize)" if s.quantization_bit else "fp32"
+    training.say(f"base {Path(s.model_name_or_path).name} in {kind}, prefix fp32; {counts['kept']} rows "
+                 f"({counts['empty']} empty skipped, {counts['cut_source']} prompts / {counts['cut_target']} answers "
+                 f"cut), batch {s.per_device_train_batch_size} x {s.gradient_accumulation_steps} accumulation, "
+                 f"{s.max_steps} steps, lr {s.learning_rate:g}, pre_seq_len {s.pre_seq_len}, projection "
+                 f"{bool(s.prefix_projection)}")
+    return trainer, tokenizer, counts
 
-    PrefixSaver = _callbacks()
-    Preflight, LossGuard, _, LossLog = finetune._callbacks()
-    guard = LossGuard(nan_causes="or a corrupt base", saved="prefix",
-                      zero_causes="the labels supervise nothing (check the response column and --max_target_length)")
-    preflight, loss_log = Preflight(check_only_prefix_trains, check_prefix_grads), LossLog(output_dir)
-    cpu = not torch.cuda.is_available()
-    args = TrainingArguments(
-        output_dir=str(output_dir), per_device_train_batch_size=int(s["per_device_train_batch_size"]),
-        gradient_accumulation_steps=int(s["gradient_accumulation_steps"]), max_steps=int(s["max_steps"]),
-        save_strategy="steps", save_steps=int(s["save_steps"]), save_total_limit=int(s["save_total_limit"]),
-        learning_rate=float(s["learning_rate"]), remove_unused_columns=False, logging_steps=int(s["logging_steps"]),
-        logging_first_step=True, report_to="none", seed=seed, data_seed=seed, disable_tqdm=quiet, use_cpu=cpu,
-        dataloader_pin_memory=not cpu, label_names=["labels"], weight_decay=0.0, warmup_steps=0)
-    trainer = finetune.resume_hooks(_trainer_class())(model=model, args=args, train_dataset=dataset,
-                               data_collator=ptuning.PrefixCollator(ptuning.special_ids(tokenizer)["pad"]),
-                               callbacks=[preflight, guard, PrefixSaver(output_dir, guard), loss_log, *callbacks])
-    trainer.guard = guard
-    for noisy in (PrinterCallback, NotebookProgressCallback, ProgressCallback):
-        trainer.remove_callback(noisy)
-    if not quiet:
-        trainer.add_callback(finetune._progress_class())
-    kind = f"int{quantization_bit} (model.quantize)" if quantization_bit else "fp32"
-    _say(f"base {Path(model_path).name} in {kind}, prefix fp32; {counts['kept']} rows ({counts['empty']} empty "
-         f"skipped, {counts['cut_source']} prompts / {counts['cut_target']} answers cut), batch "
-         f"{s['per_device_train_batch_size']} x {s['gradient_accumulation_steps']} accumulation, {s['max_steps']} steps, "
-         f"lr {s['learning_rate']:g}, pre_seq_len {s['pre_seq_len']}, projection {bool(s['prefix_projection'])}")
-    if resume:
-        step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
-        _say(f"resuming from {Path(resume).name} (step {step})")
-    start, cpu_start = time.perf_counter(), time.process_time()
-    trainer.train(resume_from_checkpoint=resume)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    if guard.diagnosis:
-        raise TrainingStopped(guard.diagnosis)
-    loss_log.write()
-    saved = ptuning.save_prefix(model, output_dir)
-    out = {"output_dir": str(output_dir), "global_step": trainer.state.global_step, "train_seconds": round(seconds, 1),
-           "train_cpu_seconds": round(cpu_seconds, 1), "final_loss": loss_log.rows[-1]["loss"] if loss_log.rows else None,
-           "log": loss_log.rows, "trainable": trainable, "counts": counts, "first_step_max_prefix_grad":
-           preflight.largest_grad, "prefix_bytes": saved["file_bytes"], "exact_match": None}
-    _say(f"done: {out['global_step']} steps in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time), last logged loss "
-         f"{out['final_loss'] if out['final_loss'] is None else round(out['final_loss'], 4)}; prefix: {PREFIX_WEIGHTS} "
-         f"{saved['file_bytes'] / 1024:.1f} KiB, {saved['config']['parameters']:,} parameters")
-    if predict_with_generate:
-        em, replies = predict(model, tokenizer, eval_rows, s["max_source_length"], s["max_target_length"],
-                              bool(history_column), per_device_eval_batch_size)
-        out["exact_match"] = em
-        write_predictions(output_dir, eval_rows, replies, em)
-        _say(f"held-out exact match: {100 * em:.1f}% of {len(eval_rows)} rows ({Path(validation_file).name}, greedy); "
-             f"answers in {PREDICTIONS}")
+
+def summarize(s: PTuningSettings, trainer, counts: dict, seconds: float, cpu_seconds: float) -> dict:
+    """Save the final prefix and loss log, print the "done:" line, return the run's figures."""
+    trainer.loss_log.write()
+    saved = ptuning.save_prefix(trainer.model, s.output_dir)
+    log = trainer.loss_log.rows
+    out = {"output_dir": str(s.output_dir), "global_step": trainer.state.global_step,
+           "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
+           "final_loss": trainer.loss_log.final_loss(), "log": log,
+           "trainable": ptuning.trainable_parameters(trainer.model)[0], "counts": counts,
+           "first_step_max_prefix_grad": trainer.preflight.largest_grad, "prefix_bytes": saved["file_bytes"],
+           "exact_match": None}
+    training.say(f"done: {out['global_step']} steps in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time), last "
+                 f"logged loss {training.shown_loss(out['final_loss'])}; prefix: {PREFIX_WEIGHTS} "
+                 f"{saved['file_bytes'] / 1024:.1f} KiB, {saved['config']['parameters']:,} parameters")
     return out
 
 
@@ -576,13 +540,20 @@ def write_predictions(output_dir, rows, replies, em) -> None:
         out.write(json.dumps({"exact_match": em, "rows": len(replies)}, indent=1) + "\n")
 
 
+def predict_and_write(s: PTuningSettings, model, tokenizer, eval_rows) -> float:
+    """--predict_with_generate: greedy answers to --validation_file, written with their exact match; returns it."""
+    em, replies = predict(model, tokenizer, eval_rows, s.max_source_length, s.max_target_length,
+                          bool(s.history_column), s.per_device_eval_batch_size)
+    write_predictions(s.output_dir, eval_rows, replies, em)
+    training.say(f"held-out exact match: {100 * em:.1f}% of {len(eval_rows)} rows ({Path(s.validation_file).name}, "
+                 f"greedy); answers in {PREDICTIONS}")
+    return em
+
+
 # ----------------------------------------------------------------------------------------------
 # The notebook's run (lesson 07): the LoRA lesson's data as JSON lines, fast vs learner settings
 # ----------------------------------------------------------------------------------------------
-FAST_SETTINGS = dict(max_steps=80, save_steps=40, logging_steps=10)  # fast mode: fewer steps and rows, same code
-FAST_TRAIN_ROWS = 320
-
-
+# FAST_SETTINGS and FAST_TRAIN_ROWS (imported above from glmcourse.training): fast mode's fewer steps and rows
 def lesson_data(folder=None, limit: int | None = None) -> dict:
     """data/lora_{train,eval}.json -> prompt/response JSON lines in ``folder`` (``limit`` training rows,
     evenly thinned); returns {"train": path, "eval": path}. Rewritten each time (it takes milliseconds)."""

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import glmcourse
-from glmcourse import adapters, finetune, lesson_runs, lora
+from glmcourse import adapters, finetune, lesson_runs, lora, training
 from glmcourse.modeling import ChatGLMForConditionalGeneration, course_config
 
 # peft 0.21 reads a property transformers 5 deprecated; glmcourse.lora filters it, pytest re-enables it
@@ -85,6 +85,18 @@ def test_learner_defaults_need_only_the_two_paths(tmp_path):
     assert args.model_name_or_path == glmcourse.COURSE_MODEL
     assert args.fp16 is False and args.remove_unused_columns is False and args.resume_from_checkpoint is None
 
+
+def test_every_flag_is_one_setting_and_unset_settings_take_the_defaults(tmp_path):
+    """A flag is added in build_parser() and FinetuneSettings only: the two name the same things."""
+    from dataclasses import fields
+
+    flags = {a.dest for a in finetune.build_parser()._actions if a.dest != "help"}
+    assert flags == {f.name for f in fields(finetune.FinetuneSettings)} - {"overwrite", "quiet"}
+    s = finetune.FinetuneSettings(tmp_path / "d", tmp_path / "o", max_steps=7, overwrite=True)
+    assert s.max_steps == 7 and s.lora_rank == finetune.LEARNER_DEFAULTS["lora_rank"] and s.overwrite_output_dir
+    assert s.model_name_or_path == str(glmcourse.COURSE_MODEL)
+    with pytest.raises(TypeError, match=r"finetune\(\) got unknown settings \['lora_rnak'\]"):
+        finetune.finetune(tmp_path / "d", tmp_path / "o", lora_rnak=4)
 
 def test_seed_flags_verbatim(tiny, tmp_path, capsys):
     model_dir, data_dir = tiny
@@ -181,11 +193,10 @@ def test_nan_loss_stops_training_with_a_diagnosis(tiny, tokenizer, tmp_path, cap
 
 
 def test_loss_guard_on_zero_and_infinite_losses():
-    _, LossGuard, _, _ = finetune._callbacks()
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     args = TrainingArguments(output_dir="unused", learning_rate=1e-3, report_to="none")
-    guard, control, state = LossGuard(patience=3), TrainerControl(), TrainerState(global_step=7)
+    guard, control, state = finetune.lora_loss_guard(patience=3), TrainerControl(), TrainerState(global_step=7)
     for loss in (0.5, 0.0, 0.0):
         guard.observe(loss)
         guard.on_step_end(args, state, control)
@@ -194,7 +205,7 @@ def test_loss_guard_on_zero_and_infinite_losses():
     guard.on_step_end(args, state, control)
     assert control.should_training_stop and not control.should_save
     assert "exactly 0 for 3 steps" in guard.diagnosis and "labels" in guard.diagnosis
-    guard, control = LossGuard(), TrainerControl()
+    guard, control = finetune.lora_loss_guard(), TrainerControl()
     guard.observe(float("inf"))
     guard.on_step_end(args, state, control)
     assert control.should_training_stop and "the loss is inf" in guard.diagnosis
@@ -227,13 +238,13 @@ def test_resume_after_kill_continues_the_step_count(tiny, tmp_path):
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     try:
-        while time.time() < deadline and not any(finetune.is_complete_checkpoint(c) for c in finetune.checkpoints(out)):
+        while time.time() < deadline and not any(finetune.is_complete_checkpoint(c) for c in training.checkpoints(out)):
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGKILL)  # no clean-up at all: the worst case
         proc.wait()
-    killed_at = max(int(c.name.split("-")[1]) for c in finetune.checkpoints(out) if finetune.is_complete_checkpoint(c))
+    killed_at = max(int(c.name.split("-")[1]) for c in training.checkpoints(out) if finetune.is_complete_checkpoint(c))
     assert 3 <= killed_at < 400
     target = killed_at + 3
     done = subprocess.run(cmd[:-6] + ["--max_steps", str(target), "--save_steps", "3", "--resume_from_checkpoint"],
@@ -407,13 +418,13 @@ def test_a_damaged_or_missing_optimizer_or_rng_state_resumes_fresh_with_a_note(t
         (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
         torch.save({"state": {}}, folder / "optimizer.pt")
     (tmp_path / "checkpoint-4" / "optimizer.pt").write_bytes(b"\x80\x02trunc")
-    assert finetune.resume_state_problem(tmp_path / "checkpoint-4", "optimizer.pt") == \
+    assert training.resume_state_problem(tmp_path / "checkpoint-4", "optimizer.pt") == \
         "optimizer.pt is damaged (truncated or unreadable)"
-    assert finetune.resume_state_problem(tmp_path / "checkpoint-4", "rng_state.pth") == "rng_state.pth is missing"
-    assert finetune.resume_state_problem(tmp_path / "checkpoint-2", "optimizer.pt") is None
+    assert training.resume_state_problem(tmp_path / "checkpoint-4", "rng_state.pth") == "rng_state.pth is missing"
+    assert training.resume_state_problem(tmp_path / "checkpoint-2", "optimizer.pt") is None
     with pytest.raises(lora.LoraError, match="already at step 4, and --max_steps is 4"):
-        finetune.check_resume_step(tmp_path / "checkpoint-4", 4, lora.LoraError)
-    assert finetune.check_resume_step(tmp_path / "checkpoint-4", 5, lora.LoraError) == 4
+        training.check_resume_step(tmp_path / "checkpoint-4", 4, lora.LoraError)
+    assert training.check_resume_step(tmp_path / "checkpoint-4", 5, lora.LoraError) == 4
 
 
 def test_a_damaged_loss_log_does_not_stop_a_resume(tiny, tmp_path, capsys):

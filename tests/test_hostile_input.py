@@ -762,10 +762,10 @@ def test_bench_only_with_a_typo_exits_2_naming_the_sections(capsys):
 def test_training_runs_end_without_the_trainers_metrics_dict(capsys):
     from types import SimpleNamespace
 
-    from glmcourse import finetune
+    from glmcourse import training
 
     written = []
-    progress = finetune._progress_class()()
+    progress = training.TqdmProgress()
     progress.training_bar = SimpleNamespace(write=written.append)
     state = SimpleNamespace(is_world_process_zero=True)
     progress.on_log(None, state, None, logs={"loss": 1.0})

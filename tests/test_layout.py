@@ -352,6 +352,37 @@ def test_importing_transformers_after_glmcourse_registers_the_course_model():
     assert out.stdout.strip() == "ChatGLMConfig", out.stderr[-2000:]
 
 
+# ---------------------------------------------------------------------------------------- function length
+MAX_FUNCTION_LINES = 80  # a function a reader can hold in view; longer ones are split into named steps
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """'name (line N, L lines)' for every function or method (nested ones too) longer than ``limit`` lines,
+    decorators and docstring included."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            length = node.end_lineno - first + 1
+            if length > limit:
+                found.append(f"{node.name} (line {first}, {length} lines)")
+    return found
+
+
+def test_long_functions_sees_a_long_function():
+    body = "".join(f"    x{i} = {i}\n" for i in range(4))
+    source = f"def short():\n{body}\nclass A:\n    def method(self):\n{body.replace('    ', '        ')}"
+    assert long_functions(source, limit=4) == ["short (line 1, 5 lines)", "method (line 8, 5 lines)"]
+    assert long_functions(source, limit=5) == []
+
+
+def test_no_function_is_over_80_lines():
+    """Every function in the package (methods and nested functions included) fits in 80 lines."""
+    long = [f"glmcourse/{path.relative_to(PKG)}: {name}" for path in sorted(PKG.rglob("*.py"))
+            for name in long_functions(path.read_text(encoding="utf-8"))]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps): {long}"
+
+
 # Section headers, as the package writes them: either a box of three comment lines,
 #     # ------------------------------------------------------------------------------------------
 #     # 3. Which layers get adapters        (numbered in lora.py and ptuning.py, plain elsewhere)

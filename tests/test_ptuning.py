@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import glmcourse
-from glmcourse import ptuning, ptuning_train
+from glmcourse import ptuning, ptuning_train, training
 from glmcourse.modeling import ChatGLMForConditionalGeneration, chatglm_6b_config, course_config
 from glmcourse.ptuning import PTuningError
 
@@ -103,6 +103,17 @@ def test_learner_defaults_need_only_the_paths(tmp_path):
         assert getattr(args, key) == value, key
     assert args.model_name_or_path == glmcourse.COURSE_MODEL and args.seed == 42 and args.quantization_bit is None
 
+
+def test_every_flag_is_one_setting_and_unset_settings_take_the_defaults(tmp_path):
+    """A flag is added in build_parser() and PTuningSettings only: the two name the same things."""
+    from dataclasses import fields
+
+    flags = {a.dest for a in ptuning_train.build_parser()._actions if a.dest != "help"}
+    assert flags == {f.name for f in fields(ptuning_train.PTuningSettings)} - {"quiet"}
+    s = ptuning_train.PTuningSettings(tmp_path / "t.json", tmp_path / "o", pre_seq_len=4)
+    assert s.pre_seq_len == 4 and s.learning_rate == ptuning.LEARNER_DEFAULTS["learning_rate"]
+    with pytest.raises(TypeError, match=r"train\(\) got unknown settings \['pre_seq_length'\]"):
+        ptuning_train.train(tmp_path / "t.json", tmp_path / "o", pre_seq_length=4)
 
 def test_train_sh_flags_verbatim(tiny, tmp_path, capsys):
     model_dir, train_file, dev_file = tiny
@@ -299,13 +310,13 @@ def test_resume_after_kill_continues_at_the_right_step(tiny, tmp_path):
     deadline = time.time() + 300
     try:
         while time.time() < deadline and not any(ptuning_train.is_complete_checkpoint(c)
-                                                 for c in ptuning_train.checkpoints(out)):
+                                                 for c in training.checkpoints(out)):
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    killed_at = max(int(c.name.split("-")[1]) for c in ptuning_train.checkpoints(out)
+    killed_at = max(int(c.name.split("-")[1]) for c in training.checkpoints(out)
                     if ptuning_train.is_complete_checkpoint(c))
     assert 3 <= killed_at < 400
     target = killed_at + 3
