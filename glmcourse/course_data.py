@@ -6,7 +6,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from glmcourse.tools.make_data import evenly_thinned, read_documents
+# The person names make_data draws from (evaluation checks that its unseen names are in neither list).
+ZH_NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨帆", "赵磊", "黄敏", "周杰", "吴倩", "徐明", "孙丽",
+            "马超", "朱琳", "胡斌", "郭涛", "何雪", "林峰", "高原", "罗丹", "梁晨", "宋雨", "郑凯", "谢婷",
+            "韩冰", "唐宁", "冯晓", "董洁", "萧然", "程远"]
+EN_NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Irene", "Jack",
+            "Kate", "Leo", "Mia", "Noah", "Olivia", "Peter", "Quinn", "Rosa", "Sam", "Tina", "Uma",
+            "Victor", "Wendy", "Xavier", "Yara", "Zack", "Lucy", "Oscar", "Nina", "Ethan"]
+
+DOCUMENT_SEPARATOR = "\n\n\n"  # documents in corpus*.txt are separated by two blank lines
+
+
+def read_documents(path) -> list[str]:
+    """The documents of a corpus file written by glmcourse.tools.make_data."""
+    return Path(path).read_text(encoding="utf-8").strip("\n").split(DOCUMENT_SEPARATOR)
+
+
+def evenly_thinned(items: list, limit: int | None) -> list:
+    """``limit`` items spread evenly over ``items`` (all of them when ``limit`` is None or larger)."""
+    if not limit or limit >= len(items):
+        return list(items)
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
 
 
 def heldout_records(path=None, limit: int | None = None) -> list[dict]:

@@ -280,7 +280,7 @@ def compare_quantized(model, tokenizer, records, variants=None, answer_records=N
 
 
 
-# Names in no training list (glmcourse.tools.make_data.ZH_NAMES / EN_NAMES), to test recall beyond the lists.
+# Names in no training list (glmcourse.course_data.ZH_NAMES / EN_NAMES), to test recall beyond the lists.
 UNSEEN_NAMES_ZH = ["小明", "阿强", "诗涵", "子轩", "雨桐", "浩然", "梓萱", "俊杰"]
 UNSEEN_NAMES_EN = ["Zorblat", "Quenby", "Marisol", "Tavish", "Odalys", "Brennan", "Yusuf", "Ingrid"]
 SEED_DEMO_TURNS = ["你好", "如何提高弹跳"]  # the seed's two-turn demo
@@ -295,7 +295,7 @@ def beyond_training_checks(model, tokenizer) -> dict:
       the reply the model gives to the same question asked alone.
     """
     from glmcourse.chat import chat
-    from glmcourse.tools.make_data import EN_NAMES, ZH_NAMES
+    from glmcourse.course_data import EN_NAMES, ZH_NAMES
 
     assert not set(UNSEEN_NAMES_ZH + UNSEEN_NAMES_EN) & set(ZH_NAMES + EN_NAMES), "the test names must be unseen"
     greedy = dict(do_sample=False, max_length=512)

@@ -22,6 +22,8 @@ import json
 import random
 from pathlib import Path
 
+from glmcourse.course_data import DOCUMENT_SEPARATOR, EN_NAMES, ZH_NAMES, evenly_thinned, read_documents
+
 # ---------------------------------------------------------------- facts the templates draw on
 CAPITALS = [  # (Chinese name, capital in Chinese, English name, capital in English)
     ("中国", "北京", "China", "Beijing"), ("日本", "东京", "Japan", "Tokyo"),
@@ -49,12 +51,6 @@ WORDS = [  # (Chinese, English)
     ("雨", "rain"), ("雪", "snow"), ("风", "wind"), ("红色", "red"), ("蓝色", "blue"),
     ("绿色", "green"), ("城市", "city"), ("音乐", "music"), ("时间", "time"), ("家", "home"),
 ]
-ZH_NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨帆", "赵磊", "黄敏", "周杰", "吴倩", "徐明", "孙丽",
-            "马超", "朱琳", "胡斌", "郭涛", "何雪", "林峰", "高原", "罗丹", "梁晨", "宋雨", "郑凯", "谢婷",
-            "韩冰", "唐宁", "冯晓", "董洁", "萧然", "程远"]
-EN_NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Irene", "Jack",
-            "Kate", "Leo", "Mia", "Noah", "Olivia", "Peter", "Quinn", "Rosa", "Sam", "Tina", "Uma",
-            "Victor", "Wendy", "Xavier", "Yara", "Zack", "Lucy", "Oscar", "Nina", "Ethan"]
 ZH_CITIES = ["北京", "上海", "广州", "深圳", "杭州", "成都", "武汉", "西安", "南京", "重庆", "天津", "苏州",
              "长沙", "青岛", "厦门", "昆明"]
 EN_CITIES = ["Paris", "London", "Tokyo", "Berlin", "Madrid", "Rome", "Sydney", "Toronto", "Boston",
@@ -313,22 +309,6 @@ def build(seed: int):
         "corpus.txt": corpus,
         "corpus_eval.txt": corpus_eval,
     }
-
-
-DOCUMENT_SEPARATOR = "\n\n\n"  # documents in corpus*.txt are separated by two blank lines
-
-
-def read_documents(path) -> list[str]:
-    """The documents of a corpus file written by this script."""
-    return Path(path).read_text(encoding="utf-8").strip("\n").split(DOCUMENT_SEPARATOR)
-
-
-def evenly_thinned(items: list, limit: int | None) -> list:
-    """``limit`` items spread evenly over ``items`` (all of them when ``limit`` is None or larger)."""
-    if not limit or limit >= len(items):
-        return list(items)
-    step = len(items) / limit
-    return [items[int(i * step)] for i in range(limit)]
 
 
 def write_atomic(path: Path, text: str) -> None:
