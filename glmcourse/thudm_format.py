@@ -9,7 +9,7 @@ course can be tried on "the real thing" offline, and THUDM's own code can read i
 * ``config.json`` with THUDM's key set, ``auto_map`` included, and ``torch_dtype`` float16;
 * fp16 ``pytorch_model-0000N-of-0000M.bin`` shards and ``pytorch_model.bin.index.json``, holding the
   ``rotary_emb.inv_freq`` buffers and a separate copy of ``lm_head.weight``, as THUDM's do;
-* ``ice_text.model``: a SentencePiece model trained here on the course data (seeded), in ChatGLM-6B's
+* ``ice_text.model``: a SentencePiece model trained here on the course data (deterministic), in ChatGLM-6B's
   piece layout (text pieces, the 8 control tokens, ``<|tab|>`` and ``<|blank_2|>``..``<|blank_80|>``,
   then 256 byte pieces), and ``tokenizer_config.json`` with ``num_image_tokens``;
 * THUDM's four ``.py`` file names, each of which raises when imported: the course never runs a
@@ -292,7 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quantization_bit", type=int_arg("--quantization_bit", 4, 8, example=4), choices=(4, 8),
                         default=None,
                         help="store THUDM's quantized layout (as chatglm-6b-int4/int8)")
-    parser.add_argument("--seed", type=seed_arg(), default=0, help="seed for the synthetic ice_text.model (default 0)")
+    parser.add_argument("--seed", type=seed_arg(), default=0,
+                        help="seed for SentencePiece's trainer (default 0); the trainer samples nothing on the course "
+                             "data and the weights are the course model's, so every seed writes the same folder: "
+                             "vary --base_vocab, --layers or --shards for another one")
     parser.add_argument("--overwrite_output_dir", action="store_true",
                         help="replace --out even if it holds files this command did not write")
     return parser

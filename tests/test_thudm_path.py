@@ -123,7 +123,8 @@ folder_code = [m for m in sys.modules if m.startswith("transformers_modules")]
 print("RESULT " + json.dumps({"tok": type(tok).__name__, "model": type(model).__name__, "same": same,
       "tok3": isinstance(tok3, type(tok)), "model3": isinstance(model3, type(model)),
       "info": {k: sorted(map(str, v)) for k, v in info.items()}, "finite": bool(logits.isfinite().all()),
-      "tok2": type(tok2).__name__, "folder_code": folder_code}))
+      "tok2": type(tok2).__name__, "folder_code": folder_code,
+      "smask": [model.config.smask_token_id, tok.smask_token_id]}))
 """
 
 
@@ -138,8 +139,11 @@ def test_auto_classes_and_every_loader_use_the_course_classes(folder):
     assert result["info"] == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
     assert result["folder_code"] == []
     assert result["tok3"] and result["model3"] and result["same"]
-    assert proc.stderr.count("its .py files were not run") == 1  # the one-line note, once per folder  # the one-line note for trust_remote_code=True
+    assert proc.stderr.count("its .py files were not run") == 1  # the one-line note for trust_remote_code=True
     assert "Traceback" not in proc.stderr
+    # THUDM's config.json names no [sMASK]: the config takes the tokenizer's (right after [gMASK]), so no
+    # warning about a token id beyond a small folder's vocabulary
+    assert result["smask"][0] == result["smask"][1] and "smask_token_id" not in proc.stderr
 
 
 def test_the_weights_are_the_course_models(folder):

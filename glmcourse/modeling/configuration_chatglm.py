@@ -29,7 +29,7 @@ class ChatGLMConfig(PretrainedConfig):
         eos_token_id: int = 130005,  # <eop>
         mask_token_id: int = 130000,  # [MASK]
         gmask_token_id: int = 130001,  # [gMASK]
-        smask_token_id: int = 130002,  # [sMASK]
+        smask_token_id: int | None = None,  # [sMASK]: gmask_token_id + 1 when not given (130002)
         pad_token_id: int = 3,  # <pad>
         initializer_range: float = 0.02,
         use_cache: bool = True,
@@ -58,7 +58,8 @@ class ChatGLMConfig(PretrainedConfig):
         self.position_encoding_2d = position_encoding_2d
         self.mask_token_id = mask_token_id
         self.gmask_token_id = gmask_token_id
-        self.smask_token_id = smask_token_id
+        # THUDM's config.json names no [sMASK]; its tokenizer puts it right after [gMASK], at any vocabulary size
+        self.smask_token_id = gmask_token_id + 1 if smask_token_id is None else smask_token_id
         self.initializer_range = initializer_range
         self.use_cache = use_cache
         self.pre_seq_len = pre_seq_len
