@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glmcourse.i18n import _
 from glmcourse.loading import load_base_model
 from glmcourse.lora import LoraError, _matches, linear_layers, linear_names
 
@@ -253,8 +254,10 @@ def load_adapter(model: nn.Module, adapter_dir, adapter_name: str = "default", i
             f"the PeftModel."
         )
     if verbose:
-        print(f"adapter loaded from {Path(path).name}/{name}: {len(report['matched'])}/{total} tensors matched; "
-              f"r={summary.r}, alpha={summary.lora_alpha:g}, targets {summary.target_modules}")
+        print(_("adapter loaded from {folder}/{file}: {matched}/{total} tensors matched; "
+                "r={r}, alpha={alpha:g}, targets {targets}", folder=Path(path).name, file=name,
+                matched=len(report["matched"]), total=total, r=summary.r, alpha=summary.lora_alpha,
+                targets=summary.target_modules))
     return peft_model
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from glmcourse.adapters import check_adapter
 from glmcourse.course_data import lora_records
+from glmcourse.i18n import _
 from glmcourse.lora import LoraError
 
 
@@ -81,11 +82,11 @@ def ensure_adapter(output_dir=None, callbacks=()) -> Path:
     output_dir = Path(output_dir or lesson_output_dir())
     try:
         check_adapter(output_dir)
-        print(f"using the adapter in runs/{output_dir.name} (trained by notebook 05)")
+        print(_("using the adapter in runs/{folder} (trained by notebook 05)", folder=output_dir.name))
         return output_dir
     except LoraError as err:
         reason = str(err).split(":", 1)[-1].strip()[:80]
-        print(f"no usable adapter in runs/{output_dir.name} ({reason}...); training one")
+        print(_("no usable adapter in runs/{folder} ({reason}...); training one", folder=output_dir.name, reason=reason))
     finetune.finetune(lesson_dataset(), output_dir, overwrite=True, callbacks=callbacks, **lesson_settings())
     return output_dir
 

@@ -27,6 +27,8 @@ import warnings
 import torch
 from torch import nn
 
+from glmcourse.i18n import _
+
 # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` inside get_peft_model and
 # PeftModel.from_pretrained: a FutureWarning on every wrap that the learner cannot act on.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -214,10 +216,10 @@ def resolve_target_modules(model: nn.Module, target_modules=None, verbose: bool 
                 f"peft has no default LoRA targets for model_type {model_type!r} and no Linear layer sits in an "
                 f"attention block. Pass target_modules with names from: {available}."
             )
-        how = (f"no peft default for model_type {model_type!r}: every Linear inside attention "
-               f"(a parent named {' or '.join(ATTENTION_WORDS)})")
+        how = _("no peft default for model_type {model_type!r}: every Linear inside attention "
+                "(a parent named {names})", model_type=model_type, names=" / ".join(ATTENTION_WORDS))
     if verbose:
-        print(f"LoRA target modules: {targets} ({how})")
+        print(_("LoRA target modules: {targets} ({how})", targets=targets, how=how))
     return targets, how
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from glmcourse.bilingual import bilingual
+from glmcourse.i18n import _
 
 # The lesson's settings on the course model and data/lora_train.json (notebook 07 and `make bench`
 # print what they reach). train.sh's own values (pre_seq_len 128, lr 2e-2, batch 1 x 16, 3000 steps)
@@ -401,8 +402,10 @@ def load_prefix(model, folder, check_fingerprint: bool = True, verbose: bool = T
     encoder.load_state_dict(state, strict=True)
     if verbose:
         c = saved["config"]
-        print(f"prefix loaded from {Path(folder).name}/{PREFIX_WEIGHTS}: {len(state)}/{len(state)} tensors, "
-              f"{c['parameters']:,} parameters, pre_seq_len {c['pre_seq_len']}, projection {c['prefix_projection']}")
+        print(_("prefix loaded from {folder}/{file}: {tensors}/{tensors} tensors, {parameters:,} parameters, "
+                "pre_seq_len {pre_seq_len}, projection {projection}", folder=Path(folder).name, file=PREFIX_WEIGHTS,
+                tensors=len(state), parameters=c["parameters"], pre_seq_len=c["pre_seq_len"],
+                projection=c["prefix_projection"]))
     return model
 
 

@@ -487,9 +487,34 @@ def translate_notebook(notebook, po_path=None) -> Translation:
     return result
 
 
+def keep_edition_outputs(nb, edition) -> int:
+    """Keep the outputs of the Chinese run (``nbtools run --edition zh``) across ``translate``: every code
+    cell of ``nb`` whose source is unchanged in the existing ``edition`` takes that cell's outputs; a cell
+    whose code (or comment translation) changed keeps the English run's, until the next Chinese run.
+    Returns how many cells kept Chinese-run outputs."""
+    edition = Path(edition)
+    if not edition.exists():
+        return 0
+    try:
+        old = {c.get("id"): c for c in read_notebook(edition).cells if c.cell_type == "code"}
+    except Exception:  # noqa: BLE001 - an unreadable edition is rewritten from the English
+        return 0
+    kept = 0
+    for cell in nb.cells:
+        before = old.get(cell.get("id")) if cell.cell_type == "code" else None
+        if before is not None and before.source == cell.source and before.get("outputs") != cell.get("outputs"):
+            cell.outputs = copy.deepcopy(before.outputs)
+            for out in cell.outputs:  # the counts stay translate's (English + 1), as a top-to-bottom run gives
+                if out.get("output_type") == "execute_result":
+                    out["execution_count"] = cell.execution_count
+            kept += 1
+    return kept
+
+
 def write_translation(notebook, po_path=None, out_path=None) -> Translation:
     result = translate_notebook(notebook, po_path)
     out_path = Path(out_path) if out_path else edition_path(notebook)
+    keep_edition_outputs(result.notebook, out_path)
     if not out_path.exists() or out_path.read_text(encoding="utf-8") != notebook_text(result.notebook):
         write_notebook(result.notebook, out_path)
     return result
@@ -503,6 +528,7 @@ def staleness(notebook, po_path=None, edition=None) -> list[str]:
     if not edition.exists():
         return [f"{_shown(edition)}: missing, no Chinese edition of {notebook.name}. {fix}"]
     result = translate_notebook(notebook, po_path)
+    keep_edition_outputs(result.notebook, edition)
     expected = notebook_text(result.notebook)
     actual_text = edition.read_text(encoding="utf-8")
     if actual_text == expected:
@@ -535,7 +561,8 @@ def staleness(notebook, po_path=None, edition=None) -> list[str]:
                                 f"(English starts {_clip(english_cells[cid][1].source if cid in english_cells else '')!r})")
         for key in ("outputs", "execution_count", "metadata", "cell_type"):
             if old.get(key) != cell.get(key):
-                problems.append(f"{_shown(edition)} {where}: {key} differ from the English notebook's")
+                problems.append(f"{_shown(edition)} {where}: {key} differ from the English notebook's"
+                                + (" (or from the Chinese run's)" if key == "outputs" else ""))
     for cid in have.keys() - {c.get("id") for c in result.notebook.cells}:
         problems.append(f"{_shown(edition)}: cell {cid} is no longer in the English notebook")
     if actual.metadata != result.notebook.metadata:
@@ -852,3 +879,31 @@ def build_figure_catalog(po_path=None, package=None, notebooks=None) -> UpdateRe
 def update_figure_catalog(po_path=None) -> UpdateResult:
     po_path = Path(po_path or FIGURE_CATALOG)
     return save_if_changed(po_path, build_figure_catalog(po_path))
+
+
+# ---------------------------------------------------------------------------- package messages
+# Every other learner-facing message of the package goes through ``_("English {field} template", ...)``
+# (glmcourse/i18n.py); the templates of glmcourse/**/*.py are collected into MESSAGE_CATALOG the same way.
+MESSAGE_CATALOG = CATALOG_DIR / "messages.po"
+MESSAGE_HEADER = """\
+Simplified Chinese (zh_CN) catalog of the package's messages (_(...) calls in glmcourse/**/*.py):
+findings, table headers, errors and warnings of the commands, the demos' text, doctor.
+Written by `python -m glmcourse.nbtools update-catalogs`; translators edit msgstr only.
+Each msgid is a str.format template: keep every {field} (and its !r / :spec) as it is.
+Rules, workflow and glossary: i18n/README.md, i18n/glossary.tsv."""
+
+
+def message_templates(package=None) -> list[Template]:
+    """Every ``_(...)`` template of the package's ``*.py`` files, in file and line order."""
+    package = Path(package or REPO_ROOT / "glmcourse")
+    files = [p for p in package.rglob("*.py") if p.name != "i18n.py"]
+    return sorted(call_templates("_", files), key=lambda t: (t.path, t.line))
+
+
+def build_message_catalog(po_path=None, package=None) -> UpdateResult:
+    return build_template_catalog(message_templates(package), Path(po_path or MESSAGE_CATALOG), MESSAGE_HEADER)
+
+
+def update_message_catalog(po_path=None, package=None) -> UpdateResult:
+    po_path = Path(po_path or MESSAGE_CATALOG)
+    return save_if_changed(po_path, build_message_catalog(po_path, package))
