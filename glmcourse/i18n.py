@@ -2,7 +2,8 @@
 
 A message is a whole English ``str.format`` template with named fields, never glued from pieces:
 ``print(_("using the adapter in runs/{name} (trained by notebook 05)", name=folder))``. The template is the
-key (msgid) of a catalog in ``i18n/zh_CN/``: ``messages.po`` for the package (``_``), ``exercises.po``
+key (msgid) of a catalog in ``i18n/zh_CN/``: ``messages.po`` for the package (``_``; a notebook's code cell
+calls it ``gettext``, since IPython rebinds ``_``), ``exercises.po``
 for the checkers (``glmcourse.exercises.say``), ``figures.po`` for figure text (``glmcourse.bilingual``).
 ``python -m glmcourse.nbtools update-catalogs`` collects the templates from the source (with ``ast``:
 the first argument must be a string literal, never an f-string), and tests/test_messages_i18n.py fails
@@ -45,7 +46,7 @@ def translations(path: str | os.PathLike) -> dict[str, str]:
     return {e.msgid: e.msgstr for e in po if e.msgstr and not e.obsolete and "fuzzy" not in e.flags}
 
 
-def chinese(template: str, path: str | os.PathLike, **values) -> str | None:
+def chinese(template: str, path: str | os.PathLike, /, **values) -> str | None:
     """The catalog's Chinese for ``template``, formatted; None when it has none (or it lost a field)."""
     text = translations(path).get(template)
     if text:
@@ -70,4 +71,4 @@ def _(template: str, /, **values) -> str:
     return message(MESSAGES, template, values)
 
 
-gettext = _
+gettext = _  # the name for a notebook's code cells: IPython rebinds ``_`` there to the last result

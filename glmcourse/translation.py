@@ -893,15 +893,20 @@ Each msgid is a str.format template: keep every {field} (and its !r / :spec) as 
 Rules, workflow and glossary: i18n/README.md, i18n/glossary.tsv."""
 
 
-def message_templates(package=None) -> list[Template]:
-    """Every ``_(...)`` template of the package's ``*.py`` files, in file and line order."""
+def message_templates(package=None, notebooks=None) -> list[Template]:
+    """Every ``_(...)`` and ``gettext(...)`` template of the package's ``*.py`` files, and every ``gettext(...)``
+    one of the notebooks' code cells (IPython rebinds ``_`` to the last result, so a notebook imports
+    ``gettext``, the same function), in file and line order."""
     package = Path(package or REPO_ROOT / "glmcourse")
     files = [p for p in package.rglob("*.py") if p.name != "i18n.py"]
-    return sorted(call_templates("_", files), key=lambda t: (t.path, t.line))
+    notebooks = lesson_notebooks() if notebooks is None else notebooks
+    found = call_templates("_", files) + call_templates("gettext", files, notebooks)
+    return sorted(found, key=lambda t: (t.path, t.line))
 
 
-def build_message_catalog(po_path=None, package=None) -> UpdateResult:
-    return build_template_catalog(message_templates(package), Path(po_path or MESSAGE_CATALOG), MESSAGE_HEADER)
+def build_message_catalog(po_path=None, package=None, notebooks=None) -> UpdateResult:
+    return build_template_catalog(message_templates(package, notebooks), Path(po_path or MESSAGE_CATALOG),
+                                  MESSAGE_HEADER)
 
 
 def update_message_catalog(po_path=None, package=None) -> UpdateResult:

@@ -77,10 +77,31 @@ def test_every_template_is_translated_with_the_same_fields():
     assert not problems, "\n".join(problems) + f"\nFix the msgstr in {CATALOG.relative_to(REPO)}"
 
 
+def test_a_field_may_have_any_name(zh):
+    """A message's field may be called path, catalog or template: they do not collide with the lookup's own."""
+    from glmcourse.exercises import say
+
+    for name in ("path", "catalog", "template", "values"):
+        assert _("error: {%s}" % name, **{name: "x"}) in ("错误：x", "error: x")
+        assert say("[PASS] {name}", name=name)
+    assert _("error: {message}", message="x", path="p", template="t") == "错误：x"
+
+
 def test_an_fstring_message_is_refused(tmp_path):
     (tmp_path / "bad.py").write_text('from glmcourse.i18n import _\nx = 1\nprint(_(f"got {x}"))\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.py:3: _\(\) needs a string literal"):
         translation.message_templates(tmp_path)
+
+
+def test_a_notebook_cell_says_gettext_and_is_collected(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('from glmcourse.i18n import gettext\n'
+                                          'print(gettext("{n} steps in {s:.0f} s", n=6, s=1.2))\n_ = 3', id="c1")]
+    path = tmp_path / "98_x.ipynb"
+    nbformat.write(nb, path)
+    found = translation.message_templates(tmp_path / "no_package", [path])
+    assert [(t.text, t.function) for t in found] == [("{n} steps in {s:.0f} s", "c1")]
+    assert i18n.gettext is _
 
 
 def test_update_catalogs_refreshes_the_message_catalog(tmp_path, monkeypatch, capsys):
