@@ -349,6 +349,7 @@ COMMANDS = {
     "glmcourse.workspace": "glmcourse.workspace:build_parser",
     "glmcourse.hub": "glmcourse.hub:build_parser",
     "glmcourse.thudm_format": "glmcourse.thudm_format:build_parser",
+    "glmcourse.zh_edition": "glmcourse.zh_edition:build_parser",
     "glmcourse": "glmcourse.__main__:build_parser",
 }
 

@@ -359,7 +359,7 @@ def _main(args) -> int:
     if args.command == "run" and args.edition == "zh":
         from glmcourse.zh_edition import run_edition
 
-        return run_edition(args.notebooks, timeout=args.timeout)
+        return run_edition(args.notebooks, timeout=args.timeout, execute=execute_notebook)
     if args.command == "run":
         failed = 0
         for nb_path in args.notebooks:

@@ -95,10 +95,10 @@ def zh_notebooks() -> list[Path]:
     return [translation.edition_path(p) for p in translation.lesson_notebooks()]
 
 
-def run_edition(english_paths, timeout: int) -> int:
-    """Regenerate and execute the Chinese edition of each English lesson, in Chinese. Exit status."""
+def run_edition(english_paths, timeout: int, execute) -> int:
+    """Regenerate and execute the Chinese edition of each English lesson, in Chinese. Exit status.
+    ``execute`` is ``nbtools.execute_notebook`` (passed in: nbtools imports this module)."""
     from glmcourse import translation
-    from glmcourse.nbtools import execute_notebook
 
     os.environ["GLMCOURSE_LANG"] = "zh"  # the kernel inherits it (the edition's first cell sets it as well)
     failed = 0
@@ -111,7 +111,7 @@ def run_edition(english_paths, timeout: int) -> int:
         if res.missing:
             print(f"[WARN] {translation._shown(edition)}: {len(res.missing)} of {res.units} texts left in English "
                   "(untranslated or fuzzy; `translate --strict` lists them)")
-        ran = execute_notebook(edition, timeout=timeout)
+        ran = execute(edition, timeout=timeout)
         if ran["ok"]:
             left = count([edition])[edition.name]
             print(f"[OK] {translation._shown(edition)}: executed in Chinese in {ran['wall_s']:.1f} s; "
@@ -123,23 +123,27 @@ def run_edition(english_paths, timeout: int) -> int:
     return 1 if failed else 0
 
 
-def main(argv=None) -> int:
-    import argparse
+def build_parser():
+    from glmcourse.cli import INPUT_FILE, CourseParser
 
-    parser = argparse.ArgumentParser(prog="python -m glmcourse.zh_edition",
-                                     description="count output lines with English sentences in Chinese notebooks")
+    parser = CourseParser(prog="python -m glmcourse.zh_edition",
+                          description="count output lines with English sentences in the Chinese notebooks")
     sub = parser.add_subparsers(dest="command", required=True)
     p_count = sub.add_parser("count", help="per notebook: output lines holding an English sentence")
-    p_count.add_argument("notebooks", nargs="*", help="default: every notebooks/zh/NN_*.ipynb")
+    p_count.add_argument("notebooks", nargs="*", kind=INPUT_FILE, fmt="ipynb",
+                         help="default: every notebooks/zh/NN_*.ipynb")
     p_count.add_argument("--show", action="store_true", help="print the lines too")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
     from glmcourse.notebook_io import read_notebook
 
+    try:
+        args = build_parser().parse_args(argv)  # the guard: every notebook named exists and is a notebook
+    except SystemExit as stop:
+        return stop.code
     paths = [Path(p) for p in args.notebooks] or zh_notebooks()
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
-        return 2
     total = 0
     for path in paths:
         found = english_lines(read_notebook(path))

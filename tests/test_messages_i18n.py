@@ -1,4 +1,4 @@
-"""One mechanism for the package's messages (issue 30): glmcourse.i18n._ and i18n/zh_CN/messages.po.
+"""One mechanism for the package's messages glmcourse.i18n._ and i18n/zh_CN/messages.po.
 
 (1) the language: GLMCOURSE_LANG first, then a zh locale (LC_ALL, LC_MESSAGES, LANG); read at every call;
 (2) messages.po is what `update-catalogs` writes from the _(...) calls, every entry translated, fields kept;

@@ -1,4 +1,4 @@
-"""How much English the Chinese edition's outputs still show (issue 30: a zh run prints Chinese).
+"""How much English the Chinese edition's outputs still show (a Chinese run prints Chinese).
 
 Per notebooks/zh/ lesson, the output lines holding an English sentence (``glmcourse.zh_edition``: a run of
 4+ ASCII words outside quotes, code, identifiers, paths and numbers; token tables and model replies left
