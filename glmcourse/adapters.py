@@ -55,12 +55,14 @@ def adapter_folder(path) -> Path:
     if path.is_file():
         where = path.parent
         if path.name in (ADAPTER_SAFETENSORS, ADAPTER_BIN, ADAPTER_CONFIG):
-            raise LoraError(f"{path} is a file: pass the folder that holds it, {where}, as the adapter path.")
-        raise LoraError(f"{path} is a file, not an adapter folder (a folder with {ADAPTER_CONFIG} and "
-                        f"{ADAPTER_SAFETENSORS} or {ADAPTER_BIN}, as written by model.save_pretrained).")
+            raise LoraError(_("{path} is a file: pass the folder that holds it, {where}, as the adapter path.",
+                              path=path, where=where))
+        raise LoraError(_("{path} is a file, not an adapter folder (a folder with {config} and {safetensors} or "
+                          "{bin}, as written by model.save_pretrained).", path=path, config=ADAPTER_CONFIG,
+                          safetensors=ADAPTER_SAFETENSORS, bin=ADAPTER_BIN))
     if not path.is_dir():
-        raise LoraError(f"{path}: no such adapter folder. Train one with python -m glmcourse.finetune "
-                        f"--dataset_path DIR --output_dir {path}, or check the path.")
+        raise LoraError(_("{path}: no such adapter folder. Train one with python -m glmcourse.finetune "
+                          "--dataset_path DIR --output_dir {path}, or check the path.", path=path))
     if not (path / ADAPTER_CONFIG).exists():
         weights = [n for n in (ADAPTER_SAFETENSORS, ADAPTER_BIN) if (path / n).exists()]
         checkpoints = sorted(p.name for p in path.glob("checkpoint-*") if (p / ADAPTER_CONFIG).exists())

@@ -197,12 +197,12 @@ def resolve_target_modules(model: nn.Module, target_modules=None, verbose: bool 
         missing = [t for t in targets if not any(_matches(n, t) for n in layers)]
         if missing:
             default = peft_default_targets(model_type) if model_type else None
-            hint = (f" For model_type {model_type!r}, peft's default is {default}: leave target_modules out to use it."
-                    if default else " Use the last part of a name, e.g. 'query_key_value' or 'q_proj'.")
-            raise LoraError(
-                f"target_modules {missing} match no Linear layer of {type(model).__name__} "
-                f"(model_type {model_type!r}). Its Linear layers are: {available}.{hint}"
-            )
+            hint = (_(" For model_type {model_type!r}, peft's default is {default}: leave target_modules out to use it.",
+                      model_type=model_type, default=default)
+                    if default else _(" Use the last part of a name, e.g. 'query_key_value' or 'q_proj'."))
+            raise LoraError(_("target_modules {missing} match no Linear layer of {model} (model_type {model_type!r}). "
+                              "Its Linear layers are: {available}.{hint}", missing=missing, model=type(model).__name__,
+                              model_type=model_type, available=available, hint=hint))
         return targets, "as given"
     default = peft_default_targets(model_type) if model_type else None
     if default is not None and all(any(_matches(n, t) for n in layers) for t in default):
