@@ -98,9 +98,20 @@ def zh_notebooks() -> list[Path]:
 def run_edition(english_paths, timeout: int, execute) -> int:
     """Regenerate and execute the Chinese edition of each English lesson, in Chinese. Exit status.
     ``execute`` is ``nbtools.execute_notebook`` (passed in: nbtools imports this module)."""
+    before = os.environ.get("GLMCOURSE_LANG")
+    os.environ["GLMCOURSE_LANG"] = "zh"  # the kernel inherits it (the edition's first cell sets it as well)
+    try:
+        return _run_each(english_paths, timeout, execute)
+    finally:
+        if before is None:
+            os.environ.pop("GLMCOURSE_LANG", None)
+        else:
+            os.environ["GLMCOURSE_LANG"] = before
+
+
+def _run_each(english_paths, timeout: int, execute) -> int:
     from glmcourse import translation
 
-    os.environ["GLMCOURSE_LANG"] = "zh"  # the kernel inherits it (the edition's first cell sets it as well)
     failed = 0
     for path in english_paths:
         path = Path(path)

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import ast
-import warnings
+import os
 from pathlib import Path
 
 import nbformat
@@ -238,7 +238,7 @@ def test_translate_keeps_the_chinese_runs_outputs_of_unchanged_cells(tmp_path):
 
 
 def test_run_edition_zh_executes_the_chinese_notebook_in_chinese(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("GLMCOURSE_LANG", raising=False)
+    monkeypatch.setenv("GLMCOURSE_LANG", "en")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     english = _lesson(tmp_path, "from glmcourse.exercises import say\nprint(say('[PASS] {name}', name='x'))")
     assert nbtools.main(["run", "--edition", "zh", str(english)]) == 0
@@ -247,3 +247,4 @@ def test_run_edition_zh_executes_the_chinese_notebook_in_chinese(tmp_path, monke
     assert edition.cells[2].outputs[0]["text"] == "[通过] x\n"
     assert "executed in Chinese" in capsys.readouterr().out
     assert nbformat.read(english, as_version=4).cells[1].outputs[0]["text"] == "[PASS] x\n"  # English untouched
+    assert os.environ["GLMCOURSE_LANG"] == "en"  # this process's language is left as it was
