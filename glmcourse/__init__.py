@@ -19,8 +19,11 @@ REPO_ROOT = PACKAGE_DIR.parent
 COURSE_MODEL = str(PACKAGE_DIR / "course_model")  # the shipped tiny ChatGLM (safetensors + tokenizer)
 DATA_DIR = REPO_ROOT / "data"  # the course's datasets (Alpaca format)
 # Scratch outputs of notebooks and scripts (git-ignored): <repo>/runs, or GLMCOURSE_RUNS_DIR when set (the
-# class hub gives each student their own, inside their workspace, so students never share runs/).
-RUNS_DIR = Path(os.environ.get("GLMCOURSE_RUNS_DIR") or REPO_ROOT / "runs").expanduser().absolute()
+# class hub gives each student their own, inside their workspace, so students never share runs/). A kernel of
+# the Chinese edition (GLMCOURSE_LANG=zh, set by its first cell) uses runs/zh/: the two editions of a lesson
+# can then run side by side (make test's two workers) without overwriting each other's adapters and data.
+_EDITION_RUNS = "runs/zh" if os.environ.get("GLMCOURSE_LANG", "").strip().lower().startswith("zh") else "runs"
+RUNS_DIR = Path(os.environ.get("GLMCOURSE_RUNS_DIR") or REPO_ROOT / _EDITION_RUNS).expanduser().absolute()
 
 from glmcourse import settings  # noqa: E402,F401  (sets quiet mode before transformers is imported)
 

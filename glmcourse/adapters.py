@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glmcourse.i18n import _
 from glmcourse.loading import load_base_model
 from glmcourse.lora import LoraError, _matches, linear_layers, linear_names
 
@@ -54,12 +55,14 @@ def adapter_folder(path) -> Path:
     if path.is_file():
         where = path.parent
         if path.name in (ADAPTER_SAFETENSORS, ADAPTER_BIN, ADAPTER_CONFIG):
-            raise LoraError(f"{path} is a file: pass the folder that holds it, {where}, as the adapter path.")
-        raise LoraError(f"{path} is a file, not an adapter folder (a folder with {ADAPTER_CONFIG} and "
-                        f"{ADAPTER_SAFETENSORS} or {ADAPTER_BIN}, as written by model.save_pretrained).")
+            raise LoraError(_("{path} is a file: pass the folder that holds it, {where}, as the adapter path.",
+                              path=path, where=where))
+        raise LoraError(_("{path} is a file, not an adapter folder (a folder with {config} and {safetensors} or "
+                          "{bin}, as written by model.save_pretrained).", path=path, config=ADAPTER_CONFIG,
+                          safetensors=ADAPTER_SAFETENSORS, bin=ADAPTER_BIN))
     if not path.is_dir():
-        raise LoraError(f"{path}: no such adapter folder. Train one with python -m glmcourse.finetune "
-                        f"--dataset_path DIR --output_dir {path}, or check the path.")
+        raise LoraError(_("{path}: no such adapter folder. Train one with python -m glmcourse.finetune "
+                          "--dataset_path DIR --output_dir {path}, or check the path.", path=path))
     if not (path / ADAPTER_CONFIG).exists():
         weights = [n for n in (ADAPTER_SAFETENSORS, ADAPTER_BIN) if (path / n).exists()]
         checkpoints = sorted(p.name for p in path.glob("checkpoint-*") if (p / ADAPTER_CONFIG).exists())
@@ -253,8 +256,10 @@ def load_adapter(model: nn.Module, adapter_dir, adapter_name: str = "default", i
             f"the PeftModel."
         )
     if verbose:
-        print(f"adapter loaded from {Path(path).name}/{name}: {len(report['matched'])}/{total} tensors matched; "
-              f"r={summary.r}, alpha={summary.lora_alpha:g}, targets {summary.target_modules}")
+        print(_("adapter loaded from {folder}/{file}: {matched}/{total} tensors matched; "
+                "r={r}, alpha={alpha:g}, targets {targets}", folder=Path(path).name, file=name,
+                matched=len(report["matched"]), total=total, r=summary.r, alpha=summary.lora_alpha,
+                targets=summary.target_modules))
     return peft_model
 
 

@@ -28,6 +28,8 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
+from glmcourse.i18n import _
+
 REPLACEMENT_CHAR = "\ufffd"  # what a byte-level decoder shows for an incomplete UTF-8 sequence
 REPLY_ROOM = 256  # tokens kept free for the reply when trimming history (unless max_new_tokens says)
 
@@ -64,15 +66,17 @@ def validate_history(history) -> list[tuple[str, str]]:
     """
     if history is None:
         return []
-    expected = "history must be a list of (query, response) pairs, e.g. [('你好', '你好！有什么可以帮你？')]"
+    example = "[('你好', '你好！有什么可以帮你？')]"
     if isinstance(history, (str, bytes, dict)) or not hasattr(history, "__iter__"):
-        raise TypeError(f"{expected}; got {type(history).__name__}.")
+        raise TypeError(_("history must be a list of (query, response) pairs, e.g. {example}; got {kind}.",
+                          example=example, kind=type(history).__name__))
     turns = []
     for i, turn in enumerate(history):
         ok = isinstance(turn, (tuple, list)) and len(turn) == 2 and all(isinstance(t, str) for t in turn)
         if not ok:
-            raise TypeError(f"{expected}; history[{i}] is {turn!r} ({type(turn).__name__}). "
-                            "Pass the history that chat() returned, or build it from 2-tuples of strings.")
+            raise TypeError(_("history must be a list of (query, response) pairs, e.g. {example}; history[{i}] is "
+                              "{turn!r} ({kind}). Pass the history that chat() returned, or build it from 2-tuples "
+                              "of strings.", example=example, i=i, turn=turn, kind=type(turn).__name__))
         turns.append((turn[0], turn[1]))
     return turns
 
@@ -160,8 +164,8 @@ def ensure_cpu_float(model):
     if dtype is None:
         dtype = next(model.parameters()).dtype
     if dtype == torch.float16 and _model_device(model).type == "cpu":
-        warnings.warn("chat: the model is fp16 on the CPU, which cannot run half-precision matmuls; "
-                      "casting it to fp32 (use .half() only on a GPU).", stacklevel=3)
+        warnings.warn(_("chat: the model is fp16 on the CPU, which cannot run half-precision matmuls; "
+                        "casting it to fp32 (use .half() only on a GPU)."), stacklevel=3)
         model.float()
     return model
 
@@ -218,8 +222,9 @@ def _prepare(model, tokenizer, query, history, max_length, kwargs):
     room = min(kwargs.get("max_new_tokens") or REPLY_ROOM, max(1, max_length // 4))
     kept, dropped = fit_history(tokenizer, query, turns, max_length, room)
     if dropped:
-        warnings.warn(f"chat: dropped the {dropped} oldest of {len(turns)} turns so the prompt fits "
-                      f"max_length={max_length} with {room} tokens left for the reply.",
+        warnings.warn(_("chat: dropped the {dropped} oldest of {turns} turns so the prompt fits "
+                        "max_length={max_length} with {room} tokens left for the reply.",
+                        dropped=dropped, turns=len(turns), max_length=max_length, room=room),
                       HistoryTrimmedWarning, stacklevel=3)
     inputs = _encode_prompt(model, tokenizer, build_prompt(query, kept))
     return turns, inputs, max_length
@@ -387,13 +392,13 @@ def chat_widget(model, tokenizer, max_length: int = 2048, top_p: float = 0.7, te
     from IPython.display import Markdown, display
 
     text = widgets.Textarea(placeholder="输入消息 / type a message", layout=widgets.Layout(width="100%"))
-    submit = widgets.Button(description="Submit", button_style="primary")
-    clear = widgets.Button(description="Clear History")
+    submit = widgets.Button(description=_("Submit"), button_style="primary")
+    clear = widgets.Button(description=_("Clear History"))
     sliders = {
-        "max_length": widgets.IntSlider(value=max_length, min=16, max=4096, step=1, description="Maximum length"),
-        "top_p": widgets.FloatSlider(value=top_p, min=0.01, max=1.0, step=0.01, description="Top P"),
+        "max_length": widgets.IntSlider(value=max_length, min=16, max=4096, step=1, description=_("Maximum length")),
+        "top_p": widgets.FloatSlider(value=top_p, min=0.01, max=1.0, step=0.01, description=_("Top P")),
         "temperature": widgets.FloatSlider(value=temperature, min=0.01, max=1.5, step=0.01,
-                                           description="Temperature"),
+                                           description=_("Temperature")),
     }
     for slider in sliders.values():
         slider.style.description_width = "initial"
@@ -416,12 +421,12 @@ def chat_widget(model, tokenizer, max_length: int = 2048, top_p: float = 0.7, te
         try:
             options = {name: slider.value for name, slider in sliders.items()}
             turns = box.history
-            for _, turns in stream_chat(model, tokenizer, query, box.history, **options):
+            for _reply, turns in stream_chat(model, tokenizer, query, box.history, **options):
                 show(turns)
             box.history = turns
         except Exception as err:  # shown in the chat box instead of a log the learner never opens
             with transcript:
-                display(Markdown(f"**error:** `{type(err).__name__}: {err}`"))
+                display(Markdown(_("**error:** `{error}: {message}`", error=type(err).__name__, message=err)))
         finally:
             submit.disabled = False
 

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from glmcourse.files import OutputError, is_same_or_inside, sigterm_as_exit
+from glmcourse.i18n import _
 
 TRUE_ENV_WORDS = {"1", "true", "yes", "on"}  # huggingface_hub's ENV_VARS_TRUE_VALUES
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's and torch's seeding accept everywhere
@@ -297,10 +298,10 @@ def run_cli(main_body) -> int:
         with sigterm_as_exit():
             main_body()
     except (DataError, UsageError, OutputError, OSError) as err:  # OSError: unreadable input, full disk
-        print(f"error: {err}", file=sys.stderr)
+        print(_("error: {message}", message=err), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: nothing was written.", file=sys.stderr)
+        print(_("interrupted: nothing was written."), file=sys.stderr)
         return 130
     return 0
 
@@ -348,6 +349,7 @@ COMMANDS = {
     "glmcourse.workspace": "glmcourse.workspace:build_parser",
     "glmcourse.hub": "glmcourse.hub:build_parser",
     "glmcourse.thudm_format": "glmcourse.thudm_format:build_parser",
+    "glmcourse.tools.zh_edition": "glmcourse.tools.zh_edition:build_parser",
     "glmcourse": "glmcourse.__main__:build_parser",
 }
 

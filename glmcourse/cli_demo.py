@@ -16,14 +16,26 @@ import sys
 import warnings
 
 from glmcourse.cli import UsageError, check_float, check_int, clean_text, float_arg, int_arg, one_line
+from glmcourse.i18n import _
 
 # What the course model was trained to do (data/course_chat.json, written by glmcourse.tools.make_data):
 # greetings, capitals, sums, translation of a word, remembering a name told earlier in the chat.
 EXAMPLES = ["你好", "What is 7 + 8?", "法国的首都是哪座城市？", "把“牛奶”翻译成英文", "My name is Mia.",
             "Do you remember my name?"]
-WELCOME = ("Welcome to the ChatGLM course model (CourseGLM). It knows greetings, capitals, sums, word "
-           "translation and your name once you tell it; try: " + " | ".join(EXAMPLES[:4])
-           + ". Type 'clear' to empty the history, 'stop' to quit.")
+
+
+def welcome() -> str:
+    """The greeting, in the learner's language (glmcourse/i18n.py)."""
+    return _("Welcome to the ChatGLM course model (CourseGLM). It knows greetings, capitals, sums, word "
+             "translation and your name once you tell it; try: {examples}. Type 'clear' to empty the history, "
+             "'stop' to quit.", examples=" | ".join(EXAMPLES[:4]))
+
+
+def not_utf8() -> str:
+    return _("[that message was not valid UTF-8 text, so it was not sent. Set your terminal or file to UTF-8 "
+             "(e.g. LANG=C.UTF-8) and type it again; the conversation so far is kept.]")
+
+
 PROMPT = "\n用户："
 ANSWER = "\nChatGLM："
 MAX_LENGTH_RANGE = (16, 1_000_000)  # prompt + reply tokens; the model's own limit applies on top
@@ -64,7 +76,8 @@ def _too_long_hint(model, tokenizer, query: str, gen: dict) -> str:
         n = count_prompt_tokens(tokenizer, query)
     except Exception:  # the hint is best effort
         return ""
-    return f" (it is {n} tokens; this model reads at most {max_length}, prompt and answer together)"
+    return _(" (it is {n} tokens; this model reads at most {max_length}, prompt and answer together)",
+             n=n, max_length=max_length)
 
 
 def answer(model, tokenizer, query: str, history: list, gen: dict) -> list:
@@ -83,24 +96,26 @@ def answer(model, tokenizer, query: str, history: list, gen: dict) -> list:
                 shown = response
         except KeyboardInterrupt:
             stream.close()  # stops generate() at the next token
-            print("\n[answer interrupted; it is not kept in the history]", flush=True)
+            print("\n" + _("[answer interrupted; it is not kept in the history]"), flush=True)
             return history
         except ValueError as err:  # the message alone does not fit the context, or a bad setting
             text = one_line(err)
             if "does not fit" in text:
-                text = ("your message is too long for the model's context" + _too_long_hint(model, tokenizer, query, gen)
-                        + ". Shorten it or split it into several messages")
-            print(f"\n[not answered: {text}. The conversation so far is kept; type another message.]", flush=True)
+                text = _("your message is too long for the model's context{why}. Shorten it or split it into several "
+                         "messages", why=_too_long_hint(model, tokenizer, query, gen))
+            print("\n" + _("[not answered: {reason}. The conversation so far is kept; type another message.]",
+                           reason=text), flush=True)
             return history
         except (RuntimeError, TypeError, IndexError) as err:  # a failure inside generate()
-            print(f"\n[not answered: the model failed on this message ({type(err).__name__}: {one_line(err)}). "
-                  f"The conversation so far is kept; try another message, or 'clear'.]", flush=True)
+            print("\n" + _("[not answered: the model failed on this message ({error}: {message}). The conversation so "
+                            "far is kept; try another message, or 'clear'.]", error=type(err).__name__,
+                            message=one_line(err)), flush=True)
             return history
     print(flush=True)
     for note in notes:
         print(f"[{note.message}]", flush=True)
     if not shown and new_history is not history:
-        print("[the model gave an empty answer]", flush=True)
+        print(_("[the model gave an empty answer]"), flush=True)
     return new_history
 
 
@@ -109,8 +124,6 @@ def _undecodable(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-NOT_UTF8 = ("[that message was not valid UTF-8 text, so it was not sent. Set your terminal or file to UTF-8 "
-            "(e.g. LANG=C.UTF-8) and type it again; the conversation so far is kept.]")
 
 
 def run(model, tokenizer, gen: dict, read=input) -> int:
@@ -120,7 +133,7 @@ def run(model, tokenizer, gen: dict, read=input) -> int:
     except UsageError as err:
         print(f"cli_demo: {err}", file=sys.stderr)
         return 2
-    print(WELCOME, flush=True)
+    print(welcome(), flush=True)
     history: list = []
     while True:
         try:
@@ -132,10 +145,10 @@ def run(model, tokenizer, gen: dict, read=input) -> int:
             print(flush=True)
             continue
         except UnicodeDecodeError:  # stdin not reconfigured (run() called directly) and not UTF-8
-            print(NOT_UTF8, flush=True)
+            print(not_utf8(), flush=True)
             continue
         if _undecodable(line):
-            print(NOT_UTF8, flush=True)
+            print(not_utf8(), flush=True)
             continue
         query = clean_text(line).strip()  # a lone surrogate (not valid Unicode) becomes U+FFFD, not a crash
         if not query:
@@ -145,7 +158,7 @@ def run(model, tokenizer, gen: dict, read=input) -> int:
         if query.lower() == "clear":
             history = []
             clear_screen()
-            print(WELCOME, flush=True)
+            print(welcome(), flush=True)
             continue
         history = answer(model, tokenizer, query, history, gen)
 

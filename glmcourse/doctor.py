@@ -18,6 +18,8 @@ import shutil
 import sys
 from dataclasses import dataclass
 
+from glmcourse.i18n import _
+
 # package (distribution name) -> (lowest supported, first unsupported, what needs it)
 SUPPORTED = {
     "python": ("3.10", "3.14", "the course package"),
@@ -57,7 +59,7 @@ class Check:
     def lines(self) -> list[str]:
         out = [f"[{'OK' if self.ok else 'FAIL'}] {self.name}: {self.detail}"]
         if not self.ok and self.fix:
-            out.append(f"       fix: {self.fix}")
+            out.append("       " + _("fix: {command}", command=self.fix))
         return out
 
 
@@ -145,7 +147,7 @@ def in_range(found: str, low: str, high: str) -> bool:
 
 
 def spec_of(package: str) -> str:
-    low, high, _ = SUPPORTED[package]
+    low, high, _why = SUPPORTED[package]
     return f">={low},<{high}"
 
 
@@ -162,10 +164,10 @@ def check_package(package: str, label: str | None = None) -> Check:
     found = version_of(package)
     low, high, why = SUPPORTED[package]
     if found is None:
-        return Check(label, False, f"not installed (needed for {why}; supported {spec_of(package)})",
+        return Check(label, False, _("not installed (needed for {why}; supported {spec})", why=why, spec=spec_of(package)),
                      install_command(package))
     if not in_range(found, low, high):
-        return Check(label, False, f"{found} found; supported {spec_of(package)} (needed for {why})",
+        return Check(label, False, _("{found} found; supported {spec} (needed for {why})", found=found, spec=spec_of(package), why=why),
                      install_command(package))
     return Check(label, True, f"{found}")
 
@@ -173,10 +175,10 @@ def check_package(package: str, label: str | None = None) -> Check:
 # ---------------------------------------------------------------------------- the checks
 def check_python() -> Check:
     found = python_version()
-    low, high, _ = SUPPORTED["python"]
+    low, high, _why = SUPPORTED["python"]
     if in_range(found, low, high):
         return Check("Python", True, found)
-    return Check("Python", False, f"{found} found; supported {spec_of('python')}", install_command("python"))
+    return Check("Python", False, _("{found} found; supported {spec}", found=found, spec=spec_of("python")), install_command("python"))
 
 
 def check_torch() -> Check:
@@ -186,9 +188,9 @@ def check_torch() -> Check:
     try:
         device = torch_device()
     except Exception as exc:  # a broken wheel imports badly
-        return Check("torch", False, f"{base.detail} installed but `import torch` failed: {exc}",
+        return Check("torch", False, _("{version} installed but `import torch` failed: {error}", version=base.detail, error=exc),
                      install_command("torch"))
-    return Check("torch", True, f"{base.detail}, device {device}")
+    return Check("torch", True, _("{version}, device {device}", version=base.detail, device=device))
 
 
 def check_bitsandbytes() -> Check:
@@ -198,9 +200,9 @@ def check_bitsandbytes() -> Check:
     try:
         backend = bitsandbytes_backend()
     except Exception as exc:
-        return Check("bitsandbytes", False, f"{base.detail}, backend unknown ({exc})",
-                     "lesson 02 falls back to fp32; to repair: " + install_command("bitsandbytes"))
-    return Check("bitsandbytes", True, f"{base.detail}, backend {backend}")
+        return Check("bitsandbytes", False, _("{version}, backend unknown ({error})", version=base.detail, error=exc),
+                     _("lesson 02 falls back to fp32; to repair: {command}", command=install_command("bitsandbytes")))
+    return Check("bitsandbytes", True, _("{version}, backend {backend}", version=base.detail, backend=backend))
 
 
 def check_widgets() -> Check:
@@ -218,22 +220,23 @@ def check_widgets() -> Check:
                      f"jupyterlab_widgets{spec_of('jupyterlab_widgets')}",
                      f"python -m pip install 'ipywidgets{spec_of('ipywidgets')}' "
                      f"'jupyterlab_widgets{spec_of('jupyterlab_widgets')}'")
-    return Check("ipywidgets/jupyterlab_widgets", True, f"{ipyw} / {labw} (matching)")
+    return Check("ipywidgets/jupyterlab_widgets", True, _("{ipywidgets} / {labwidgets} (matching)", ipywidgets=ipyw, labwidgets=labw))
 
 
 def check_ram() -> Check:
     total, available = ram_gib()
-    detail = f"{total:.1f} GiB total, {available:.1f} GiB available (need >= {MIN_RAM_GIB:.0f} GiB total)"
+    detail = _("{total:.1f} GiB total, {available:.1f} GiB available (need >= {need:.0f} GiB total)",
+               total=total, available=available, need=MIN_RAM_GIB)
     if total < MIN_RAM_GIB:
-        return Check("RAM", False, detail, "use a machine with more memory (the course model needs ~1-2 GiB per notebook)")
+        return Check("RAM", False, detail, _("use a machine with more memory (the course model needs ~1-2 GiB per notebook)"))
     return Check("RAM", True, detail)
 
 
 def check_disk(path: str) -> Check:
     free = free_disk_gib(path)
-    detail = f"{free:.1f} GiB free in the course folder (need >= {MIN_FREE_DISK_GIB:.0f} GiB)"
+    detail = _("{free:.1f} GiB free in the course folder (need >= {need:.0f} GiB)", free=free, need=MIN_FREE_DISK_GIB)
     if free < MIN_FREE_DISK_GIB:
-        return Check("disk", False, detail, "free some space, e.g. `rm -rf runs/` (course outputs, re-creatable)")
+        return Check("disk", False, detail, _("free some space, e.g. `rm -rf runs/` (course outputs, re-creatable)"))
     return Check("disk", True, detail)
 
 
@@ -298,15 +301,16 @@ def lock_differences(pins: dict[str, str], installed: dict[str, str]) -> list[st
 def check_lock() -> Check:
     path = lock_path()
     if not path.exists():
-        return Check("lock", True, "no requirements/lock.txt beside the package (not a course checkout): skipped")
+        return Check("lock", True, _("no requirements/lock.txt beside the package (not a course checkout): skipped"))
     problems = lock_differences(read_lock(path), installed_versions())
     if not problems:
-        return Check("lock", True, "every installed version is the lock's (requirements/lock.txt)")
+        return Check("lock", True, _("every installed version is the lock's (requirements/lock.txt)"))
     extra = [p.split(":")[0] for p in problems if p.endswith("not in the lock")]
     fix = "python -m pip install -r requirements/lock.txt"
     if extra:
         fix += " && python -m pip uninstall -y " + " ".join(extra)
-    return Check("lock", False, f"{len(problems)} difference(s) from requirements/lock.txt: " + "; ".join(problems), fix)
+    return Check("lock", False, _("{count} difference(s) from requirements/lock.txt: {differences}", count=len(problems),
+                                  differences="; ".join(problems)), fix)
 
 
 def run_checks() -> list[Check]:
@@ -345,9 +349,10 @@ def main(argv=None) -> int:
         print("\n".join(check.lines()))
     failed = [c.name for c in checks if not c.ok]
     if failed:
-        print(f"\n{len(failed)} check(s) failed: {', '.join(failed)}. Run each fix above, then `python -m glmcourse doctor` again.")
+        print("\n" + _("{count} check(s) failed: {names}. Run each fix above, then `python -m glmcourse doctor` again.",
+                        count=len(failed), names=", ".join(failed)))
         return 1
-    print(f"\nAll {len(checks)} checks passed.")
+    print("\n" + _("All {count} checks passed.", count=len(checks)))
     return 0
 
 

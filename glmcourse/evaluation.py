@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from glmcourse import masks
 from glmcourse.chat import build_prompt, process_response
 from glmcourse.data import format_example
+from glmcourse.i18n import _
 from glmcourse.quant import QUANT_VARIANTS, quantize_model, quantized_weight_bytes
 
 
@@ -184,7 +185,7 @@ def side_by_side(records, columns: dict, limit: int = 5, width: int = 46) -> Non
 
     for i, record in enumerate(records[:limit]):
         print(f"[{i}] {record['instruction']} {record['input']}")
-        print(f"    {'expected':<12} {cut(record['output'])}")
+        print(f"    {_('expected'):<12} {cut(record['output'])}")
         for name, replies in columns.items():
             mark = "✓" if replies[i].strip() == record["output"].strip() else "✗"
             print(f"    {name:<12} {mark} {cut(replies[i])}")
@@ -240,7 +241,7 @@ def score(model, tokenizer, records) -> tuple[dict, list[str]]:
 def print_scores(columns: dict, records) -> None:
     """The scores of several models as one table (rows: metrics, columns: models)."""
     names = list(columns)
-    print(f"{f'{len(records)} held-out records':<24}" + "".join(f"{n:>12}" for n in names))
+    print(f"{_('{count} held-out records', count=len(records)):<24}" + "".join(f"{n:>12}" for n in names))
     for key in columns[names[0]]:
         unit = "%" if key.endswith("%") else ""
         label = key.removesuffix(" %") + (" (nats/token)" if key == "held-out loss" else "")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from glmcourse.adapters import check_adapter
 from glmcourse.course_data import lora_records
+from glmcourse.i18n import _
 from glmcourse.lora import LoraError
 # What the notebooks train: the learner defaults, or (fast mode) a shorter run on fewer rows, same code.
 from glmcourse.training import FAST_EVAL_RECORDS, FAST_SETTINGS, FAST_TRAIN_ROWS  # noqa: F401 - notebooks read them here
@@ -78,11 +79,11 @@ def ensure_adapter(output_dir=None, callbacks=()) -> Path:
     output_dir = Path(output_dir or lesson_output_dir())
     try:
         check_adapter(output_dir)
-        print(f"using the adapter in runs/{output_dir.name} (trained by notebook 05)")
+        print(_("using the adapter in runs/{folder} (trained by notebook 05)", folder=output_dir.name))
         return output_dir
     except LoraError as err:
         reason = str(err).split(":", 1)[-1].strip()[:80]
-        print(f"no usable adapter in runs/{output_dir.name} ({reason}...); training one")
+        print(_("no usable adapter in runs/{folder} ({reason}...); training one", folder=output_dir.name, reason=reason))
     finetune.finetune(lesson_dataset(), output_dir, overwrite=True, callbacks=callbacks, **lesson_settings())
     return output_dir
 

@@ -27,6 +27,8 @@ import warnings
 import torch
 from torch import nn
 
+from glmcourse.i18n import _
+
 # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` inside get_peft_model and
 # PeftModel.from_pretrained: a FutureWarning on every wrap that the learner cannot act on.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -195,12 +197,12 @@ def resolve_target_modules(model: nn.Module, target_modules=None, verbose: bool 
         missing = [t for t in targets if not any(_matches(n, t) for n in layers)]
         if missing:
             default = peft_default_targets(model_type) if model_type else None
-            hint = (f" For model_type {model_type!r}, peft's default is {default}: leave target_modules out to use it."
-                    if default else " Use the last part of a name, e.g. 'query_key_value' or 'q_proj'.")
-            raise LoraError(
-                f"target_modules {missing} match no Linear layer of {type(model).__name__} "
-                f"(model_type {model_type!r}). Its Linear layers are: {available}.{hint}"
-            )
+            hint = (_(" For model_type {model_type!r}, peft's default is {default}: leave target_modules out to use it.",
+                      model_type=model_type, default=default)
+                    if default else _(" Use the last part of a name, e.g. 'query_key_value' or 'q_proj'."))
+            raise LoraError(_("target_modules {missing} match no Linear layer of {model} (model_type {model_type!r}). "
+                              "Its Linear layers are: {available}.{hint}", missing=missing, model=type(model).__name__,
+                              model_type=model_type, available=available, hint=hint))
         return targets, "as given"
     default = peft_default_targets(model_type) if model_type else None
     if default is not None and all(any(_matches(n, t) for n in layers) for t in default):
@@ -214,10 +216,10 @@ def resolve_target_modules(model: nn.Module, target_modules=None, verbose: bool 
                 f"peft has no default LoRA targets for model_type {model_type!r} and no Linear layer sits in an "
                 f"attention block. Pass target_modules with names from: {available}."
             )
-        how = (f"no peft default for model_type {model_type!r}: every Linear inside attention "
-               f"(a parent named {' or '.join(ATTENTION_WORDS)})")
+        how = _("no peft default for model_type {model_type!r}: every Linear inside attention "
+                "(a parent named {names})", model_type=model_type, names=" / ".join(ATTENTION_WORDS))
     if verbose:
-        print(f"LoRA target modules: {targets} ({how})")
+        print(_("LoRA target modules: {targets} ({how})", targets=targets, how=how))
     return targets, how
 
 

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from glmcourse.i18n import _
+
 # --------------------------------------------------------------------------------------------
 # The three basic masks
 # --------------------------------------------------------------------------------------------
@@ -59,11 +61,10 @@ def prefix_mask(n: int, prefix_len: int) -> torch.Tensor:
 # ChatGLM-6B at chat time: [gMASK] <sop> positions and mask, from token ids
 # --------------------------------------------------------------------------------------------
 
-_ENCODE_HINT = (
-    "Encode the prompt with the tokenizer's special tokens: tokenizer.encode(text) appends "
-    "[gMASK] <sop> (encode(..., add_special_tokens=False) does not), and read the ids from the "
-    "tokenizer (tokenizer.gmask_token_id, tokenizer.sop_token_id) instead of hard-coding them."
-)
+def _encode_hint() -> str:
+    return _("Encode the prompt with the tokenizer's special tokens: tokenizer.encode(text) appends "
+             "[gMASK] <sop> (encode(..., add_special_tokens=False) does not), and read the ids from the "
+             "tokenizer (tokenizer.gmask_token_id, tokenizer.sop_token_id) instead of hard-coding them.")
 
 
 def _as_id_batch(input_ids, fn: str) -> tuple[torch.Tensor, bool]:
@@ -100,8 +101,8 @@ def _sop_index(ids: torch.Tensor, sop_id: int, fn: str, batched: bool) -> torch.
     sop_at, has_sop = _first_index(ids == sop_id)
     if not bool(has_sop.all()):
         where = f"{_missing_rows(has_sop)} of input_ids" if batched else "input_ids"
-        raise ValueError(f"{fn}: {where} has no <sop> token (id {sop_id}), so the prefix/answer split "
-                         f"is unknown. {_ENCODE_HINT}")
+        raise ValueError(_("{fn}: {where} has no <sop> token (id {sop_id}), so the prefix/answer split is unknown. "
+                           "{hint}", fn=fn, where=where, sop_id=sop_id, hint=_encode_hint()))
     return sop_at
 
 
@@ -126,9 +127,9 @@ def chatglm_position_ids(input_ids, gmask_id: int, sop_id: int, mask_id: int | N
         has_mask = has_mask | has_plain
     if not bool(has_mask.all()):
         where = f"{_missing_rows(has_mask)} of input_ids" if batched else "input_ids"
-        wanted = f"[gMASK] (id {gmask_id})" + (f" or [MASK] (id {mask_id})" if mask_id is not None else "")
-        raise ValueError(f"{fn}: {where} has no {wanted}, so the answer has no position to point at. "
-                         f"{_ENCODE_HINT}")
+        wanted = f"[gMASK] (id {gmask_id})" + (f" / [MASK] (id {mask_id})" if mask_id is not None else "")
+        raise ValueError(_("{fn}: {where} has no {wanted}, so the answer has no position to point at. {hint}",
+                           fn=fn, where=where, wanted=wanted, hint=_encode_hint()))
     length = ids.shape[-1]
     steps = torch.arange(length, device=ids.device).expand_as(ids)  # [B, L]
     after_sop = steps >= sop_at.unsqueeze(-1)

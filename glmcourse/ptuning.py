@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from glmcourse.bilingual import bilingual
+from glmcourse.i18n import _
 
 # The lesson's settings on the course model and data/lora_train.json (notebook 07 and `make bench`
 # print what they reach). train.sh's own values (pre_seq_len 128, lr 2e-2, batch 1 x 16, 3000 steps)
@@ -338,10 +339,11 @@ def read_prefix(folder) -> dict:
 
     folder = Path(folder)
     if folder.is_file():
-        raise PTuningError(f"{folder} is a file: pass the folder that holds {PREFIX_WEIGHTS} and {PTUNING_CONFIG}.")
+        raise PTuningError(_("{folder} is a file: pass the folder that holds {weights} and {config}.",
+                             folder=folder, weights=PREFIX_WEIGHTS, config=PTUNING_CONFIG))
     if not folder.is_dir():
-        raise PTuningError(f"{folder}: no such folder. Train a prefix with python -m glmcourse.ptuning --do_train "
-                           f"--train_file FILE --output_dir {folder}, or check the path.")
+        raise PTuningError(_("{folder}: no such folder. Train a prefix with python -m glmcourse.ptuning --do_train "
+                             "--train_file FILE --output_dir {folder}, or check the path.", folder=folder))
     if not (folder / PREFIX_WEIGHTS).exists():
         found = sorted(p.name for p in folder.iterdir())[:8]
         raise PTuningError(f"{folder} has no {PREFIX_WEIGHTS} (it holds {found}): not a P-Tuning v2 output folder.")
@@ -367,16 +369,17 @@ def check_prefix_fits(model, config: dict, folder="the prefix", check_fingerprin
     encoder_config = getattr(model.config, "pre_seq_len", None)
     want_p, want_proj = config["pre_seq_len"], config["prefix_projection"]
     if encoder_config is None or not hasattr(getattr(model, "transformer", None), "prefix_encoder"):
-        raise PTuningError(
-            f"{folder} is a P-Tuning v2 prefix (pre_seq_len {want_p}), but this model was built without one: load "
-            f"the base with ChatGLMForConditionalGeneration.from_pretrained(path, pre_seq_len={want_p}, "
-            f"prefix_projection={want_proj}).")
+        raise PTuningError(_(
+            "{folder} is a P-Tuning v2 prefix (pre_seq_len {want_p}), but this model was built without one: load "
+            "the base with ChatGLMForConditionalGeneration.from_pretrained(path, pre_seq_len={want_p}, "
+            "prefix_projection={want_proj}).", folder=folder, want_p=want_p, want_proj=want_proj))
     have_proj = bool(getattr(model.config, "prefix_projection", False))
     if encoder_config != want_p or have_proj != want_proj:
-        raise PTuningError(
-            f"{folder} was trained with pre_seq_len {want_p}, prefix_projection {want_proj}; this model was built "
-            f"with pre_seq_len {encoder_config}, prefix_projection {have_proj}. Build the base with the prefix's "
-            f"values: from_pretrained(path, pre_seq_len={want_p}, prefix_projection={want_proj}).")
+        raise PTuningError(_(
+            "{folder} was trained with pre_seq_len {want_p}, prefix_projection {want_proj}; this model was built "
+            "with pre_seq_len {have_p}, prefix_projection {have_proj}. Build the base with the prefix's "
+            "values: from_pretrained(path, pre_seq_len={want_p}, prefix_projection={want_proj}).", folder=folder,
+            want_p=want_p, want_proj=want_proj, have_p=encoder_config, have_proj=have_proj))
     base, here = config.get("base", {}), base_identity(model)
     sizes = [k for k in ("model_type", "hidden_size", "num_layers", "num_attention_heads", "vocab_size")
              if base.get(k) != here[k]]
@@ -401,8 +404,10 @@ def load_prefix(model, folder, check_fingerprint: bool = True, verbose: bool = T
     encoder.load_state_dict(state, strict=True)
     if verbose:
         c = saved["config"]
-        print(f"prefix loaded from {Path(folder).name}/{PREFIX_WEIGHTS}: {len(state)}/{len(state)} tensors, "
-              f"{c['parameters']:,} parameters, pre_seq_len {c['pre_seq_len']}, projection {c['prefix_projection']}")
+        print(_("prefix loaded from {folder}/{file}: {tensors}/{tensors} tensors, {parameters:,} parameters, "
+                "pre_seq_len {pre_seq_len}, projection {projection}", folder=Path(folder).name, file=PREFIX_WEIGHTS,
+                tensors=len(state), parameters=c["parameters"], pre_seq_len=c["pre_seq_len"],
+                projection=c["prefix_projection"]))
     return model
 
 

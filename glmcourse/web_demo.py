@@ -22,10 +22,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from glmcourse.cli import UsageError, check_port_free, int_arg, is_loopback, one_line, port_arg  # noqa: E402
 from glmcourse.cli_demo import EXAMPLES, check_gen  # noqa: E402
+from glmcourse.i18n import _  # noqa: E402
 
-TITLE = "ChatGLM course model"
 DEFAULTS = {"max_length": 2048, "top_p": 0.7, "temperature": 0.95}  # ChatGLM-6B's web demo
-PLACEHOLDER = "Type a message (Enter sends, Shift+Enter adds a new line)"
+# How the note of a turn that got no answer starts, in either language: such turns are not history.
+NOT_ANSWERED = ("*(not answered", "*(未回答")
+
+
+def placeholder() -> str:
+    return _("Type a message (Enter sends, Shift+Enter adds a new line)")
 
 
 # ------------------------------------------------------------------------------ showing text safely
@@ -124,7 +129,7 @@ def history_from(messages, state) -> list:
     shown = [(m.get("role"), _text_of(m.get("content"))) for m in (messages or []) if isinstance(m, dict)]
     pairs = [(shown[i][1], shown[i + 1][1]) for i in range(0, len(shown) - 1, 2)
              if shown[i][0] == "user" and shown[i + 1][0] == "assistant"
-             and not shown[i + 1][1].startswith("*(not answered")]
+             and not shown[i + 1][1].startswith(NOT_ANSWERED)]
     given = [t for t in (state or []) if isinstance(t, (list, tuple)) and len(t) == 2]
     if len(given) == len(pairs) and all((safe_markdown(q), safe_markdown(r)) == pair for (q, r), pair in zip(given, pairs)):
         return given  # the page's own raw history, exactly what it shows
@@ -154,7 +159,8 @@ def respond(model, tokenizer, query: str, messages: list, history: list, max_len
         gen = check_gen(dict(max_length=max_length, top_p=top_p, temperature=temperature,
                              max_new_tokens=max_new_tokens))
     except UsageError as err:
-        yield asked + [{"role": "assistant", "content": f"*(not answered: {safe_markdown(str(err))})*"}], history, query
+        note = _("*(not answered: {reason})*", reason=safe_markdown(str(err)))
+        yield asked + [{"role": "assistant", "content": note}], history, query
         return
     if gen.get("max_new_tokens") is None:
         gen.pop("max_new_tokens", None)
@@ -165,8 +171,8 @@ def respond(model, tokenizer, query: str, messages: list, history: list, max_len
     except (ValueError, RuntimeError, TypeError, IndexError) as err:
         text = one_line(err)
         if "does not fit" in text:
-            text = "the message is too long for the model's context; shorten it or raise Maximum length"
-        note = f"*(not answered: {safe_markdown(text)}. The conversation so far is kept.)*"
+            text = _("the message is too long for the model's context; shorten it or raise Maximum length")
+        note = _("*(not answered: {reason}. The conversation so far is kept.)*", reason=safe_markdown(text))
         yield asked + [{"role": "assistant", "content": note}], history, query
 
 
@@ -175,31 +181,32 @@ def build_demo(model, tokenizer, max_new_tokens=None):
     import gradio as gr
 
     limit = getattr(model.config, "max_sequence_length", None)
-    note = f"prompt + answer tokens; this model was trained up to {limit}" if limit else "prompt + answer tokens"
+    note = (_("prompt + answer tokens; this model was trained up to {limit}", limit=limit) if limit
+            else _("prompt + answer tokens"))
 
     def on_submit(query, messages, history, max_length, top_p, temperature):
         yield from respond(model, tokenizer, query, messages, history, max_length, top_p, temperature,
                            max_new_tokens=max_new_tokens)
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        gr.Markdown(f"# {TITLE}\nThe seed's web demo on the course model (CourseGLM). Answers stream and render "
-                    "as markdown. It was trained on greetings, capitals, sums, word translation and remembering "
-                    "your name: try an example below.")
+    with gr.Blocks(title=_("ChatGLM course model"), analytics_enabled=False) as demo:
+        gr.Markdown(_("# {title}\nThe seed's web demo on the course model (CourseGLM). Answers stream and render "
+                      "as markdown. It was trained on greetings, capitals, sums, word translation and remembering "
+                      "your name: try an example below.", title=_("ChatGLM course model")))
         chatbot = gr.Chatbot(label="ChatGLM", height=420, render_markdown=True, sanitize_html=True,
                              allow_tags=False, elem_id="chatbot")
         history = gr.State([])
         with gr.Row():
             with gr.Column(scale=4):
-                user_input = gr.Textbox(show_label=False, placeholder=PLACEHOLDER, lines=1, max_lines=8,
+                user_input = gr.Textbox(show_label=False, placeholder=placeholder(), lines=1, max_lines=8,
                                         elem_id="user_input")  # one line: Enter sends, Shift+Enter breaks the line
-                submit = gr.Button("Submit", variant="primary", elem_id="submit")
-                gr.Examples(examples=[[e] for e in EXAMPLES], inputs=[user_input], label="Examples")
+                submit = gr.Button(_("Submit"), variant="primary", elem_id="submit")
+                gr.Examples(examples=[[e] for e in EXAMPLES], inputs=[user_input], label=_("Examples"))
             with gr.Column(scale=1):
-                clear = gr.Button("Clear History", elem_id="clear")
-                max_length = gr.Slider(16, 4096, value=DEFAULTS["max_length"], step=1, label="Maximum length",
+                clear = gr.Button(_("Clear History"), elem_id="clear")
+                max_length = gr.Slider(16, 4096, value=DEFAULTS["max_length"], step=1, label=_("Maximum length"),
                                        info=note)
-                top_p = gr.Slider(0.01, 1.0, value=DEFAULTS["top_p"], step=0.01, label="Top P")
-                temperature = gr.Slider(0.01, 1.5, value=DEFAULTS["temperature"], step=0.01, label="Temperature")
+                top_p = gr.Slider(0.01, 1.0, value=DEFAULTS["top_p"], step=0.01, label=_("Top P"))
+                temperature = gr.Slider(0.01, 1.5, value=DEFAULTS["temperature"], step=0.01, label=_("Temperature"))
         for slider in (max_length, top_p, temperature):
             # gradio's own range check fails with a server traceback on a value it cannot compare (an API
             # call's None or text); respond() checks every setting and answers with one line instead

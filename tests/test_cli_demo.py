@@ -39,7 +39,7 @@ def test_commands_are_stripped_and_case_insensitive(capsys):
     assert cli_demo.run(model, TOK, {}, read=read) == 0
     out = capsys.readouterr().out
     assert len(model.calls) == 1  # only 你好 reached the model
-    assert out.count(cli_demo.WELCOME) == 3  # at start and after each clear
+    assert out.count(cli_demo.welcome()) == 3  # at start and after each clear
     assert out.count("\033[2J") == 2
     assert "ChatGLM：好的" in out
     assert len(read.prompts) == 5 and set(read.prompts) == {"\n用户："}
@@ -72,8 +72,8 @@ def test_bad_arguments_are_refused(capsys):
 
 
 def test_the_welcome_line_lists_example_prompts():
-    shown = [e for e in cli_demo.EXAMPLES if e in cli_demo.WELCOME]
-    assert 3 <= len(shown) <= 4 and "'clear'" in cli_demo.WELCOME and "'stop'" in cli_demo.WELCOME
+    shown = [e for e in cli_demo.EXAMPLES if e in cli_demo.welcome()]
+    assert 3 <= len(shown) <= 4 and "'clear'" in cli_demo.welcome() and "'stop'" in cli_demo.welcome()
 
 
 def test_pty_too_long_message_keeps_the_conversation(tiny_dir):
@@ -120,7 +120,7 @@ def long_answer_dir(tmp_path_factory):  # every answer >= 400 tokens: time to pr
 
 def test_pty_chat_turn_empty_line_clear_and_stop(tiny_dir):
     child = spawn(tiny_dir, "--max_length", "40")
-    child.expect_exact(cli_demo.WELCOME)
+    child.expect_exact(cli_demo.welcome())
     child.expect_exact(PROMPT)
     child.sendline("你好")
     child.expect_exact("ChatGLM：")
@@ -131,7 +131,7 @@ def test_pty_chat_turn_empty_line_clear_and_stop(tiny_dir):
     assert "ChatGLM" not in child.before  # an empty line only re-prompts
     child.sendline("  CLEAR ")
     child.expect_exact("\x1b[2J")
-    child.expect_exact(cli_demo.WELCOME)
+    child.expect_exact(cli_demo.welcome())
     child.expect_exact(PROMPT)
     child.sendline(" stop ")
     child.expect(pexpect.EOF)

@@ -286,6 +286,7 @@ def test_update_catalogs_command_refreshes_the_exercise_catalog(tmp_path, monkey
     monkeypatch.setattr(notebook_io, "lesson_notebooks", lambda folder=None: [])
     monkeypatch.setattr(template_catalogs, "EXERCISE_CATALOG", tmp_path / "exercises.po")
     monkeypatch.setattr(template_catalogs, "FIGURE_CATALOG", tmp_path / "figures.po")  # never the repo's catalogs
+    monkeypatch.setattr(template_catalogs, "MESSAGE_CATALOG", tmp_path / "messages.po")
     assert nbtools.main(["update-catalogs"]) == 0
     assert f"{len({t.text for t in TEMPLATES})} new" in capsys.readouterr().out
     assert {e.msgid for e in polib.pofile(str(tmp_path / "exercises.po"))} == {t.text for t in TEMPLATES}

@@ -1,4 +1,4 @@
-"""Figures draw their titles and axis labels in English and 中文, with a CJK font from the set-up."""
+"""Figures draw their titles and axis labels in the learner's language (中文 in zh mode), with a CJK font from the set-up."""
 from __future__ import annotations
 
 import string
@@ -49,11 +49,16 @@ def test_every_figure_text_is_collected_from_a_literal(tmp_path):
         template_catalogs.figure_templates(package=tmp_path, notebooks=[])
 
 
-def test_bilingual_puts_the_chinese_on_the_line_below():
-    assert figure_text.bilingual("rows") == "rows\n行数"
+def test_bilingual_speaks_the_learners_language(monkeypatch):
+    monkeypatch.setenv("GLMCOURSE_LANG", "en")
+    assert figure_text.bilingual("rows") == "rows"
+    assert figure_text.bilingual("{spans} span(s), Part A = {part_a} tokens", spans=2, part_a=9) == \
+        "2 span(s), Part A = 9 tokens"
+    monkeypatch.setenv("GLMCOURSE_LANG", "zh")  # what a Chinese notebook's first cell does
+    assert figure_text.bilingual("rows") == "行数"
     two = figure_text.bilingual("{spans} span(s), Part A = {part_a} tokens", spans=2, part_a=9)
-    assert two == "2 span(s), Part A = 9 tokens\n2 个片段，Part A = 9 个 token"
-    assert figure_text.bilingual("no such label {n}", n=3) == "no such label 3"  # not in the catalog: English only
+    assert two == "2 个片段，Part A = 9 个 token"
+    assert figure_text.bilingual("no such label {n}", n=3) == "no such label 3"  # not in the catalog: English
 
 
 def test_the_cjk_font_comes_from_mplfonts_and_is_the_fallback():
@@ -73,4 +78,4 @@ def test_without_the_cjk_font_chinese_warns_so_the_check_can_fail():
 def test_every_chinese_label_renders_without_missing_glyphs(entry):
     assert entry.msgstr and "fuzzy" not in entry.flags, f"untranslated in {CATALOG.name}: {entry.msgid!r}"
     values = sample_values(entry.msgid)
-    draw(figure_text.bilingual(entry.msgid, **values))
+    draw(entry.msgstr.format(**values))

@@ -152,8 +152,8 @@ def test_run_refuses_out_of_range_settings_before_the_first_turn(capsys):
 def test_the_welcome_line_shows_prompts_the_course_model_was_trained_on():
     records = json.loads((glmcourse.DATA_DIR / "course_chat.json").read_text(encoding="utf-8"))
     skill_of = {r["instruction"]: r.get("skill") for r in records}
-    shown = [e for e in cli_demo.EXAMPLES if e in cli_demo.WELCOME]
-    assert 3 <= len(shown) <= 4 and "\n" not in cli_demo.WELCOME
+    shown = [e for e in cli_demo.EXAMPLES if e in cli_demo.welcome()]
+    assert 3 <= len(shown) <= 4 and "\n" not in cli_demo.welcome()
     assert all(e in skill_of for e in cli_demo.EXAMPLES), [e for e in cli_demo.EXAMPLES if e not in skill_of]
     assert len({skill_of[e] for e in shown}) == len(shown)  # one skill each: greetings, sums, facts, translation
 

@@ -12,6 +12,7 @@ PKG = REPO / "glmcourse"
 LESSON_MODULES = ["masks", "quant", "chat", "data", "lora", "ptuning"]
 # What a lesson module may import from the package: shared basics below every lesson.
 LESSON_MAY_IMPORT = {"glmcourse", "glmcourse.settings", "glmcourse.files", "glmcourse.sizes", "glmcourse.bilingual",
+                     "glmcourse.i18n",
                      "glmcourse.modeling",
                      "glmcourse.modeling.tokenization_chatglm", "glmcourse.modeling.configuration_chatglm",
                      "glmcourse.modeling.modeling_chatglm"}

@@ -243,7 +243,10 @@ def test_staleness_names_notebook_cell_text_and_fix(lesson):
 def test_staleness_reports_outputs_and_a_missing_edition(lesson):
     nb_path, po_path = lesson
     nb = nbtools.read_notebook(nb_path)
-    nb.cells[1].outputs[0]["text"] = "2\n"  # the English notebook was re-executed
+    nb.cells[1].outputs[0]["text"] = "2\n"  # the English notebook was re-executed, its code unchanged:
+    nbtools.write_notebook(nb, nb_path)
+    assert editions.staleness(nb_path, po_path) == []  # the edition keeps its own run's outputs
+    nb.cells[1].source += "\n"  # the code changed: translate gives the cell the English run's outputs again
     nbtools.write_notebook(nb, nb_path)
     assert any("cell-1:code01: outputs differ" in p for p in editions.staleness(nb_path, po_path))
     editions.edition_path(nb_path).unlink()

@@ -7,8 +7,8 @@ failing, so the notebook still runs top to bottom (and under nbval).
 
 Every message a checker prints or raises goes through ``say(template, **values)``: the template is an
 English ``str.format`` string with named fields (``say("expected {want!r}, got {got!r}", want=1, got=2)``).
-When ``GLMCOURSE_LANG`` starts with ``zh`` (the first cell of every notebooks/zh/ lesson sets it) the
-template is looked up in ``i18n/zh_CN/exercises.po`` (msgid = the English template) and the Chinese
+When the learner's language is Chinese (``GLMCOURSE_LANG=zh``, which the first cell of every
+notebooks/zh/ lesson sets, or a zh_CN locale; see glmcourse/i18n.py, the one mechanism) the template is looked up in ``i18n/zh_CN/exercises.po`` (msgid = the English template) and the Chinese
 one is formatted instead; an untranslated, fuzzy or broken entry falls back to the English. The
 catalog's msgids are collected from the ``say(...)`` calls of glmcourse/exercises/*.py by
 ``python -m glmcourse.tools.nbtools update-catalogs`` (see glmcourse/tools/template_catalogs.py and i18n/README.md),
@@ -16,26 +16,14 @@ so a template must be a string literal, never an f-string.
 """
 from __future__ import annotations
 
-import os
-
-from glmcourse.bilingual import CATALOG_DIR, chinese
+from glmcourse.i18n import CATALOG_DIR, language, message  # noqa: F401 - language() is part of this API
 
 CATALOG = CATALOG_DIR / "exercises.po"
 
 
-def language() -> str:
-    """``"zh"`` when the learner's notebook asked for Chinese, else ``"en"``. Read at every call, so
-    the notebook's first cell can set ``os.environ["GLMCOURSE_LANG"]`` after this module is imported."""
-    return "zh" if os.environ.get("GLMCOURSE_LANG", "").strip().lower().startswith("zh") else "en"
-
-
-def say(template: str, **values) -> str:
+def say(template: str, /, **values) -> str:
     """``template.format(**values)``, in the learner's language (see the module docstring)."""
-    if language() == "zh":
-        text = chinese(template, CATALOG, **values)
-        if text:
-            return text
-    return template.format(**values)
+    return message(CATALOG, template, values)
 
 
 def attempt(checker, candidate, name: str | None = None) -> bool:

@@ -112,9 +112,34 @@ def translate_notebook(notebook, po_path=None) -> Translation:
     return result
 
 
+def keep_edition_outputs(nb, edition) -> int:
+    """Keep the outputs of the Chinese run (``nbtools run --edition zh``) across ``translate``: every code
+    cell of ``nb`` whose source is unchanged in the existing ``edition`` takes that cell's outputs; a cell
+    whose code (or comment translation) changed keeps the English run's, until the next Chinese run.
+    Returns how many cells kept Chinese-run outputs."""
+    edition = Path(edition)
+    if not edition.exists():
+        return 0
+    try:
+        old = {c.get("id"): c for c in read_notebook(edition).cells if c.cell_type == "code"}
+    except Exception:  # noqa: BLE001 - an unreadable edition is rewritten from the English
+        return 0
+    kept = 0
+    for cell in nb.cells:
+        before = old.get(cell.get("id")) if cell.cell_type == "code" else None
+        if before is not None and before.source == cell.source and before.get("outputs") != cell.get("outputs"):
+            cell.outputs = copy.deepcopy(before.outputs)
+            for out in cell.outputs:  # the counts stay translate's (English + 1), as a top-to-bottom run gives
+                if out.get("output_type") == "execute_result":
+                    out["execution_count"] = cell.execution_count
+            kept += 1
+    return kept
+
+
 def write_translation(notebook, po_path=None, out_path=None) -> Translation:
     result = translate_notebook(notebook, po_path)
     out_path = Path(out_path) if out_path else edition_path(notebook)
+    keep_edition_outputs(result.notebook, out_path)
     if not out_path.exists() or out_path.read_text(encoding="utf-8") != notebook_text(result.notebook):
         write_notebook(result.notebook, out_path)
     return result
@@ -128,6 +153,7 @@ def staleness(notebook, po_path=None, edition=None) -> list[str]:
     if not edition.exists():
         return [f"{shown(edition)}: missing, no Chinese edition of {notebook.name}. {fix}"]
     result = translate_notebook(notebook, po_path)
+    keep_edition_outputs(result.notebook, edition)
     expected = notebook_text(result.notebook)
     actual_text = edition.read_text(encoding="utf-8")
     if actual_text == expected:
@@ -160,7 +186,8 @@ def staleness(notebook, po_path=None, edition=None) -> list[str]:
                                 f"(English starts {clip(english_cells[cid][1].source if cid in english_cells else '')!r})")
         for key in ("outputs", "execution_count", "metadata", "cell_type"):
             if old.get(key) != cell.get(key):
-                problems.append(f"{shown(edition)} {where}: {key} differ from the English notebook's")
+                problems.append(f"{shown(edition)} {where}: {key} differ from the English notebook's"
+                                + (" (or from the Chinese run's)" if key == "outputs" else ""))
     for cid in have.keys() - {c.get("id") for c in result.notebook.cells}:
         problems.append(f"{shown(edition)}: cell {cid} is no longer in the English notebook")
     if actual.metadata != result.notebook.metadata:

@@ -9,6 +9,7 @@ them tidy so diffs stay small. This module is the one tool for both jobs::
     python -m glmcourse.tools.nbtools course                                         # `make course`
     python -m glmcourse.tools.nbtools update-catalogs                                # i18n/zh_CN/*.po from the English (+ exercises.po)
     python -m glmcourse.tools.nbtools translate [--strict]                           # notebooks/zh/ from the catalogs
+    python -m glmcourse.tools.nbtools run --edition zh notebooks/0*.ipynb             # regenerate + execute notebooks/zh/ in Chinese
 
 ``run`` executes with the ``python3`` kernel, the notebook's own folder as working directory and a
 300 s limit per cell. A notebook that fails is left untouched on disk and the command exits 1.
@@ -321,6 +322,8 @@ def build_parser():
     p_run = sub.add_parser("run", help="execute notebooks in place, then clean them")
     p_run.add_argument("notebooks", nargs="+", kind=INPUT_FILE, fmt="ipynb")
     p_run.add_argument("--timeout", type=timeout, default=CELL_TIMEOUT_S, help="seconds per cell (default 300)")
+    p_run.add_argument("--edition", choices=["en", "zh"], default="en",
+                       help="zh: regenerate notebooks/zh/ editions of the named lessons and execute them in Chinese")
     p_clean = sub.add_parser("clean", help="clean metadata and renumber, without executing")
     p_clean.add_argument("notebooks", nargs="+", kind=INPUT_FILE, fmt="ipynb")
     p_check = sub.add_parser("check", help="report hygiene problems; exit 1 if any")
@@ -354,6 +357,10 @@ def main(argv=None) -> int:
 
 
 def _main(args) -> int:
+    if args.command == "run" and args.edition == "zh":
+        from glmcourse.tools.zh_edition import run_edition
+
+        return run_edition(args.notebooks, timeout=args.timeout, execute=execute_notebook)
     if args.command == "run":
         failed = 0
         for nb_path in args.notebooks:
@@ -413,7 +420,8 @@ def _update_catalogs(names) -> int:
         _report_update(po_path, catalogs.update_catalog(path, po_path))
     if not names:  # the checkers' messages and the figures' labels have a catalog each too
         for update, po_path in ((template_catalogs.update_exercise_catalog, template_catalogs.EXERCISE_CATALOG),
-                                (template_catalogs.update_figure_catalog, template_catalogs.FIGURE_CATALOG)):
+                                (template_catalogs.update_figure_catalog, template_catalogs.FIGURE_CATALOG),
+                                (template_catalogs.update_message_catalog, template_catalogs.MESSAGE_CATALOG)):
             _report_update(po_path, update(po_path))
     return 0
 

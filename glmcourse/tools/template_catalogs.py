@@ -167,7 +167,7 @@ def update_exercise_catalog(po_path=None, folder=None) -> UpdateResult:
 # FIGURE_CATALOG (imported above from glmcourse.bilingual).
 FIGURE_HEADER = """\
 Simplified Chinese (zh_CN) catalog of the figures' titles and axis labels (bilingual(...) calls in
-glmcourse/*.py and the notebooks' code cells). Figures show the English line, then this one.
+glmcourse/**/*.py and the notebooks' code cells). In Chinese mode a figure shows this line instead.
 Written by `python -m glmcourse.tools.nbtools update-catalogs`; translators edit msgstr only.
 Each msgid is a str.format template: keep every {field} (and its !r / :spec) as it is.
 Rules, workflow and glossary: i18n/README.md, i18n/glossary.tsv."""
@@ -186,3 +186,36 @@ def build_figure_catalog(po_path=None, package=None, notebooks=None) -> UpdateRe
 def update_figure_catalog(po_path=None) -> UpdateResult:
     po_path = Path(po_path or FIGURE_CATALOG)
     return save_if_changed(po_path, build_figure_catalog(po_path))
+
+
+# ---------------------------------------------------------------------------- package messages
+# Every other learner-facing message of the package goes through ``_("English {field} template", ...)``
+# (glmcourse/i18n.py); the templates of glmcourse/**/*.py are collected into MESSAGE_CATALOG the same way.
+MESSAGE_CATALOG = CATALOG_DIR / "messages.po"
+MESSAGE_HEADER = """\
+Simplified Chinese (zh_CN) catalog of the package's messages (_(...) calls in glmcourse/**/*.py):
+findings, table headers, errors and warnings of the commands, the demos' text, doctor.
+Written by `python -m glmcourse.tools.nbtools update-catalogs`; translators edit msgstr only.
+Each msgid is a str.format template: keep every {field} (and its !r / :spec) as it is.
+Rules, workflow and glossary: i18n/README.md, i18n/glossary.tsv."""
+
+
+def message_templates(package=None, notebooks=None) -> list[Template]:
+    """Every ``_(...)`` and ``gettext(...)`` template of the package's ``*.py`` files, and every ``gettext(...)``
+    one of the notebooks' code cells (IPython rebinds ``_`` to the last result, so a notebook imports
+    ``gettext``, the same function), in file and line order."""
+    package = Path(package or PACKAGE_DIR)
+    files = [p for p in package.rglob("*.py") if p.name != "i18n.py"]
+    notebooks = notebook_io.lesson_notebooks() if notebooks is None else notebooks
+    found = call_templates("_", files) + call_templates("gettext", files, notebooks)
+    return sorted(found, key=lambda t: (t.path, t.line))
+
+
+def build_message_catalog(po_path=None, package=None, notebooks=None) -> UpdateResult:
+    return build_template_catalog(message_templates(package, notebooks), Path(po_path or MESSAGE_CATALOG),
+                                  MESSAGE_HEADER)
+
+
+def update_message_catalog(po_path=None, package=None) -> UpdateResult:
+    po_path = Path(po_path or MESSAGE_CATALOG)
+    return save_if_changed(po_path, build_message_catalog(po_path, package))
