@@ -77,12 +77,14 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch, then exactly the lock (no resolver choices left), then the course itself without dependencies;
-# `pip check` fails the set-up if the lock is incomplete.
+# torch, then exactly the lock (no resolver choices left: --no-deps), then the course itself without
+# dependencies; `pip check` fails the set-up if the lock is incomplete. --no-compile leaves the .pyc files to
+# the first import, which compiles only what is used (torch alone: 29 s -> 9 s to install here).
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile
 $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(LOCK)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PIP_INSTALL) torch==$(TORCH_VERSION)
+	$(PIP_INSTALL) --no-deps -r $(LOCK)
+	$(PIP_INSTALL) --no-deps -e .
 	$(BIN)/python -m pip check
 	@touch $@
 	@echo "environment ready in $(VENV)"

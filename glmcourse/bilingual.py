@@ -2,7 +2,7 @@
 
 ``bilingual("rows")`` is ``"rows"`` in an English run and ``"行数"`` in a Chinese one (``GLMCOURSE_LANG=zh``,
 which the first cell of every notebooks/zh/ lesson sets; see glmcourse/i18n.py, the one mechanism for
-messages). The Chinese edition is executed in Chinese (``python -m glmcourse.nbtools run --edition zh``),
+messages). The Chinese edition is executed in Chinese (``python -m glmcourse.tools.nbtools run --edition zh``),
 so each edition's figures carry its own language. The Chinese is looked up in ``i18n/zh_CN/figures.po``
 (msgid = the English ``str.format`` template, collected from the ``bilingual(...)`` calls of the
 package and the notebooks by ``python -m glmcourse.tools.nbtools update-catalogs``), so a template must be

@@ -5,7 +5,7 @@ A message is a whole English ``str.format`` template with named fields, never gl
 key (msgid) of a catalog in ``i18n/zh_CN/``: ``messages.po`` for the package (``_``; a notebook's code cell
 calls it ``gettext``, since IPython rebinds ``_``), ``exercises.po``
 for the checkers (``glmcourse.exercises.say``), ``figures.po`` for figure text (``glmcourse.bilingual``).
-``python -m glmcourse.nbtools update-catalogs`` collects the templates from the source (with ``ast``:
+``python -m glmcourse.tools.nbtools update-catalogs`` collects the templates from the source (with ``ast``:
 the first argument must be a string literal, never an f-string), and tests/test_messages_i18n.py fails
 while an entry is missing, untranslated or fuzzy.
 

@@ -318,7 +318,7 @@ def test_an_unprivileged_grader_isolates_kernels_in_a_user_namespace():
     if python is None or subprocess.run(as_nobody + ["unshare", "-U", "-n", "-m", "true"],
                                         capture_output=True).returncode != 0:
         pytest.skip("no Python an unprivileged user can start, or this kernel allows no unprivileged user namespace")
-    from glmcourse import grade
+    from glmcourse.tools import grade
 
     import tempfile
 
