@@ -163,21 +163,28 @@ def build_catalog(notebook, po_path) -> UpdateResult:
                 result.new += 1
         po.append(entry)
 
+    finish_catalog(po, po_path, old, old_active, grouped, consumed, result)
+    return result
+
+
+def finish_catalog(po, po_path, old, old_active: dict, grouped, consumed: set, result) -> None:
+    """The end every catalog build shares: translated entries whose English is gone (and not carried into a
+    fuzzy entry) are kept as obsolete, so a text that comes back finds its translation; then ``result``
+    gets the catalog's text and whether it differs from the file on disk."""
+    import polib
+
     obsolete = [e for e in old.obsolete_entries() if e.msgid not in grouped] if old is not None else []
-    for e in (old_active.values() if old is not None else []):
+    for e in old_active.values():
         if e.msgid in grouped or e.msgid in consumed or not e.msgstr:
             continue
-        entry = polib.POEntry(msgid=e.msgid, msgstr=e.msgstr, flags=list(e.flags), tcomment=e.tcomment,
-                              previous_msgid=e.previous_msgid, obsolete=True)
-        obsolete.append(entry)
+        obsolete.append(polib.POEntry(msgid=e.msgid, msgstr=e.msgstr, flags=list(e.flags), tcomment=e.tcomment,
+                                      previous_msgid=e.previous_msgid))
         result.obsolete += 1
     for e in obsolete:
-        e.obsolete = True
-        e.occurrences = []
+        e.obsolete, e.occurrences = True, []
         po.append(e)
     result.text = po_text(po)
     result.changed = not po_path.exists() or po_path.read_text(encoding="utf-8") != result.text
-    return result
 
 
 def fuzzy_source(msgid, cells, old_active, grouped):

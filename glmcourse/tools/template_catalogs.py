@@ -14,7 +14,7 @@ from pathlib import Path
 from glmcourse import PACKAGE_DIR
 from glmcourse.bilingual import FIGURE_CATALOG  # the figures' catalog, which bilingual() reads
 from glmcourse.tools.catalogs import (
-    CATALOG_DIR, UpdateResult, fuzzy_source, load_catalog, new_catalog, po_text, save_if_changed, shown)
+    CATALOG_DIR, UpdateResult, finish_catalog, fuzzy_source, load_catalog, new_catalog, save_if_changed, shown)
 from glmcourse.tools import notebook_io
 from glmcourse.tools.notebook_io import read_notebook
 
@@ -142,18 +142,7 @@ def build_template_catalog(templates, po_path, header) -> UpdateResult:
             result.new += 1
         po.append(entry)
 
-    obsolete = [e for e in old.obsolete_entries() if e.msgid not in grouped] if old is not None else []
-    for e in old_active.values():
-        if e.msgid in grouped or e.msgid in consumed or not e.msgstr:
-            continue
-        obsolete.append(polib.POEntry(msgid=e.msgid, msgstr=e.msgstr, flags=list(e.flags), tcomment=e.tcomment,
-                                      previous_msgid=e.previous_msgid))
-        result.obsolete += 1
-    for e in obsolete:
-        e.obsolete, e.occurrences = True, []
-        po.append(e)
-    result.text = po_text(po)
-    result.changed = not po_path.exists() or po_path.read_text(encoding="utf-8") != result.text
+    finish_catalog(po, po_path, old, old_active, grouped, consumed, result)
     return result
 
 
