@@ -78,9 +78,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch, then exactly the lock (no resolver choices left: --no-deps), then the course itself without
-# dependencies; `pip check` fails the set-up if the lock is incomplete. --no-compile leaves the .pyc files to
-# the first import, which compiles only what is used (torch alone: 29 s -> 9 s to install here).
-PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile
+# dependencies; `pip check` fails the set-up if the lock is incomplete. The .pyc files are written here, once:
+# the grader's kernels see .venv read-only and would otherwise compile torch at every start.
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check
 $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) torch==$(TORCH_VERSION)
 	$(PIP_INSTALL) --no-deps -r $(LOCK)
