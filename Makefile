@@ -160,8 +160,9 @@ hub-collect: $(STAMP)
 
 
 # Unit tests and nbval over every notebook in one pytest run, spread over the cores (pytest-xdist):
-# --dist loadfile keeps each notebook's cells, and each test file, on one worker, in order.
-XDIST ?= -n 2 --dist loadfile
+# --dist loadfile keeps each notebook's cells, and each test file, on one worker, in order; the slowest files
+# go first (tests/conftest.py's SLOWEST_FIRST; xdist's own reorder, by test count, would put them last).
+XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
 	@$(ENSURE_CHROMIUM)
 	@export $(TEST_ENV); $(BIN)/python -m pytest -q -rs $(XDIST) $(NBVAL_ARGS) tests notebooks; code=$$?; \
