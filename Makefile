@@ -69,7 +69,7 @@ command -v chromium >/dev/null || { \
 endef
 BROWSER_TESTS := tests/test_lab_browser.py tests/test_web_demo.py tests/test_site.py
 
-.PHONY: help setup lock lab lab-zh lab-port reset-lesson hub hub-deps hub-collect test unit nbval course bench doctor check-lab e2e grade site clean-runs
+.PHONY: help setup browser lock lab lab-zh lab-port reset-lesson hub hub-deps hub-collect test unit nbval course bench doctor check-lab e2e grade site clean-runs
 
 help:
 	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
@@ -77,13 +77,20 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch, then exactly the lock (no resolver choices left: --no-deps), then the course itself without
-# dependencies; `pip check` fails the set-up if the lock is incomplete. The .pyc files are written here, once:
-# the grader's kernels see .venv read-only and would otherwise compile torch at every start.
+# Exactly the lock, with uv at the lock's own uv pin: the same pins pip would install (no resolver choices
+# left: --no-deps), downloaded in parallel; uv does not read pip's configuration, so a mirror given as
+# PIP_INDEX_URL is passed on. Then torch with pip, which finds the machine's own torch build (README "Set-up
+# downloads"); its dependencies are in the lock already. Then the course itself; `pip check` fails the set-up
+# if the lock is incomplete. The .pyc files are written here, once (uv's --compile-bytecode before torch is
+# there, pip for torch): the grader's kernels see .venv read-only and would otherwise compile at every start.
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check
+UV_PIN = $(shell grep -m1 -oE '^uv==[^ ;]+' $(LOCK) 2>/dev/null)
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode \
+	$(if $(PIP_INDEX_URL),--default-index '$(PIP_INDEX_URL)')
 $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) $(UV_PIN)
+	$(UV_INSTALL) --no-deps -r $(LOCK)
 	$(PIP_INSTALL) torch==$(TORCH_VERSION)
-	$(PIP_INSTALL) --no-deps -r $(LOCK)
 	$(PIP_INSTALL) --no-deps -e .
 	$(BIN)/python -m pip check
 	@touch $@
@@ -91,11 +98,15 @@ $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
+# Debian's chromium for the browser tests (see ENSURE_CHROMIUM); `make test` runs this beside the set-up.
+browser:
+	@$(ENSURE_CHROMIUM)
+
 # The path to newer versions: `make lock`, then `make test`, then commit pyproject.toml and the lock together.
 # Pins that still fit the ranges are kept; `make lock LOCK_ARGS=--upgrade` (or --upgrade-package NAME) moves them.
 # Resolved twice: the first pass finds the CUDA runtime that torch's PyPI wheel names, the second leaves it out.
 lock: | $(BIN)/python
-	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet '$(or $(UV_PIN),uv)'
 	@mkdir -p requirements; old=$$(mktemp); new=$$(mktemp); \
 	if [ -f $(LOCK) ]; then cp $(LOCK) $$old; fi; \
 	$(UV_COMPILE) -o $$new && \
@@ -163,8 +174,9 @@ hub-collect: $(STAMP)
 # --dist loadfile keeps each notebook's cells, and each test file, on one worker, in order; the slowest files
 # go first (tests/conftest.py's SLOWEST_FIRST; xdist's own reorder, by test count, would put them last).
 XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
-test: $(STAMP)
-	@$(ENSURE_CHROMIUM)
+# The Python set-up and the browser's install (apt, on a fresh machine run as root) go side by side.
+test:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) browser
 	@export $(TEST_ENV); $(BIN)/python -m pytest -q -rs $(XDIST) $(NBVAL_ARGS) tests notebooks; code=$$?; \
 	echo "make test: pytest exit $$code"; exit $$code
 
