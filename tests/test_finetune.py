@@ -229,7 +229,7 @@ def test_incomplete_checkpoint_is_skipped_on_resume(tmp_path, capsys):
         finetune.resolve_resume(str(tmp_path / "checkpoint-6"), tmp_path, 8)
 
 
-def test_resume_after_kill_continues_the_step_count(tiny, tmp_path):
+def test_resume_after_kill_continues_the_step_count(tiny, tmp_path, capsys):
     model_dir, data_dir = tiny
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "glmcourse.finetune", "--dataset_path", str(data_dir), "--output_dir", str(out),
@@ -247,10 +247,10 @@ def test_resume_after_kill_continues_the_step_count(tiny, tmp_path):
     killed_at = max(int(c.name.split("-")[1]) for c in training.checkpoints(out) if finetune.is_complete_checkpoint(c))
     assert 3 <= killed_at < 400
     target = killed_at + 3
-    done = subprocess.run(cmd[:-6] + ["--max_steps", str(target), "--save_steps", "3", "--resume_from_checkpoint"],
-                          env=ENV, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert f"resuming from checkpoint-{killed_at} (step {killed_at})" in done.stdout
+    code, stdout, stderr = run_main(cmd[3:-6] + ["--max_steps", target, "--save_steps", 3, "--resume_from_checkpoint"],
+                                    capsys)  # resumed in this process
+    assert code == 0, stderr[-2000:]
+    assert f"resuming from checkpoint-{killed_at} (step {killed_at})" in stdout
     state = json.loads((out / f"checkpoint-{target}" / "trainer_state.json").read_text())
     assert state["global_step"] == target
     steps = [row["step"] for row in json.loads((out / "loss_log.json").read_text())]

@@ -301,7 +301,7 @@ def test_fingerprint_survives_quantization(tiny):
 
 
 # ---------------------------------------------------------------------------------------------- resume, seed
-def test_resume_after_kill_continues_at_the_right_step(tiny, tmp_path):
+def test_resume_after_kill_continues_at_the_right_step(tiny, tmp_path, capsys):
     model_dir, train_file, _ = tiny
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "glmcourse.ptuning", *map(str, common(model_dir, train_file, out, steps=400)),
@@ -320,10 +320,10 @@ def test_resume_after_kill_continues_at_the_right_step(tiny, tmp_path):
                     if ptuning_train.is_complete_checkpoint(c))
     assert 3 <= killed_at < 400
     target = killed_at + 3
-    again = [a if a != "400" else str(target) for a in cmd] + ["--resume_from_checkpoint"]
-    done = subprocess.run(again, env=ENV, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert f"resuming from checkpoint-{killed_at} (step {killed_at})" in done.stdout
+    again = [a if a != "400" else str(target) for a in cmd[3:]] + ["--resume_from_checkpoint"]  # resumed in this process
+    code, stdout, stderr = run_main(again, capsys)
+    assert code == 0, stderr[-2000:]
+    assert f"resuming from checkpoint-{killed_at} (step {killed_at})" in stdout
     assert json.loads((out / f"checkpoint-{target}" / "trainer_state.json").read_text())["global_step"] == target
     steps = [row["step"] for row in json.loads((out / "loss_log.json").read_text())]
     assert steps == sorted(set(steps)) and steps[-1] == target and set(range(1, target + 1)) <= set(steps)
