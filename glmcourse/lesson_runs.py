@@ -88,6 +88,18 @@ def ensure_adapter(output_dir=None, callbacks=()) -> Path:
     return output_dir
 
 
+def adapter_run(output_dir) -> dict:
+    """What a finished LoRA run left in ``output_dir`` (``ensure_adapter``'s folder): its loss log, steps, last
+    logged loss, seconds to the last logged step, and the adapter's parameter count."""
+    import json
+
+    from glmcourse.training import LOSS_LOG
+
+    log = json.loads((Path(output_dir) / LOSS_LOG).read_text(encoding="utf-8"))
+    return {"log": log, "global_step": log[-1]["step"], "final_loss": log[-1]["loss"],
+            "train_seconds": log[-1]["elapsed_s"], "trainable": check_adapter(output_dir).parameters}
+
+
 # ----------------------------------------------------------------------------------------------
 # What the notebooks use from the rest of the package
 # ----------------------------------------------------------------------------------------------
