@@ -94,6 +94,18 @@ def web_server(tmp_path):
     log.close()
 
 
+# Records, in the page, each distinct non-empty text of the first answer as the chat box changes.
+ANSWER_RECORDER = """() => {
+    window.answerTexts = [];
+    const chat = document.querySelector('#chatbot');
+    new MutationObserver(() => {
+        const row = chat.querySelector('.bot-row');
+        const text = row ? row.innerText.trim() : '';
+        if (text && window.answerTexts[window.answerTexts.length - 1] !== text) window.answerTexts.push(text);
+    }).observe(chat, {subtree: true, childList: true, characterData: true});
+}"""
+
+
 @needs_chromium
 def test_browser_send_stream_and_clear(web_server):
     from playwright.sync_api import expect
@@ -105,18 +117,20 @@ def test_browser_send_stream_and_clear(web_server):
         for label in ("Maximum length", "Top P", "Temperature"):
             expect(page.get_by_text(label, exact=True).first).to_be_visible()
 
+        # Every text the answer shows, recorded in the page as the DOM changes: polling from here can miss the
+        # partial answers of a short reply on a fast machine, an observer in the page cannot.
+        page.evaluate(ANSWER_RECORDER)
         page.locator("#user_input textarea").fill("你好")
         page.get_by_role("button", name="Submit").click()
         user = page.locator("#chatbot .user-row")
         bot = page.locator("#chatbot .bot-row")
         expect(user).to_have_count(1, timeout=60_000)
         expect(user.first).to_contain_text("你好")
-        seen, last_change, last = set(), time.time(), None
+        last_change, last = time.time(), None
         deadline = time.time() + 120
-        while time.time() < deadline:  # watch the answer grow until it stays the same for 3 s
+        while time.time() < deadline:  # wait until the answer stays the same for 3 s
             text = bot.first.inner_text().strip() if bot.count() else ""
             if text != last:
-                seen.add(text)
                 last, last_change = text, time.time()
             elif text and time.time() - last_change > 3:
                 break
@@ -124,7 +138,9 @@ def test_browser_send_stream_and_clear(web_server):
         final = bot.first.inner_text().strip()
         assert final, f"no answer shown; server log:\n{server_log.read_text()}"
         assert "\ufffd" not in final
-        assert len({s for s in seen if s.strip()}) >= 2, "the answer appeared in one piece, not streamed"
+        shown = page.evaluate("() => window.answerTexts")
+        assert shown[-1] == final, (shown, final)
+        assert len(set(shown)) >= 2, f"the answer appeared in one piece, not streamed: {shown}"
         expect(page.locator("#user_input textarea")).to_have_value("")
 
         page.get_by_role("button", name="Clear History").click()
