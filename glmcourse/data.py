@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from glmcourse.files import atomic_write, read_utf8
+from glmcourse.i18n import _
 
 IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
 PARAMS_FILE = "glmcourse_params.json"  # written beside a tokenized dataset (docs/failure-catalog.md#f11-stale-tokenized-cache)
@@ -70,17 +71,26 @@ def _json_lines(text: str):
 # ----------------------------------------------------------------------------------------------
 # Alpaca records
 # ----------------------------------------------------------------------------------------------
-JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
-
-
-def _json_type(value) -> str:
-    return JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+def _json_kind(value) -> str:
+    """What a parsed JSON value is, as learner text: "a JSON object", "a JSON number", ..."""
+    if isinstance(value, bool):
+        return _("a JSON boolean")
+    if isinstance(value, dict):
+        return _("a JSON object")
+    if isinstance(value, list):
+        return _("a JSON array")
+    if isinstance(value, str):
+        return _("a JSON string")
+    if isinstance(value, (int, float)):
+        return _("a JSON number")
+    return _("a JSON {name}", name=type(value).__name__)
 
 
 def _record_problems(record) -> list[tuple[str, str, str]]:
-    """(field, problem, detail) for one record; empty when the record is valid."""
+    """(field, problem, detail) for one record; empty when the record is valid. ``problem`` is a fixed
+    English key ("is missing", "is null", ...); ``detail`` is learner text (see ``_describe``)."""
     if not isinstance(record, dict):
-        return [("(record)", "is not an object", f"got a JSON {_json_type(record)}")]
+        return [("(record)", "is not an object", _("got {kind}", kind=_json_kind(record)))]
     problems = []
     for field in ALPACA_FIELDS:
         value = record.get(field)
@@ -91,19 +101,31 @@ def _record_problems(record) -> list[tuple[str, str, str]]:
         elif value is not None and not isinstance(value, str):
             shown = json.dumps(value, ensure_ascii=False)
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            detail = f"got a JSON {_json_type(value)}: {shown}"
-            problems.append((field, "is not a string", detail))
+            problems.append((field, "is not a string", _("got {kind}: {shown}", kind=_json_kind(value), shown=shown)))
         elif isinstance(value, str):
             bad = next((i for i, ch in enumerate(value) if "\ud800" <= ch <= "\udfff"), None)
             if bad is not None:  # a lone surrogate ("\ud800" in the JSON): not text, no tokenizer can encode it
-                problems.append((field, "holds invalid Unicode", f"a lone surrogate U+{ord(value[bad]):04X} at "
-                                 f"character {bad}; fix or remove that escape in the file"))
+                problems.append((field, "holds invalid Unicode", _(
+                    "a lone surrogate U+{code:04X} at character {index}; fix or remove that escape in the file",
+                    code=ord(value[bad]), index=bad)))
     return problems
 
 
-def _describe(field: str, problem: str, detail: str) -> str:
-    name = "record" if field == "(record)" else f"'{field}'"
-    return f"{name} {problem}" + (f" ({detail})" if detail else "")
+def _describe(field: str, problem: str, detail: str = "") -> str:
+    """One finding of ``_record_problems`` as a learner's sentence: "'output' is not a string (got ...)"."""
+    if field == "(record)":
+        return _("record is not an object ({detail})", detail=detail) if detail else _("record is not an object")
+    if problem == "is missing":
+        return _("'{field}' is missing", field=field)
+    if problem == "is null":
+        return _("'{field}' is null", field=field)
+    if problem == "is not a string":
+        if detail:
+            return _("'{field}' is not a string ({detail})", field=field, detail=detail)
+        return _("'{field}' is not a string", field=field)
+    if detail:
+        return _("'{field}' holds invalid Unicode ({detail})", field=field, detail=detail)
+    return _("'{field}' holds invalid Unicode", field=field)
 
 
 def _compress_indices(indices: list[int]) -> str:
@@ -118,77 +140,94 @@ def _compress_indices(indices: list[int]) -> str:
     return ", ".join(parts)
 
 
+def _not_an_array(data, source: str) -> DataError:
+    """The error for a top level that is not a list, with a hint for a single record or a wrapper object."""
+    kind = _json_kind(data)
+    if isinstance(data, dict) and "instruction" in data:
+        return DataError(_("{source}: the top level must be a JSON array of records [{{...}}, {{...}}], got {kind}. "
+                           "It holds a single record: wrap it in [ ] to make a list of one.", source=source, kind=kind))
+    lists = [k for k, v in data.items() if isinstance(v, list)] if isinstance(data, dict) else []
+    if lists:
+        return DataError(_("{source}: the top level must be a JSON array of records [{{...}}, {{...}}], got {kind}. "
+                           "Its list-valued keys are {keys}: save that list alone.", source=source, kind=kind,
+                           keys=lists))
+    return DataError(_("{source}: the top level must be a JSON array of records [{{...}}, {{...}}], got {kind}.",
+                       source=source, kind=kind))
+
+
+def _invalid_records(data: list, problems: list, source: str, max_listed: int) -> DataError:
+    """Every bad record by index and field, then all of them grouped by problem."""
+    bad = sorted({p[0] for p in problems})
+    lines = ["  " + _("record {index}: {problem}", index=i, problem=_describe(*found))
+             for i, *found in problems[:max_listed]]
+    if len(problems) > max_listed:
+        lines.append("  " + _("... and {n} more problems", n=len(problems) - max_listed))
+    by_kind: dict[str, list[int]] = {}
+    for i, field, problem, _detail in problems:
+        by_kind.setdefault(_describe(field, problem), []).append(i)
+    summary = "; ".join(_("{problem}: {records}", problem=kind, records=_compress_indices(idx))
+                       for kind, idx in by_kind.items())
+    head = _("{source}: {bad} of {total} records are invalid (records are numbered from 0). Each record needs "
+             "'instruction' and 'output' strings; 'input' may be a string, empty or null.",
+             source=source, bad=len(bad), total=len(data))
+    tail = "  " + _("all bad records by problem: {summary}", summary=summary)
+    return DataError("\n".join([head, *lines, tail]), problems=problems)
+
+
 def validate_alpaca(data, source: str = "<data>", max_listed: int = 20) -> list[dict]:
     """Check a parsed Alpaca dataset; return clean records (input None/missing -> "").
 
     Raises DataError listing every bad record by index (0-based) and field.
     """
     if not isinstance(data, list):
-        hint = ""
-        if isinstance(data, dict):
-            if "instruction" in data:
-                hint = " It holds a single record: wrap it in [ ] to make a list of one."
-            else:
-                lists = [k for k, v in data.items() if isinstance(v, list)]
-                hint = f" Its list-valued keys are {lists}: save that list alone." if lists else ""
-        raise DataError(
-            f"{source}: the top level must be a JSON array of records [{{...}}, {{...}}], "
-            f"got a JSON {_json_type(data)}.{hint}"
-        )
+        raise _not_an_array(data, source)
     if not data:
-        raise DataError(f"{source}: the array is empty; there are no records to convert.")
+        raise DataError(_("{source}: the array is empty; there are no records to convert.", source=source))
     problems = [(i, *found) for i, rec in enumerate(data) for found in _record_problems(rec)]
     if problems:
-        bad = sorted({p[0] for p in problems})
-        lines = [f"  record {i}: {_describe(*found)}" for i, *found in problems[:max_listed]]
-        if len(problems) > max_listed:
-            lines.append(f"  ... and {len(problems) - max_listed} more problems")
-        by_kind: dict[str, list[int]] = {}
-        for i, field, problem, _ in problems:
-            by_kind.setdefault(_describe(field, problem, ""), []).append(i)
-        summary = "; ".join(f"{kind}: {_compress_indices(idx)}" for kind, idx in by_kind.items())
-        raise DataError(
-            f"{source}: {len(bad)} of {len(data)} records are invalid (records are numbered from 0). "
-            f"Each record needs 'instruction' and 'output' strings; 'input' may be a string, empty or null.\n"
-            + "\n".join(lines)
-            + f"\n  all bad records by problem: {summary}",
-            problems=problems,
-        )
+        raise _invalid_records(data, problems, source, max_listed)
     return [
         {"instruction": r["instruction"], "input": r.get("input") or "", "output": r["output"]} for r in data
     ]
+
+
+# Turns JSON Lines of Alpaca records into one array (shown to a learner who gave JSON Lines to load_alpaca).
+JSONL_TO_ARRAY = ("python -c \"import json, sys; print(json.dumps([json.loads(l) for l in open(sys.argv[1], "
+                  "encoding='utf-8') if l.strip()], ensure_ascii=False))\"")
+
+
+def _json_lines_refused(path, rows) -> DataError:
+    """The error for JSON Lines given where an Alpaca array belongs, with the fix for what the lines hold."""
+    first = rows[0][1]
+    if isinstance(first, dict) and "context" in first:
+        return DataError(_("{path}: this is JSON Lines ({lines} lines, one JSON value per line), but an Alpaca file is "
+                           "a single JSON array [{{...}}, {{...}}]. These are already converted context/target rows: "
+                           "give the file to tokenize_dataset_rows.", path=path, lines=len(rows)))
+    return DataError(_("{path}: this is JSON Lines ({lines} lines, one JSON value per line), but an Alpaca file is a "
+                       "single JSON array [{{...}}, {{...}}]. If these are Alpaca records, turn them into an array "
+                       "with  {command} IN.jsonl > OUT.json", path=path, lines=len(rows), command=JSONL_TO_ARRAY))
 
 
 def load_alpaca(path) -> list[dict]:
     """Read and validate an Alpaca JSON file (a JSON array of instruction/input/output records)."""
     text = read_text(path)
     if not text.strip():
-        raise DataError(f"{path}: the file is empty; an Alpaca file is a JSON array [{{...}}, {{...}}].")
+        raise DataError(_("{path}: the file is empty; an Alpaca file is a JSON array [{{...}}, {{...}}].", path=path))
     try:
         data = json.loads(text)
     except RecursionError:
-        raise DataError(f"{path}: nested too deeply to read (thousands of levels of brackets); an Alpaca file is a "
-                        f"flat array of {{instruction, input, output}} objects. Re-create the file.") from None
+        raise DataError(_("{path}: nested too deeply to read (thousands of levels of brackets); an Alpaca file is a "
+                          "flat array of {{instruction, input, output}} objects. Re-create the file.",
+                          path=path)) from None
     except json.JSONDecodeError as err:
         rows = _json_lines(text)
         if rows and len(rows) > 1:
-            first = rows[0][1]
-            fix = (
-                "These are already converted context/target rows: give the file to tokenize_dataset_rows."
-                if isinstance(first, dict) and "context" in first
-                else "If these are Alpaca records, turn them into an array with  python -c \"import json, sys; "
-                "print(json.dumps([json.loads(l) for l in open(sys.argv[1], encoding='utf-8') if l.strip()], "
-                "ensure_ascii=False))\" IN.jsonl > OUT.json"
-            )
-            raise DataError(
-                f"{path}: this is JSON Lines ({len(rows)} lines, one JSON value per line), but an Alpaca "
-                f"file is a single JSON array [{{...}}, {{...}}]. {fix}"
-            ) from None
-        raise DataError(
-            f"{path}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}. "
-            f"The line reads: {_line_excerpt(text, err.lineno)!r}. Common causes: a trailing comma before "
-            f"] or }}, single quotes instead of double quotes, an unescaped quote or newline inside a string."
-        ) from None
+            raise _json_lines_refused(path, rows) from None
+        raise DataError(_(
+            "{path}: not valid JSON at line {line}, column {column}: {reason}. The line reads: {excerpt!r}. Common "
+            "causes: a trailing comma before ] or }}, single quotes instead of double quotes, an unescaped quote or "
+            "newline inside a string.", path=path, line=err.lineno, column=err.colno, reason=err.msg,
+            excerpt=_line_excerpt(text, err.lineno))) from None
     return validate_alpaca(data, source=str(path))  # it names a lone surrogate by record and field
 
 
@@ -200,7 +239,7 @@ def format_example(record: dict) -> dict:
     """
     problems = _record_problems(record)
     if problems:
-        raise DataError("bad record: " + "; ".join(_describe(*p) for p in problems), problems)
+        raise DataError(_("bad record: {problems}", problems="; ".join(_describe(*p) for p in problems)), problems)
     context = f"Instruction: {record['instruction']}\n"
     if record.get("input"):
         context += f"Input: {record['input']}\n"
@@ -224,7 +263,8 @@ def json_lines(path, array_hint: str) -> tuple[list[tuple[int, object]], list[tu
     """
     text = read_text(path)
     if text.lstrip().startswith("["):
-        raise DataError(f"{path}: this is a JSON array, not JSON Lines (one object per line). {array_hint}")
+        raise DataError(_("{path}: this is a JSON array, not JSON Lines (one object per line). {hint}",
+                          path=path, hint=array_hint))
     values, problems = [], []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -232,15 +272,16 @@ def json_lines(path, array_hint: str) -> tuple[list[tuple[int, object]], list[tu
         try:
             value = json.loads(line)
         except json.JSONDecodeError as err:
-            problems.append((lineno, f"not valid JSON at column {err.colno}: {err.msg}"))
+            problems.append((lineno, _("not valid JSON at column {column}: {reason}", column=err.colno,
+                                       reason=err.msg)))
             continue
         except RecursionError:
-            problems.append((lineno, "nested too deeply to read (thousands of levels of brackets)"))
+            problems.append((lineno, _("nested too deeply to read (thousands of levels of brackets)")))
             continue
         bad = lone_surrogate(value)
         if bad:
-            problems.append((lineno, f"holds {bad}, a lone surrogate escape that is not valid Unicode (no tokenizer "
-                                     f"can read it); fix or remove that escape"))
+            problems.append((lineno, _("holds {escape}, a lone surrogate escape that is not valid Unicode (no "
+                                       "tokenizer can read it); fix or remove that escape", escape=bad)))
             continue
         values.append((lineno, value))
     return values, problems
@@ -261,38 +302,46 @@ def lone_surrogate(value) -> str | None:
     return None
 
 
+def _row_problem(row) -> str | None:
+    """Why one parsed line is not a context/target row (learner text), or None when it is one."""
+    if not isinstance(row, dict):
+        return _("must be an object {{\"context\", \"target\"}}, got {kind}", kind=_json_kind(row))
+    bad = [f for f in ("context", "target") if not isinstance(row.get(f), str)]
+    if len(bad) == 2:
+        return _("'context' and 'target' missing or not a string")
+    if bad:
+        return _("'{field}' missing or not a string", field=bad[0])
+    return None
+
+
 def load_jsonl(path) -> list[dict]:
     """Read context/target JSONL (the converter's output); every bad line is reported by number."""
-    values, problems = json_lines(path, "If it holds Alpaca records, convert it first: python -m "
-                                        f"glmcourse.cover_alpaca2jsonl --data_path {path} --save_path OUT.jsonl")
-    examples = []
+    command = f"python -m glmcourse.cover_alpaca2jsonl --data_path {path} --save_path OUT.jsonl"
+    values, problems = json_lines(path, _("If it holds Alpaca records, convert it first: {command}", command=command))
+    examples, alpaca_lines = [], []
     for lineno, row in values:
         if isinstance(row, dict) and "instruction" in row and "context" not in row:
-            problems.append((lineno, "is an Alpaca record (instruction/output): convert it with cover_alpaca2jsonl"))
+            alpaca_lines.append(lineno)
+            problems.append((lineno, _("is an Alpaca record (instruction/output): convert it with cover_alpaca2jsonl")))
             continue
-        if not isinstance(row, dict):
-            problems.append((lineno, f"must be an object {{\"context\", \"target\"}}, got a JSON {_json_type(row)}"))
-            continue
-        bad = [f for f in ("context", "target") if not isinstance(row.get(f), str)]
-        if bad:
-            problems.append((lineno, " and ".join(f"'{f}'" for f in bad) + " missing or not a string"))
+        problem = _row_problem(row)
+        if problem:
+            problems.append((lineno, problem))
             continue
         examples.append({"context": row["context"], "target": row["target"]})
     problems.sort()  # in line order, whatever the check that found them
-    alpaca_lines = [n for n, what in problems if "Alpaca record" in what]
     if alpaca_lines and not examples and len(alpaca_lines) == len(problems):
-        raise DataError(
-            f"{path}: every line is an Alpaca record (instruction/input/output), not a context/target row. "
-            f"Convert the Alpaca JSON first: python -m glmcourse.cover_alpaca2jsonl --data_path IN.json "
-            f"--save_path OUT.jsonl",
-            problems,
-        )
+        raise DataError(_("{path}: every line is an Alpaca record (instruction/input/output), not a context/target "
+                          "row. Convert the Alpaca JSON first: {command}", path=path, command="python -m "
+                          "glmcourse.cover_alpaca2jsonl --data_path IN.json --save_path OUT.jsonl"), problems)
     if problems:
-        listed = "\n".join(f"  line {n}: {what}" for n, what in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise DataError(f"{path}: {len(problems)} bad lines (lines are numbered from 1):\n{listed}{more}", problems)
+        lines = ["  " + _("line {line}: {problem}", line=n, problem=what) for n, what in problems[:20]]
+        if len(problems) > 20:
+            lines.append("  " + _("... and {n} more", n=len(problems) - 20))
+        head = _("{path}: {n} bad lines (lines are numbered from 1):", path=path, n=len(problems))
+        raise DataError("\n".join([head, *lines]), problems)
     if not examples:
-        raise DataError(f"{path}: no rows. 0 training samples after filtering (0 overlength).")
+        raise DataError(_("{path}: no rows. 0 training samples after filtering (0 overlength).", path=path))
     return examples
 
 
@@ -311,10 +360,10 @@ def special_ids(tokenizer) -> dict:
     for name, attrs in aliases.items():
         value = next((getattr(tokenizer, a, None) for a in attrs if getattr(tokenizer, a, None) is not None), None)
         if value is None:
-            raise DataError(
-                f"the tokenizer {type(tokenizer).__name__} has no {' / '.join(attrs)}: it is not a ChatGLM "
-                f"tokenizer. Load one with AutoTokenizer.from_pretrained(glmcourse.COURSE_MODEL)."
-            )
+            raise DataError(_(
+                "the tokenizer {name} has no {attrs}: it is not a ChatGLM tokenizer. Load one with "
+                "AutoTokenizer.from_pretrained(glmcourse.COURSE_MODEL).", name=type(tokenizer).__name__,
+                attrs=" / ".join(attrs)))
         ids[name] = int(value)
     return ids
 
@@ -323,13 +372,13 @@ def check_max_seq_length(max_seq_length) -> int:
     """Reject lengths that cannot hold [gMASK] <sop>, one target token and <eop>
     (docs/failure-catalog.md#f08-max-seq-length-too-small)."""
     if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int):
-        raise DataError(f"max_seq_length must be an integer, got {max_seq_length!r}.")
+        raise DataError(_("max_seq_length must be an integer, got {value!r}.", value=max_seq_length))
     if max_seq_length < MIN_SEQ_LENGTH:
-        raise DataError(
-            f"max_seq_length={max_seq_length} is too small: a row needs at least {MIN_SEQ_LENGTH} tokens "
-            f"([gMASK] <sop>, one target token, <eop>), otherwise every label is -100 and nothing is learned. "
-            f"Use a value that fits your prompts, e.g. the 99th percentile of the lengths (200 in the seed)."
-        )
+        raise DataError(_(
+            "max_seq_length={value} is too small: a row needs at least {least} tokens ([gMASK] <sop>, one target "
+            "token, <eop>), otherwise every label is -100 and nothing is learned. Use a value that fits your "
+            "prompts, e.g. the 99th percentile of the lengths (200 in the seed).", value=max_seq_length,
+            least=MIN_SEQ_LENGTH))
     return max_seq_length
 
 
@@ -338,12 +387,11 @@ def encode_example(tokenizer, example: dict, ids: dict | None = None) -> tuple[l
     ids = ids or special_ids(tokenizer)
     context_ids = list(tokenizer.encode(example["context"]))
     if context_ids[-2:] != [ids["gmask"], ids["sop"]]:
-        raise DataError(
-            f"the tokenizer's encode() did not end the prompt with [gMASK] <sop> (ids {ids['gmask']}, "
-            f"{ids['sop']}); got ...{context_ids[-4:]}. Without <sop> the model cannot find where the answer "
-            f"starts (upstream fails later with 'x is not in list'). Use the ChatGLM tokenizer with "
-            f"add_special_tokens=True (the default)."
-        )
+        raise DataError(_(
+            "the tokenizer's encode() did not end the prompt with [gMASK] <sop> (ids {gmask}, {sop}); got "
+            "...{last}. Without <sop> the model cannot find where the answer starts (upstream fails later with "
+            "'x is not in list'). Use the ChatGLM tokenizer with add_special_tokens=True (the default).",
+            gmask=ids["gmask"], sop=ids["sop"], last=context_ids[-4:]))
     target_ids = list(tokenizer.encode(example["target"], add_special_tokens=False))
     return context_ids, target_ids
 
@@ -404,10 +452,10 @@ def tokenize_examples(tokenizer, examples, max_seq_length: int, skip_overlength:
         counts["truncated"] += status != "fits"
         counts["context_truncated"] += status == "context_truncated"
     if not rows:
-        raise DataError(
-            f"0 training samples after filtering ({counts['skipped']} overlength). Raise --max_seq_length "
-            f"(now {max_seq_length}) or pass --skip_overlength false to truncate instead of skipping."
-        )
+        raise DataError(_(
+            "0 training samples after filtering ({skipped} overlength). Raise --max_seq_length (now {max_seq_length}) "
+            "or pass --skip_overlength false to truncate instead of skipping.", skipped=counts["skipped"],
+            max_seq_length=max_seq_length))
     return rows, counts
 
 
@@ -424,7 +472,7 @@ def example_lengths(tokenizer, examples) -> list[int]:
 def suggest_max_seq_length(lengths, quantile: float = 0.99, multiple: int = 8) -> int:
     """The given quantile of the lengths (nearest-rank), rounded up to a multiple of ``multiple``."""
     if not lengths:
-        raise DataError("no lengths given: tokenize at least one example first.")
+        raise DataError(_("no lengths given: tokenize at least one example first."))
     ordered = sorted(lengths)
     rank = max(1, math.ceil(quantile * len(ordered)))
     return max(MIN_SEQ_LENGTH, math.ceil(ordered[rank - 1] / multiple) * multiple)
@@ -484,15 +532,17 @@ def save_tokenized(rows, save_path, params: dict, overwrite: bool = False):
 
     save_path = Path(save_path)
     if save_path.exists() and not save_path.is_dir():
-        raise DataError(f"--save_path {save_path}: is a file, not a folder; choose another --save_path (a folder name).")
+        raise DataError(_("--save_path {path}: is a file, not a folder; choose another --save_path (a folder name).",
+                          path=save_path))
     foreign = foreign_dataset_entries(save_path) if save_path.is_dir() else []
     if foreign and not overwrite:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise DataError(
-            f"--save_path {save_path}: exists and is not a tokenized dataset folder written by this step (it holds "
-            f"{shown}); refusing to overwrite it, nothing was changed. Choose another --save_path, or pass "
-            f"--overwrite_output_dir to replace the folder and everything in it."
-        )
+        shown = ", ".join(foreign[:5])
+        if len(foreign) > 5:
+            shown = _("{names} and {n} more", names=shown, n=len(foreign) - 5)
+        raise DataError(_(
+            "--save_path {path}: exists and is not a tokenized dataset folder written by this step (it holds "
+            "{shown}); refusing to overwrite it, nothing was changed. Choose another --save_path, or pass "
+            "--overwrite_output_dir to replace the folder and everything in it.", path=save_path, shown=shown))
     save_path.parent.mkdir(parents=True, exist_ok=True)
     features = datasets.Features(
         {"input_ids": datasets.List(datasets.Value("int64")), "seq_len": datasets.Value("int64")}
@@ -518,6 +568,25 @@ def save_tokenized(rows, save_path, params: dict, overwrite: bool = False):
     return dataset
 
 
+def _read_params(path: Path, rebuild: str) -> dict:
+    """The parameters recorded beside a tokenized dataset; a DataError when they are missing or damaged."""
+    params_file = path / PARAMS_FILE
+    if not path.is_dir():
+        raise DataError(_("{path}: no tokenized dataset there; {rebuild}", path=path, rebuild=rebuild))
+    if not params_file.exists():
+        raise DataError(_("{path}: no {file}, so its parameters are unknown (an old or foreign cache); {rebuild}",
+                          path=path, file=PARAMS_FILE, rebuild=rebuild))
+    try:
+        params = json.loads(params_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise DataError(_("{file}: damaged, not valid JSON ({reason}); the dataset's parameters are unknown, so "
+                          "{rebuild}", file=params_file, reason=err, rebuild=rebuild)) from None
+    if not isinstance(params, dict):
+        raise DataError(_("{file}: damaged, holds {kind} instead of an object; {rebuild}", file=params_file,
+                          kind=_json_kind(params), rebuild=rebuild))
+    return params
+
+
 def load_tokenized(path, tokenizer=None, max_seq_length=None, skip_overlength=None, source_path=None):
     """Load rows saved by ``save_tokenized``; any parameter you pass must match the recorded one.
 
@@ -526,22 +595,9 @@ def load_tokenized(path, tokenizer=None, max_seq_length=None, skip_overlength=No
     import datasets
 
     path = Path(path)
-    params_file = path / PARAMS_FILE
-    rebuild = (
-        f"re-create it: python -m glmcourse.tokenize_dataset_rows --jsonl_path IN.jsonl --save_path {path} "
-        f"--max_seq_length N --skip_overlength false"
-    )
-    if not path.is_dir():
-        raise DataError(f"{path}: no tokenized dataset there; {rebuild}")
-    if not params_file.exists():
-        raise DataError(f"{path}: no {PARAMS_FILE}, so its parameters are unknown (an old or foreign cache); {rebuild}")
-    try:
-        params = json.loads(params_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise DataError(f"{params_file}: damaged, not valid JSON ({err}); the dataset's parameters are unknown, "
-                        f"so {rebuild}") from None
-    if not isinstance(params, dict):
-        raise DataError(f"{params_file}: damaged, holds a JSON {_json_type(params)} instead of an object; {rebuild}")
+    rebuild = _("re-create it: {command}", command=f"python -m glmcourse.tokenize_dataset_rows --jsonl_path IN.jsonl "
+                f"--save_path {path} --max_seq_length N --skip_overlength false")
+    params = _read_params(path, rebuild)
     wanted = {}
     if max_seq_length is not None:
         wanted["max_seq_length"] = (params.get("max_seq_length"), max_seq_length)
@@ -550,13 +606,16 @@ def load_tokenized(path, tokenizer=None, max_seq_length=None, skip_overlength=No
     if tokenizer is not None:
         now = tokenizer_fingerprint(tokenizer)
         then = params.get("tokenizer", {})
-        wanted["tokenizer vocabulary"] = (then.get("vocab_sha256", "?")[:12], now["vocab_sha256"][:12])
-        wanted["tokenizer special ids"] = (then.get("special_ids"), now["special_ids"])
+        wanted[_("tokenizer vocabulary")] = (then.get("vocab_sha256", "?")[:12], now["vocab_sha256"][:12])
+        wanted[_("tokenizer special ids")] = (then.get("special_ids"), now["special_ids"])
     if source_path is not None:
-        wanted["source file (sha256)"] = (params.get("source", {}).get("sha256", "?")[:12], file_sha256(source_path)[:12])
-    stale = [f"{name}: recorded {was!r}, now {now!r}" for name, (was, now) in wanted.items() if was != now]
+        wanted[_("source file (sha256)")] = (params.get("source", {}).get("sha256", "?")[:12],
+                                             file_sha256(source_path)[:12])
+    stale = [_("{name}: recorded {was!r}, now {now!r}", name=name, was=was, now=now)
+             for name, (was, now) in wanted.items() if was != now]
     if stale:
-        raise DataError(f"{path}: stale tokenized data, built with other parameters ({'; '.join(stale)}); {rebuild}", stale)
+        raise DataError(_("{path}: stale tokenized data, built with other parameters ({stale}); {rebuild}", path=path,
+                          stale="; ".join(stale), rebuild=rebuild), stale)
     return datasets.load_from_disk(str(path)), params
 
 
@@ -585,23 +644,21 @@ class DataCollator:
 
     def _check(self, ids, seq_len, index):
         if not 1 <= seq_len <= len(ids):
-            raise DataError(
-                f"batch row {index}: seq_len {seq_len} does not fit len(input_ids) {len(ids)}: the prompt was "
-                f"cut off (the upstream truncation bug) or the columns are mixed up; re-tokenize with "
-                f"python -m glmcourse.tokenize_dataset_rows."
-            )
+            raise DataError(_(
+                "batch row {index}: seq_len {seq_len} does not fit len(input_ids) {length}: the prompt was cut off "
+                "(the upstream truncation bug) or the columns are mixed up; re-tokenize with "
+                "python -m glmcourse.tokenize_dataset_rows.", index=index, seq_len=seq_len, length=len(ids)))
         if self.sop_token_id is not None and ids[seq_len - 1] != self.sop_token_id:
-            raise DataError(
-                f"batch row {index}: input_ids[seq_len - 1] is {ids[seq_len - 1]}, not <sop> "
-                f"({self.sop_token_id}): the row was built with another tokenizer or without special "
-                f"tokens; re-tokenize it."
-            )
+            raise DataError(_(
+                "batch row {index}: input_ids[seq_len - 1] is {found}, not <sop> ({sop}): the row was built with "
+                "another tokenizer or without special tokens; re-tokenize it.", index=index, found=ids[seq_len - 1],
+                sop=self.sop_token_id))
 
     def __call__(self, features) -> dict:
         import torch
 
         if not features:
-            raise DataError("empty batch: 0 training samples after filtering (0 overlength).")
+            raise DataError(_("empty batch: 0 training samples after filtering (0 overlength)."))
         longest = max(len(f["input_ids"]) for f in features)
         ordered = sorted(enumerate(features), key=lambda item: -len(item[1]["input_ids"]))
         batch_ids, batch_labels = [], []
@@ -630,7 +687,7 @@ def str2bool(value) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise argparse.ArgumentTypeError(f"expected true/false, 1/0 or yes/no, got {value!r}")
+    raise argparse.ArgumentTypeError(_("expected true/false, 1/0 or yes/no, got {value!r}", value=value))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -668,8 +725,8 @@ def labels_html(tokens, labels) -> str:
             f'title="label {label}">{html.escape(token)}</span>'
         )
     legend = (
-        '<div style="margin-top:4px"><span style="background:#ddd;color:#777;padding:1px 3px">masked: '
-        'label -100</span> <span style="background:#b6e3b6;color:#063;padding:1px 3px">supervised: '
-        "label = token id</span></div>"
+        '<div style="margin-top:4px"><span style="background:#ddd;color:#777;padding:1px 3px">'
+        + html.escape(_("masked: label -100")) + '</span> <span style="background:#b6e3b6;color:#063;padding:1px 3px">'
+        + html.escape(_("supervised: label = token id")) + "</span></div>"
     )
     return '<div style="line-height:1.9">' + "".join(chips) + "</div>" + legend

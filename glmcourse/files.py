@@ -15,6 +15,8 @@ import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from glmcourse.i18n import _
+
 
 @contextmanager
 def atomic_write(path, encoding: str = "utf-8"):
@@ -139,19 +141,28 @@ def _short_codec(guess: str) -> str:
     return {"UTF-16": "utf-16"}.get(guess, "gbk" if guess.startswith("GBK") else "cp1252")
 
 
+def _encoding_name(guess: str) -> str:
+    """``_guess_encoding``'s answer as learner text."""
+    if guess.startswith("GBK"):
+        return _("GBK (GB2312/GB18030, the usual Chinese Windows encoding)")
+    if guess == "UTF-16":
+        return guess
+    return _("a legacy 8-bit code page such as cp1252/Latin-1")
+
+
 def read_utf8(path, error: type[Exception] = ValueError) -> str:
     """Read a UTF-8 file (with or without a BOM). A missing file, a folder or another encoding raises ``error``
     with a message that names the likely encoding and how to re-save the file as UTF-8."""
     path = Path(path)
     if not path.exists():
-        raise error(f"{path}: no such file. Check the path (it is relative to the current directory).")
+        raise error(_("{path}: no such file. Check the path (it is relative to the current directory).", path=path))
     if path.is_dir():
-        raise error(f"{path}: is a directory, expected a file.")
+        raise error(_("{path}: is a directory, expected a file.", path=path))
     raw = path.read_bytes()
     if len(raw) >= 4 and (raw[1::2].count(0) > len(raw) // 4 or raw[0::2].count(0) > len(raw) // 4):
         # UTF-16 without a byte-order mark decodes as "UTF-8" full of NUL characters: say what it is
-        raise error(f"{path}: UTF-16 text (no byte-order mark), not UTF-8. Re-save it as UTF-8: in your editor "
-                        f"choose 'Save with encoding: UTF-8', or run  iconv -f UTF-16LE -t UTF-8 IN > OUT.")
+        raise error(_("{path}: UTF-16 text (no byte-order mark), not UTF-8. Re-save it as UTF-8: in your editor "
+                      "choose 'Save with encoding: UTF-8', or run  iconv -f UTF-16LE -t UTF-8 IN > OUT.", path=path))
     try:
         return raw.decode("utf-8-sig")  # utf-8-sig drops a leading BOM and reads plain UTF-8 too
     except UnicodeDecodeError as err:
@@ -159,10 +170,10 @@ def read_utf8(path, error: type[Exception] = ValueError) -> str:
         column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
         guess = _guess_encoding(raw)
         codec = _short_codec(guess)
-        raise error(
-            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02X} at line {line}, byte column {column}). "
-            f"It looks like {guess}. Re-save it as UTF-8: in your editor choose 'Save with encoding: "
-            f"UTF-8', or run  python -c \"import pathlib; p = pathlib.Path(r'{path}'); "
-            f"p.write_text(p.read_text(encoding='{codec}'), encoding='utf-8')\"  "
-            f"(or: iconv -f {codec.upper()} -t UTF-8 IN > OUT)."
-        ) from None
+        command = (f"python -c \"import pathlib; p = pathlib.Path(r'{path}'); "
+                   f"p.write_text(p.read_text(encoding='{codec}'), encoding='utf-8')\"")
+        raise error(_(
+            "{path}: not UTF-8 text (byte 0x{byte:02X} at line {line}, byte column {column}). It looks like "
+            "{encoding}. Re-save it as UTF-8: in your editor choose 'Save with encoding: UTF-8', or run  {command}  "
+            "(or: iconv -f {codec} -t UTF-8 IN > OUT).", path=path, byte=raw[err.start], line=line, column=column,
+            encoding=_encoding_name(guess), command=command, codec=codec.upper())) from None

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glmcourse import training
+from glmcourse.i18n import _
 from glmcourse.training import LOSS_LOG, LiveLossPlot, TrainingStopped  # noqa: F401 - LiveLossPlot: the notebooks'
 
 # The lesson's settings, tuned on the course model and data/lora_train.json (`make bench` prints what
@@ -240,8 +241,8 @@ def validate(s: FinetuneSettings) -> None:
         raise LoraError(f"--save_total_limit {s.save_total_limit}: must be at least 1 (it counts the checkpoints "
                         f"kept); leave it out to keep them all.")
     if s.remove_unused_columns and training.is_main_process():
-        training.say("note: --remove_unused_columns true would drop the seq_len column the collator needs to mask "
-                     "the prompt; using false, as the seed's finetune.sh does.")
+        training.say(_("note: --remove_unused_columns true would drop the seq_len column the collator needs to mask "
+                       "the prompt; using false, as the seed's finetune.sh does."))
     if s.deepspeed:
         import importlib.util
 
@@ -288,8 +289,8 @@ def _precision(fp16: bool) -> bool:
 
     if fp16 and not torch.cuda.is_available():
         if training.is_main_process():
-            training.say("note: --fp16 needs a CUDA GPU (fp16 matmuls on a CPU fail with \"addmm_impl_cpu_ not "
-                         "implemented for 'Half'\" or crawl); training in fp32 on this CPU instead.")
+            training.say(_("note: --fp16 needs a CUDA GPU (fp16 matmuls on a CPU fail with \"addmm_impl_cpu_ not "
+                           "implemented for 'Half'\" or crawl); training in fp32 on this CPU instead."))
         return False
     return bool(fp16)
 
@@ -387,10 +388,12 @@ def build_trainer(s: FinetuneSettings, callbacks=()):
     if training.is_main_process():
         world = trainer.args.world_size
         kind = "8-bit" if s.load_in_8bit else "4-bit" if s.load_in_4bit else "fp32"
-        training.say(f"base {Path(s.model_name_or_path).name} in {kind}; {world} process{'es' if world > 1 else ''} "
-                     f"on {trainer.args.device.type}; {len(dataset)} rows, batch {s.per_device_train_batch_size} x "
-                     f"{s.gradient_accumulation_steps} accumulation x {world}, {s.max_steps} steps, "
-                     f"lr {s.learning_rate:g}")
+        processes = _("{n} processes", n=world) if world > 1 else _("{n} process", n=world)
+        training.say(_("base {model} in {kind}; {processes} on {device}; {rows} rows, batch {batch} x {accumulation} "
+                       "accumulation x {world}, {steps} steps, lr {lr:g}", model=Path(s.model_name_or_path).name,
+                       kind=kind, processes=processes, device=trainer.args.device.type, rows=len(dataset),
+                       batch=s.per_device_train_batch_size, accumulation=s.gradient_accumulation_steps, world=world,
+                       steps=s.max_steps, lr=s.learning_rate))
     return trainer
 
 
@@ -410,9 +413,11 @@ def summarize(s: FinetuneSettings, trainer, result, seconds: float, cpu_seconds:
     }
     if training.is_main_process():
         ran = out["global_step"] - first_step
-        steps = f"{ran} steps (step {first_step} -> {out['global_step']})" if first_step else f"{ran} steps"
-        training.say(f"done: {steps} in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time), last logged loss "
-                     f"{training.shown_loss(out['final_loss'])}; adapter: {summary.line() if summary else '-'}")
+        steps = _("{n} steps (step {first} -> {last})", n=ran, first=first_step, last=out["global_step"]) \
+            if first_step else _("{n} steps", n=ran)
+        training.say(_("done: {steps} in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time), last logged loss {loss}; "
+                       "adapter: {adapter}", steps=steps, seconds=seconds, cpu_seconds=cpu_seconds,
+                       loss=training.shown_loss(out["final_loss"]), adapter=summary.line() if summary else "-"))
     return out
 
 
@@ -436,11 +441,11 @@ def main(argv=None) -> int:
     try:
         finetune(**vars(args))
     except (LoraError, DataError, UsageError, OutputError, TrainingStopped, FileNotFoundError, NotADirectoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(_("error: {message}", message=err), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: the last saved adapter and checkpoint are intact; continue with "
-              "--resume_from_checkpoint.", file=sys.stderr)
+        print(_("interrupted: the last saved adapter and checkpoint are intact; continue with "
+                "--resume_from_checkpoint."), file=sys.stderr)
         return 130
     return 0
 

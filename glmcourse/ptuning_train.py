@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glmcourse import ptuning, training
+from glmcourse.i18n import _
 from glmcourse.ptuning import LEARNER_DEFAULTS, PREFIX_WEIGHTS, PTUNING_CONFIG, PTuningError
 from glmcourse.training import FAST_SETTINGS, FAST_TRAIN_ROWS, LOSS_LOG, TrainingStopped  # noqa: F401 - the notebook's
 
@@ -243,8 +244,9 @@ def read_rows(path, prompt_column: str, response_column: str, history_column: st
     from glmcourse.data import DataError, json_lines
 
     try:
-        values, bad_json = json_lines(path, "For Alpaca records (instruction/input/output), convert it: python -m "
-                                            f"glmcourse.ptuning convert --data_path {path} --save_path OUT.json")
+        values, bad_json = json_lines(path, _("For Alpaca records (instruction/input/output), convert it: {command}",
+                                              command=f"python -m glmcourse.ptuning convert --data_path {path} "
+                                                      "--save_path OUT.json"))
     except DataError as err:
         raise PTuningError(str(err)) from None
     rows, problems = [], [f"line {lineno}: {what}" for lineno, what in bad_json]
@@ -455,7 +457,7 @@ def train(train_file, output_dir, *, callbacks=(), **flags) -> dict:
     if resume:  # never past --max_steps (as finetune)
         training.check_resume_step(resume, s.max_steps, PTuningError)
     trainer, tokenizer, counts = build_trainer(s, train_rows, resume, callbacks)
-    _, seconds, cpu_seconds = training.run(trainer, resume, trainer.guard)
+    _result, seconds, cpu_seconds = training.run(trainer, resume, trainer.guard)
     out = summarize(s, trainer, counts, seconds, cpu_seconds)
     if s.predict_with_generate:
         out["exact_match"] = predict_and_write(s, trainer.model, tokenizer, eval_rows)
@@ -488,11 +490,13 @@ def build_trainer(s: PTuningSettings, train_rows, resume, callbacks=()):
     trainer.guard, trainer.preflight, trainer.loss_log = guard, preflight, loss_log
     training.show_progress(trainer, s.quiet)
     kind = f"int{s.quantization_bit} (model.quantize)" if s.quantization_bit else "fp32"
-    training.say(f"base {Path(s.model_name_or_path).name} in {kind}, prefix fp32; {counts['kept']} rows "
-                 f"({counts['empty']} empty skipped, {counts['cut_source']} prompts / {counts['cut_target']} answers "
-                 f"cut), batch {s.per_device_train_batch_size} x {s.gradient_accumulation_steps} accumulation, "
-                 f"{s.max_steps} steps, lr {s.learning_rate:g}, pre_seq_len {s.pre_seq_len}, projection "
-                 f"{bool(s.prefix_projection)}")
+    training.say(_("base {model} in {kind}, prefix fp32; {rows} rows ({empty} empty skipped, {cut_source} prompts / "
+                   "{cut_target} answers cut), batch {batch} x {accumulation} accumulation, {steps} steps, lr {lr:g}, "
+                   "pre_seq_len {pre_seq_len}, projection {projection}", model=Path(s.model_name_or_path).name,
+                   kind=kind, rows=counts["kept"], empty=counts["empty"], cut_source=counts["cut_source"],
+                   cut_target=counts["cut_target"], batch=s.per_device_train_batch_size,
+                   accumulation=s.gradient_accumulation_steps, steps=s.max_steps, lr=s.learning_rate,
+                   pre_seq_len=s.pre_seq_len, projection=bool(s.prefix_projection)))
     return trainer, tokenizer, counts
 
 
@@ -507,9 +511,10 @@ def summarize(s: PTuningSettings, trainer, counts: dict, seconds: float, cpu_sec
            "trainable": ptuning.trainable_parameters(trainer.model)[0], "counts": counts,
            "first_step_max_prefix_grad": trainer.preflight.largest_grad, "prefix_bytes": saved["file_bytes"],
            "exact_match": None}
-    training.say(f"done: {out['global_step']} steps in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time), last "
-                 f"logged loss {training.shown_loss(out['final_loss'])}; prefix: {PREFIX_WEIGHTS} "
-                 f"{saved['file_bytes'] / 1024:.1f} KiB, {saved['config']['parameters']:,} parameters")
+    training.say(_("done: {steps} steps in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time), last logged loss "
+                   "{loss}; prefix: {file} {kib:.1f} KiB, {parameters:,} parameters", steps=out["global_step"],
+                   seconds=seconds, cpu_seconds=cpu_seconds, loss=training.shown_loss(out["final_loss"]),
+                   file=PREFIX_WEIGHTS, kib=saved["file_bytes"] / 1024, parameters=saved["config"]["parameters"]))
     return out
 
 
@@ -545,8 +550,8 @@ def predict_and_write(s: PTuningSettings, model, tokenizer, eval_rows) -> float:
     em, replies = predict(model, tokenizer, eval_rows, s.max_source_length, s.max_target_length,
                           bool(s.history_column), s.per_device_eval_batch_size)
     write_predictions(s.output_dir, eval_rows, replies, em)
-    training.say(f"held-out exact match: {100 * em:.1f}% of {len(eval_rows)} rows ({Path(s.validation_file).name}, "
-                 f"greedy); answers in {PREDICTIONS}")
+    training.say(_("held-out exact match: {percent:.1f}% of {rows} rows ({file}, greedy); answers in {answers}",
+                   percent=100 * em, rows=len(eval_rows), file=Path(s.validation_file).name, answers=PREDICTIONS))
     return em
 
 
@@ -585,15 +590,16 @@ def main(argv=None) -> int:
             if argv[:1] == ["convert"]:
                 args = convert_parser().parse_args(argv[1:])  # the guard: exit 2 on a bad path
                 n = convert(args.data_path, args.save_path, args.style)
-                print(f"{n} records -> {args.save_path} (prompt/response JSON lines, style {args.style})")
+                print(_("{n} records -> {path} (prompt/response JSON lines, style {style})", n=n, path=args.save_path,
+                        style=args.style))
                 return 0
             train(**vars(build_parser().parse_args(argv)))
     except (PTuningError, DataError, TrainingStopped, FileNotFoundError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(_("error: {message}", message=err), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: the last saved prefix and checkpoint are intact; continue with --resume_from_checkpoint.",
-              file=sys.stderr)
+        print(_("interrupted: the last saved prefix and checkpoint are intact; continue with "
+                "--resume_from_checkpoint."), file=sys.stderr)
         return 130
     return 0
 

@@ -26,6 +26,7 @@ from glmcourse.data import (
     str2bool,
     tokenize_examples,
 )
+from glmcourse.i18n import _
 
 
 def build_parser():
@@ -108,18 +109,17 @@ def main(argv=None) -> int:
         tokenizer = load_tokenizer(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
         context = model_context(args.model_name_or_path)
         if context and args.max_seq_length > context:
-            raise DataError(f"--max_seq_length {args.max_seq_length}: longer than the model's context of {context} "
-                            f"tokens (max_sequence_length in {args.model_name_or_path}/config.json); rows that long "
-                            f"could not be trained on. Pass --max_seq_length {context} or less.")
+            raise DataError(_("--max_seq_length {value}: longer than the model's context of {context} tokens "
+                              "(max_sequence_length in {model}/config.json); rows that long could not be trained on. "
+                              "Pass --max_seq_length {context} or less.", value=args.max_seq_length, context=context,
+                              model=args.model_name_or_path))
         rows, counts = tokenize_examples(tokenizer, examples, args.max_seq_length, args.skip_overlength)
         params = build_params(tokenizer, args.jsonl_path, args.max_seq_length, args.skip_overlength)
         params["counts"] = counts
         save_tokenized(rows, args.save_path, params, overwrite=args.overwrite_output_dir)
-        print(
-            f"read {counts['read']} rows; kept {counts['kept']} (truncated to {args.max_seq_length} tokens: "
-            f"{counts['truncated']}, of which context also cut: {counts['context_truncated']}); "
-            f"skipped overlength: {counts['skipped']}; saved to {args.save_path}"
-        )
+        print(_("read {read} rows; kept {kept} (truncated to {max_seq_length} tokens: {truncated}, of which context "
+                "also cut: {context_truncated}); skipped overlength: {skipped}; saved to {path}", **counts,
+                max_seq_length=args.max_seq_length, path=args.save_path))
 
     return run_cli(body)
 

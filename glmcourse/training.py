@@ -19,6 +19,8 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from glmcourse.i18n import _
+
 # ----------------------------------------------------------------------------------------------
 # Fast mode and settings
 # ----------------------------------------------------------------------------------------------
@@ -87,7 +89,8 @@ def last_complete_checkpoint(output_dir, checkpoint_problem, error_class) -> Pat
     complete = [c for c in found if problems[c] is None]
     for broken in found:
         if problems[broken] and (not complete or checkpoint_step(broken) > checkpoint_step(complete[-1])):
-            say(f"note: {broken.name} cannot be resumed from: {problems[broken]}; skipped.")
+            say(_("note: {checkpoint} cannot be resumed from: {problem}; skipped.", checkpoint=broken.name,
+                  problem=problems[broken]))
     if not complete:
         raise error_class(f"--resume_from_checkpoint: no complete checkpoint-N folder in {output_dir}; "
                           f"start without it (the first save happens after --save_steps steps).")
@@ -119,22 +122,21 @@ def check_resume_step(resume, max_steps: int, error_class) -> int:
 # behaviour, finetune and P-Tuning alike): it goes on from the checkpoint's weights and step with a fresh
 # state for that part, and prints one note saying so. The weights and trainer_state.json are checked by each
 # command's checkpoint_problem: a checkpoint whose weights or state are damaged is skipped ('last') or refused.
-RESUME_STATES = {"optimizer.pt": "a fresh AdamW optimizer (its moments start again from zero)",
-                 "scheduler.pt": "the learning-rate schedule recomputed for this step",
-                 "rng_state.pth": "fresh random-number state (data order and dropout differ from an uninterrupted run)"}
+# The notes (in resume_hooks) name the fresh state: a fresh AdamW optimizer, the learning-rate schedule recomputed
+# for the checkpoint's step, or fresh random-number state.
 
 
 def resume_state_problem(path, name: str) -> str | None:
     """Why ``name`` (optimizer.pt, scheduler.pt, rng_state.pth) in a checkpoint cannot be restored, or None."""
     file = Path(path) / name
     if not file.is_file():
-        return f"{name} is missing"
+        return _("{name} is missing", name=name)
     import torch
 
     try:  # small for an adapter or a prefix: the optimizer holds only the trainable parameters' moments
         torch.load(file, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - any failure to read it means the Trainer would fail too
-        return f"{name} is damaged (truncated or unreadable)"
+        return _("{name} is damaged (truncated or unreadable)", name=name)
     return None
 
 
@@ -149,8 +151,11 @@ def resume_hooks(trainer_class):
             if not problems:
                 return super()._load_optimizer_and_scheduler(checkpoint)
             step = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-            say(f"note: {Path(checkpoint).name}: {' and '.join(problems)}; resuming at step {step} with "
-                f"{RESUME_STATES['optimizer.pt']} and {RESUME_STATES['scheduler.pt']}.")
+            if len(problems) > 1:
+                problems = [_("{first} and {second}", first=problems[0], second=problems[1])]
+            say(_("note: {checkpoint}: {problem}; resuming at step {step} with a fresh AdamW optimizer (its moments "
+                  "start again from zero) and the learning-rate schedule recomputed for this step.",
+                  checkpoint=Path(checkpoint).name, problem=problems[0], step=step))
             self.lr_scheduler.last_epoch = step  # the schedule is a function of the step: continue it there
             self.lr_scheduler._last_lr = [lr(step) * base for lr, base in
                                           zip(self.lr_scheduler.lr_lambdas, self.lr_scheduler.base_lrs)] \
@@ -164,7 +169,8 @@ def resume_hooks(trainer_class):
                 return super()._load_rng_state(checkpoint)
             problem = resume_state_problem(checkpoint, "rng_state.pth")
             if problem:
-                say(f"note: {Path(checkpoint).name}: {problem}; resuming with {RESUME_STATES['rng_state.pth']}.")
+                say(_("note: {checkpoint}: {problem}; resuming with fresh random-number state (data order and dropout "
+                      "differ from an uninterrupted run).", checkpoint=Path(checkpoint).name, problem=problem))
                 return None
             return super()._load_rng_state(checkpoint)
 
@@ -297,7 +303,8 @@ class LossLog(Callback):
                 rows = json.loads(self.path.read_text(encoding="utf-8"))
                 self.rows = [r for r in rows if r["step"] <= state.global_step]
             except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                say(f"note: {self.path.name} was damaged; the loss log starts again at step {state.global_step}.")
+                say(_("note: {file} was damaged; the loss log starts again at step {step}.", file=self.path.name,
+                      step=state.global_step))
                 self.rows = []
         self.offset = self.rows[-1]["elapsed_s"] if self.rows else 0.0
 
@@ -416,7 +423,7 @@ def run(trainer, resume, guard):
     A TrainingStopped with the guard's diagnosis when the guard stopped the run."""
     if resume and is_main_process():
         step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
-        say(f"resuming from {Path(resume).name} (step {step})")
+        say(_("resuming from {checkpoint} (step {step})", checkpoint=Path(resume).name, step=step))
     start, cpu_start = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start

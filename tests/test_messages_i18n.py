@@ -204,6 +204,61 @@ def test_lesson_findings_in_chinese(zh, tmp_path, capsys, monkeypatch):
     assert out.startswith("runs/05_lora_fast 中没有可用的适配器") and out.rstrip().endswith("现在训练一个") and trained
 
 
+def _data_error(path) -> str:
+    from glmcourse.data import DataError, load_alpaca
+
+    with pytest.raises(DataError) as err:
+        load_alpaca(path)
+    return str(err.value)
+
+
+def test_lesson_04s_data_errors_speak_the_language(tmp_path, monkeypatch):
+    """A bad record: today's English under GLMCOURSE_LANG=en, every sentence and fragment Chinese under zh."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"instruction": "a", "output": "b"}, {"instruction": "c", "output": 5}]', encoding="utf-8")
+    monkeypatch.setenv("GLMCOURSE_LANG", "en")
+    assert _data_error(bad) == (
+        f"{bad}: 1 of 2 records are invalid (records are numbered from 0). Each record needs 'instruction' and "
+        "'output' strings; 'input' may be a string, empty or null.\n"
+        "  record 1: 'output' is not a string (got a JSON number: 5)\n"
+        "  all bad records by problem: 'output' is not a string: 1")
+    monkeypatch.setenv("GLMCOURSE_LANG", "zh")
+    assert _data_error(bad) == (
+        f"{bad}：2 条记录中有 1 条无效（记录从 0 开始编号）。每条记录都需要字符串 'instruction' 和 'output'；"
+        "'input' 可以是字符串、空字符串或 null。\n"
+        "  记录 1：'output' 不是字符串（实际是一个 JSON 数字：5）\n"
+        "  按问题列出的全部无效记录：'output' 不是字符串：1")
+    bad.write_text("{\"instruction\": 'a'}", encoding="utf-8")
+    assert _data_error(bad).startswith(f"{bad}：第 1 行第 17 列不是有效的 JSON：")
+    monkeypatch.setenv("GLMCOURSE_LANG", "en")
+    assert _data_error(bad).startswith(f"{bad}: not valid JSON at line 1, column 17: Expecting value. ")
+
+
+def test_training_lines_speak_the_language(tmp_path, monkeypatch, capsys):
+    """The resume line (training.run) and the converter's summary line, in both languages."""
+    import json
+    from types import SimpleNamespace
+
+    from glmcourse import ptuning_train, training
+
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 4}), encoding="utf-8")
+    trainer = SimpleNamespace(train=lambda resume_from_checkpoint: "trained")
+    source = tmp_path / "alpaca.json"
+    source.write_text('[{"instruction": "a", "input": "", "output": "b"}]', encoding="utf-8")
+    argv = ["convert", "--data_path", str(source), "--save_path", str(tmp_path / "rows.json")]
+    for lang, want in [("en", f"resuming from checkpoint-4 (step 4)\n1 records -> {tmp_path / 'rows.json'} "
+                              "(prompt/response JSON lines, style instruction)\n"),
+                       ("zh", f"从 checkpoint-4 恢复（第 4 步）\n1 条记录 -> {tmp_path / 'rows.json'}"
+                              "（JSON lines，字段为提示词 prompt / 回答 response，风格 instruction）\n")]:
+        monkeypatch.setenv("GLMCOURSE_LANG", lang)
+        assert training.run(trainer, str(checkpoint), SimpleNamespace(diagnosis=None))[0] == "trained"
+        assert ptuning_train.main(argv) == 0
+        assert capsys.readouterr().out == want
+    assert training.resume_state_problem(checkpoint, "optimizer.pt") == "缺少 optimizer.pt"
+
+
 # ---------------------------------------------------------------------------- (4) the Chinese run
 def _lesson(tmp_path, code: str):
     nb = nbformat.v4.new_notebook()
