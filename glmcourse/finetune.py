@@ -165,18 +165,18 @@ def checkpoint_problem(path) -> str | None:
     path = Path(path)
     for name in ("trainer_state.json", ADAPTER_CONFIG, ADAPTER_SAFETENSORS):
         if not (path / name).exists():
-            return f"{name} is missing (interrupted while saving)"
+            return _("{name} is missing (interrupted while saving)", name=name)
     for name in ("trainer_state.json", ADAPTER_CONFIG):
         try:
             state = json.loads((path / name).read_text(encoding="utf-8"))
             if name == "trainer_state.json":
                 int(state["global_step"])
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            return f"{name} is damaged (not the JSON the Trainer writes)"
+            return _("{name} is damaged (not the JSON the Trainer writes)", name=name)
     try:
         check_safetensors(path / ADAPTER_SAFETENSORS)
     except ModelFileError:
-        return f"{ADAPTER_SAFETENSORS} is damaged (truncated or not safetensors)"
+        return _("{name} is damaged (truncated or not safetensors)", name=ADAPTER_SAFETENSORS)
     return None  # optimizer/scheduler/RNG state: see training.resume_state_problem (a fresh one, with a note)
 
 

@@ -316,17 +316,17 @@ def checkpoint_problem(path) -> str | None:
     path = Path(path)
     for name in ("trainer_state.json", PREFIX_WEIGHTS, PTUNING_CONFIG):
         if not (path / name).is_file():
-            return f"{name} is missing (interrupted while saving)"
+            return _("{name} is missing (interrupted while saving)", name=name)
     try:
         int(json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
         config = json.loads((path / PTUNING_CONFIG).read_text(encoding="utf-8"))
         int(config["pre_seq_len"]), bool(config["prefix_projection"])
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
-        return "trainer_state.json or ptuning_config.json is damaged (not the JSON this command writes)"
+        return _("trainer_state.json or ptuning_config.json is damaged (not the JSON this command writes)")
     try:
         check_safetensors(path / PREFIX_WEIGHTS)
     except ModelFileError:
-        return f"{PREFIX_WEIGHTS} is damaged (truncated or not safetensors)"
+        return _("{name} is damaged (truncated or not safetensors)", name=PREFIX_WEIGHTS)
     return None
 
 
