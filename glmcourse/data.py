@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from glmcourse.files import atomic_write, read_utf8
+from glmcourse.files import atomic_write, file_sha256, read_utf8
 from glmcourse.i18n import _
 
 IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
@@ -72,18 +72,10 @@ def _json_lines(text: str):
 # Alpaca records
 # ----------------------------------------------------------------------------------------------
 def _json_kind(value) -> str:
-    """What a parsed JSON value is, as learner text: "a JSON object", "a JSON number", ..."""
-    if isinstance(value, bool):
-        return _("a JSON boolean")
-    if isinstance(value, dict):
-        return _("a JSON object")
-    if isinstance(value, list):
-        return _("a JSON array")
-    if isinstance(value, str):
-        return _("a JSON string")
-    if isinstance(value, (int, float)):
-        return _("a JSON number")
-    return _("a JSON {name}", name=type(value).__name__)
+    """What a parsed JSON value is, as learner text: "a JSON object", "a JSON number", ... (bool before int)."""
+    kinds = ((bool, _("a JSON boolean")), (dict, _("a JSON object")), (list, _("a JSON array")),
+             (str, _("a JSON string")), ((int, float), _("a JSON number")))
+    return next((text for kind, text in kinds if isinstance(value, kind)), _("a JSON {name}", name=type(value).__name__))
 
 
 def _record_problems(record) -> list[tuple[str, str, str]]:
@@ -115,29 +107,22 @@ def _describe(field: str, problem: str, detail: str = "") -> str:
     """One finding of ``_record_problems`` as a learner's sentence: "'output' is not a string (got ...)"."""
     if field == "(record)":
         return _("record is not an object ({detail})", detail=detail) if detail else _("record is not an object")
-    if problem == "is missing":
-        return _("'{field}' is missing", field=field)
-    if problem == "is null":
-        return _("'{field}' is null", field=field)
+    if problem in ("is missing", "is null"):
+        return _("'{field}' is missing", field=field) if problem == "is missing" else _("'{field}' is null",
+                                                                                       field=field)
     if problem == "is not a string":
-        if detail:
-            return _("'{field}' is not a string ({detail})", field=field, detail=detail)
-        return _("'{field}' is not a string", field=field)
-    if detail:
-        return _("'{field}' holds invalid Unicode ({detail})", field=field, detail=detail)
-    return _("'{field}' holds invalid Unicode", field=field)
+        return (_("'{field}' is not a string ({detail})", field=field, detail=detail) if detail
+                else _("'{field}' is not a string", field=field))
+    return (_("'{field}' holds invalid Unicode ({detail})", field=field, detail=detail) if detail
+            else _("'{field}' holds invalid Unicode", field=field))
 
 
 def _compress_indices(indices: list[int]) -> str:
-    """[1, 2, 3, 7] -> '1-3, 7'."""
-    parts, start = [], None
-    for i, idx in enumerate(indices):
-        if start is None:
-            start = idx
-        if i + 1 == len(indices) or indices[i + 1] != idx + 1:
-            parts.append(str(start) if start == idx else f"{start}-{idx}")
-            start = None
-    return ", ".join(parts)
+    """[1, 2, 3, 7] -> '1-3, 7' (sorted indices; a run of consecutive ones has a constant index - position)."""
+    import itertools
+
+    runs = [[idx for _pos, idx in run] for _key, run in itertools.groupby(enumerate(indices), lambda p: p[1] - p[0])]
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def _not_an_array(data, source: str) -> DataError:
@@ -186,9 +171,7 @@ def validate_alpaca(data, source: str = "<data>", max_listed: int = 20) -> list[
     problems = [(i, *found) for i, rec in enumerate(data) for found in _record_problems(rec)]
     if problems:
         raise _invalid_records(data, problems, source, max_listed)
-    return [
-        {"instruction": r["instruction"], "input": r.get("input") or "", "output": r["output"]} for r in data
-    ]
+    return [{"instruction": r["instruction"], "input": r.get("input") or "", "output": r["output"]} for r in data]
 
 
 # Turns JSON Lines of Alpaca records into one array (shown to a learner who gave JSON Lines to load_alpaca).
@@ -481,34 +464,19 @@ def suggest_max_seq_length(lengths, quantile: float = 0.99, multiple: int = 8) -
 # ----------------------------------------------------------------------------------------------
 # Saving and loading tokenized rows, with their parameters (docs/failure-catalog.md#f11-stale-tokenized-cache)
 # ----------------------------------------------------------------------------------------------
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def tokenizer_fingerprint(tokenizer) -> dict:
     """Name, vocab size, a hash of the vocabulary and the special ids: enough to spot a different tokenizer."""
     vocab = sorted(tokenizer.get_vocab().items())
     vocab_hash = hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()
-    return {
-        "name_or_path": str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__)),
-        "vocab_size": len(vocab),
-        "vocab_sha256": vocab_hash,
-        "special_ids": special_ids(tokenizer),
-    }
+    return {"name_or_path": str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__)),
+            "vocab_size": len(vocab), "vocab_sha256": vocab_hash, "special_ids": special_ids(tokenizer)}
 
 
 def build_params(tokenizer, source_path, max_seq_length: int, skip_overlength: bool) -> dict:
-    return {
-        "format_version": PARAMS_VERSION,
-        "max_seq_length": max_seq_length,
-        "skip_overlength": bool(skip_overlength),
-        "tokenizer": tokenizer_fingerprint(tokenizer),
-        "source": {"path": str(source_path), "sha256": file_sha256(source_path)},
-    }
+    return {"format_version": PARAMS_VERSION, "max_seq_length": max_seq_length,
+            "skip_overlength": bool(skip_overlength),
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "source": {"path": str(source_path), "sha256": file_sha256(source_path)}}
 
 
 DATASET_FILES = ("dataset_info.json", "state.json", PARAMS_FILE)  # what save_tokenized writes, with data-*.arrow

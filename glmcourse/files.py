@@ -42,6 +42,17 @@ def atomic_write(path, encoding: str = "utf-8"):
         raise
 
 
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @contextmanager
 def sigterm_as_exit():
     """While active, SIGTERM (``kill PID``) raises SystemExit, so cleanup code runs as it does on Ctrl-C."""
