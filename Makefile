@@ -203,8 +203,7 @@ check-lab: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_lab.py
 
 # The browser tests alone (they also run in `make test`), and the class hub's end-to-end test (e2e only).
-e2e: $(STAMP) $(NODE_STAMP)
-	@$(ENSURE_CHROMIUM)
+e2e: $(STAMP) $(NODE_STAMP) browser
 	export $(TEST_ENV) GLMCOURSE_HUB_E2E=1; $(BIN)/python -m pytest -q -rs $(BROWSER_TESTS) tests/test_hub_e2e.py
 
 # Instructors: grade a folder of students' notebooks (one file or one subfolder per student).

@@ -89,15 +89,14 @@ def ensure_adapter(output_dir=None, callbacks=()) -> Path:
 
 
 def adapter_run(output_dir) -> dict:
-    """What a finished LoRA run left in ``output_dir`` (``ensure_adapter``'s folder): its loss log, steps, last
-    logged loss, seconds to the last logged step, and the adapter's parameter count."""
+    """What lesson 07's table needs from a finished LoRA run in ``output_dir`` (``ensure_adapter``'s folder): its
+    loss log (steps, loss, seconds), its step count and the adapter's parameter count."""
     import json
 
     from glmcourse.training import LOSS_LOG
 
     log = json.loads((Path(output_dir) / LOSS_LOG).read_text(encoding="utf-8"))
-    return {"log": log, "global_step": log[-1]["step"], "final_loss": log[-1]["loss"],
-            "train_seconds": log[-1]["elapsed_s"], "trainable": check_adapter(output_dir).parameters}
+    return {"log": log, "global_step": log[-1]["step"], "trainable": check_adapter(output_dir).parameters}
 
 
 # ----------------------------------------------------------------------------------------------
