@@ -28,8 +28,13 @@ TORCH_VERSION := 2.13.0
 # Packages that only torch's CUDA build needs: `make lock` leaves them out, since torch's own install
 # brings them where (and only where) they belong.
 TORCH_RUNTIME := ^(nvidia-[a-z0-9-]+|cuda-[a-z-]+|triton)==
+# Left out on purpose: rfc3987-syntax (and lark, which only it needs) come with jsonschema's "format-nongpl" extra
+# that jupyter-events asks for. It builds a lark parser when jsonschema is imported: about 2.5 s in every process
+# that reads a notebook or serves Jupyter (pytest, jupyter-lab, the grader, the site). Without it jsonschema skips
+# the "iri" format check only, which nothing in Jupyter's event schemas or the course relies on.
+NOT_INSTALLED := --no-emit-package rfc3987-syntax --no-emit-package lark
 UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --extra dev --extra web --extra hub --universal --python-version 3.10 \
-	--no-emit-package torch --custom-compile-command "make lock" --quiet $(LOCK_ARGS)
+	--no-emit-package torch $(NOT_INSTALLED) --custom-compile-command "make lock" --quiet $(LOCK_ARGS)
 
 LAB_PORT ?= 8888
 LAB_ARGS ?=
