@@ -246,7 +246,8 @@ def timeouts(tmp_path_factory):
         answer(erin, name, solution(L04, name))
     erin["cells"].insert(1, code("def attempt(checker, fn):\n    print(f'[PASS] {fn.__name__}')\n    return True\n"))
     save(erin, subs / "erin.ipynb")
-    done = run_grade(subs, "--out", out, "--cell-timeout", "5", "--notebook-timeout", "15", env={"GLMCOURSE_FAST": "1"})
+    done = run_grade(subs, "--out", out, "--cell-timeout", "5", "--notebook-timeout", "15", "--jobs", "3",
+                     env={"GLMCOURSE_FAST": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     return {"rows": read_csv(out), "report": (out / "report.html").read_text(encoding="utf-8")}
 
