@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -146,16 +147,36 @@ def write_notebook(path: Path, title: str, markdown: str = "Some text.") -> None
     path.write_text(json.dumps({"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}))
 
 
+def write_tiny_notebooks(folder: Path) -> Path:
+    for where, title in ((folder, "01 · Tiny"), (folder / "zh", "01 · 小课")):
+        write_notebook(where / "01_tiny.ipynb", title)
+    return folder
+
+
 @pytest.fixture
 def tiny_notebooks(tmp_path):
-    for folder, title in ((tmp_path / "nb", "01 · Tiny"), (tmp_path / "nb" / "zh", "01 · 小课")):
-        write_notebook(folder / "01_tiny.ipynb", title)
-    return tmp_path / "nb"
+    return write_tiny_notebooks(tmp_path / "nb")
 
 
-def test_a_rebuild_replaces_its_own_folder_and_shows_a_new_lesson(tmp_path, tiny_notebooks):
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    """The tiny lesson's site, built once: each test that changes it works on its own copy (tiny_site)."""
+    root = tmp_path_factory.mktemp("tiny")
+    result = run_site("--out", root / "site", "--notebooks", write_tiny_notebooks(root / "nb"))
+    assert result.returncode == 0, result.stderr
+    return root / "site"
+
+
+@pytest.fixture
+def tiny_site(tiny_build, tmp_path, tiny_notebooks):
+    """(notebooks, site): a copy of tiny_build's site, next to its notebooks, at tmp_path/out/site."""
     out = tmp_path / "out" / "site"
-    assert run_site("--out", out, "--notebooks", tiny_notebooks).returncode == 0
+    shutil.copytree(tiny_build, out)
+    return tiny_notebooks, out
+
+
+def test_a_rebuild_replaces_its_own_folder_and_shows_a_new_lesson(tiny_site):
+    tiny_notebooks, out = tiny_site
     assert (out / OUTPUT_MARKER).is_file() and (out / "zh" / "01_tiny.html").is_file()
     (out / "stale.html").write_text("from an older build")
     for folder, title in ((tiny_notebooks, "02 · Another"), (tiny_notebooks / "zh", "02 · 又一课")):
@@ -194,9 +215,8 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path, tiny_notebooks, problem):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_sphinx_warning_fails_the_build_and_keeps_the_old_site(tmp_path, tiny_notebooks):
-    out = tmp_path / "site"
-    assert run_site("--out", out, "--notebooks", tiny_notebooks).returncode == 0
+def test_a_sphinx_warning_fails_the_build_and_keeps_the_old_site(tiny_site):
+    tiny_notebooks, out = tiny_site
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     write_notebook(tiny_notebooks / "zh" / "01_tiny.ipynb", "01 · 小课", "See {ref}`no-such-label`.")
     result = run_site("--out", out, "--notebooks", tiny_notebooks)
@@ -204,7 +224,7 @@ def test_a_sphinx_warning_fails_the_build_and_keeps_the_old_site(tmp_path, tiny_
     assert "no-such-label" in result.stderr and result.stderr.strip().splitlines()[-1].startswith("error: the zh")
     assert "Traceback" not in result.stderr
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["nb", "site"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["site"]  # no temporary folder left behind
 
 
 # ------------------------------------------------------------------ headless Chromium
