@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -168,20 +169,23 @@ def test_language_is_read_at_call_time(monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------------------- (3) the catalog
-TEMPLATES = template_catalogs.exercise_templates()
+@functools.cache
+def templates():
+    """The package's templates, read once and only where a test of this file runs (not at collection)."""
+    return template_catalogs.exercise_templates()
 
 
 def test_templates_are_collected_from_every_lesson():
-    files = {Path(t.path).name for t in TEMPLATES}
+    files = {Path(t.path).name for t in templates()}
     assert {"__init__.py", "sizes.py", "masks.py", "quant.py", "chat.py", "data.py", "lora.py"} <= files
-    assert len({t.text for t in TEMPLATES}) >= 100
-    assert "[TRY AGAIN] {name}: {hint}" in {t.text for t in TEMPLATES}
+    assert len({t.text for t in templates()}) >= 100
+    assert "[TRY AGAIN] {name}: {hint}" in {t.text for t in templates()}
 
 
 def test_every_template_is_translated_with_the_same_fields():
     table = {e.msgid: e for e in polib.pofile(str(CATALOG)) if not e.obsolete}
     problems = []
-    for t in TEMPLATES:
+    for t in templates():
         entry = table.get(t.text)
         if entry is None or not entry.msgstr:
             problems.append(f"{t.reference} (line {t.line}): untranslated: {t.text!r}")
@@ -208,7 +212,7 @@ def test_chinese_prose_keeps_numbers_code_and_tokens():
 
 
 def test_every_translation_formats():
-    values = {name: 1 for t in TEMPLATES for name, _, _ in template_catalogs.template_fields(t.text)}
+    values = {name: 1 for t in templates() for name, _, _ in template_catalogs.template_fields(t.text)}
     for e in polib.pofile(str(CATALOG)):
         if e.msgstr and not e.obsolete:
             e.msgstr.format(**values)  # raises on a stray brace
@@ -288,8 +292,8 @@ def test_update_catalogs_command_refreshes_the_exercise_catalog(tmp_path, monkey
     monkeypatch.setattr(template_catalogs, "FIGURE_CATALOG", tmp_path / "figures.po")  # never the repo's catalogs
     monkeypatch.setattr(template_catalogs, "MESSAGE_CATALOG", tmp_path / "messages.po")
     assert nbtools.main(["update-catalogs"]) == 0
-    assert f"{len({t.text for t in TEMPLATES})} new" in capsys.readouterr().out
-    assert {e.msgid for e in polib.pofile(str(tmp_path / "exercises.po"))} == {t.text for t in TEMPLATES}
+    assert f"{len({t.text for t in templates()})} new" in capsys.readouterr().out
+    assert {e.msgid for e in polib.pofile(str(tmp_path / "exercises.po"))} == {t.text for t in templates()}
 
 
 # ---------------------------------------------------------------------------- (4) falling back to English

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import os
 from pathlib import Path
 
@@ -23,7 +24,12 @@ from glmcourse.i18n import _
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG = template_catalogs.MESSAGE_CATALOG
-TEMPLATES = template_catalogs.message_templates()
+
+
+@functools.cache
+def templates():
+    """The package's templates, read once and only where a test of this file runs (not at collection)."""
+    return template_catalogs.message_templates()
 
 
 @pytest.fixture
@@ -54,9 +60,9 @@ def test_the_language_comes_from_the_course_setting_then_the_locale(env, want, m
 
 # ---------------------------------------------------------------------------- (2) the catalog
 def test_templates_are_collected_from_the_package():
-    files = {Path(t.path).name for t in TEMPLATES}
+    files = {Path(t.path).name for t in templates()}
     assert {"cli.py", "doctor.py", "cli_demo.py", "web_demo.py", "lesson_runs.py", "chat.py", "masks.py"} <= files
-    assert len({t.text for t in TEMPLATES}) >= 50
+    assert len({t.text for t in templates()}) >= 50
 
 
 def test_catalog_is_what_update_catalogs_writes():
@@ -68,7 +74,7 @@ def test_catalog_is_what_update_catalogs_writes():
 def test_every_template_is_translated_with_the_same_fields():
     table = {e.msgid: e for e in polib.pofile(str(CATALOG)) if not e.obsolete}
     problems = []
-    for t in TEMPLATES:
+    for t in templates():
         entry = table.get(t.text)
         if entry is None or not entry.msgstr or "fuzzy" in entry.flags:
             problems.append(f"{t.reference} (line {t.line}): untranslated or fuzzy: {t.text!r}")
@@ -111,7 +117,7 @@ def test_update_catalogs_refreshes_the_message_catalog(tmp_path, monkeypatch, ca
         monkeypatch.setattr(template_catalogs, name, tmp_path / f"{name}.po")
     assert nbtools.main(["update-catalogs"]) == 0
     assert "MESSAGE_CATALOG.po: updated" in capsys.readouterr().out
-    assert {e.msgid for e in polib.pofile(str(tmp_path / "MESSAGE_CATALOG.po"))} == {t.text for t in TEMPLATES}
+    assert {e.msgid for e in polib.pofile(str(tmp_path / "MESSAGE_CATALOG.po"))} == {t.text for t in templates()}
 
 
 def test_no_function_that_calls_underscore_rebinds_it():

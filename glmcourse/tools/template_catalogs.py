@@ -77,8 +77,10 @@ def call_templates(func_name: str, files=(), notebooks=()) -> list[Template]:
     not a plain string literal: an f-string or a variable cannot be looked up in a catalog."""
     found, problems = [], []
     for path in sorted(files):
-        name = shown(path)
-        for text, where, line in _calls_in(Path(path).read_text(encoding="utf-8"), name, func_name, problems):
+        name, source = shown(path), Path(path).read_text(encoding="utf-8")
+        if f"{func_name}(" not in source:  # no call to look for: skip parsing
+            continue
+        for text, where, line in _calls_in(source, name, func_name, problems):
             found.append(Template(text, name, where, line))
     for path in sorted(notebooks):
         name = shown(path)
