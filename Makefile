@@ -88,8 +88,9 @@ $(BIN)/python:
 # machine's own torch build (a local CPU wheel, a CPU-only index: README "Set-up downloads"), and uv installs it
 # (4x faster than pip here); a torch $(TORCH_VERSION) already installed is kept. Its dependencies are in the lock,
 # except a CUDA build's runtime, which uv adds. Then the course itself; `uv pip check` (pip's check, 30x faster)
-# fails the set-up if the lock is incomplete. The .pyc files are written here, once (uv's --compile-bytecode, on every core): the grader's
-# kernels see .venv read-only and would otherwise compile at every start.
+# fails the set-up if the lock is incomplete. The .pyc files are written here, once (uv's --compile-bytecode on
+# every core; compileall for the course's own modules): the grader's kernels see .venv read-only, and where
+# PYTHONDONTWRITEBYTECODE is set no process keeps what it compiles, so each would compile again at every start.
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check
 UV_PIN = $(shell grep -m1 -oE '^uv==[^ ;]+' $(LOCK) 2>/dev/null)
 UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode \
@@ -105,6 +106,7 @@ $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 			torch==$(TORCH_VERSION) && \
 		$(UV_INSTALL) $(TORCH_WHEEL_DIR)/torch-*.whl && rm -rf $(TORCH_WHEEL_DIR); fi
 	$(UV_INSTALL) --no-deps -e .
+	$(BIN)/python -m compileall -q -j 0 glmcourse notebooks/solutions >/dev/null
 	$(BIN)/uv pip check --quiet --python $(BIN)/python
 	@touch $@
 	@echo "environment ready in $(VENV)"
