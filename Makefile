@@ -106,7 +106,7 @@ $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 			torch==$(TORCH_VERSION) && \
 		$(UV_INSTALL) $(TORCH_WHEEL_DIR)/torch-*.whl && rm -rf $(TORCH_WHEEL_DIR); fi
 	$(UV_INSTALL) --no-deps -e .
-	$(BIN)/python -m compileall -q -j 0 glmcourse notebooks/solutions >/dev/null
+	$(BIN)/python -m compileall -q -j 0 -x '/course_model/' glmcourse notebooks/solutions >/dev/null
 	$(BIN)/uv pip check --quiet --python $(BIN)/python
 	@touch $@
 	@echo "environment ready in $(VENV)"
