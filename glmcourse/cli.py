@@ -288,8 +288,9 @@ def one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def run_cli(main_body) -> int:
-    """Run a command's body: a course error -> ``error: ...`` on stderr and exit status 1; Ctrl-C -> 130."""
+def run_cli(main_body, errors: tuple = (), interrupted: str | None = None) -> int:
+    """Run a command's body: a course error (or one of the command's own ``errors``) -> ``error: ...`` on stderr
+    and exit status 1; Ctrl-C -> ``interrupted`` (default: nothing was written) and 130."""
     import sys
 
     from glmcourse.data import DataError
@@ -297,11 +298,11 @@ def run_cli(main_body) -> int:
     try:
         with sigterm_as_exit():
             main_body()
-    except (DataError, UsageError, OutputError, OSError) as err:  # OSError: unreadable input, full disk
+    except (DataError, UsageError, OutputError, OSError, *errors) as err:  # OSError: unreadable input, full disk
         print(_("error: {message}", message=err), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(_("interrupted: nothing was written."), file=sys.stderr)
+        print(interrupted or _("interrupted: nothing was written."), file=sys.stderr)
         return 130
     return 0
 

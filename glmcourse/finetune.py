@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -433,21 +432,12 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)  # the guard: before the heavy imports, so --help is instant
     except SystemExit as stop:  # --help, or a bad flag (one line, status 2)
         return stop.code
-    from glmcourse.cli import UsageError
-    from glmcourse.data import DataError
-    from glmcourse.files import OutputError
+    from glmcourse.cli import run_cli
     from glmcourse.lora import LoraError
 
-    try:
-        finetune(**vars(args))
-    except (LoraError, DataError, UsageError, OutputError, TrainingStopped, FileNotFoundError, NotADirectoryError) as err:
-        print(_("error: {message}", message=err), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(_("interrupted: the last saved adapter and checkpoint are intact; continue with "
-                "--resume_from_checkpoint."), file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(lambda: finetune(**vars(args)), errors=(LoraError, TrainingStopped),
+                   interrupted=_("interrupted: the last saved adapter and checkpoint are intact; continue with "
+                                 "--resume_from_checkpoint."))
 
 
 if __name__ == "__main__":

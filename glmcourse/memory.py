@@ -210,7 +210,8 @@ def memory_in_subprocess(mode: str, *, reuse: bool = False, **kwargs) -> dict:
     cmd = [sys.executable, "-m", "glmcourse.memory", "--mode", mode]
     for key, value in kwargs.items():
         cmd += [f"--{key}", str(value)]
-    kept = glmcourse.RUNS_DIR / "memory" / ("_".join(cmd[3:]).replace("-", "") + ".json")  # mode_lora_steps_2.json
+    key = "_".join(["mode", mode, *(f"{name}_{value}" for name, value in sorted(kwargs.items()))])
+    kept = glmcourse.RUNS_DIR / "memory" / f"{key}.json"  # e.g. mode_lora_steps_2.json: the same for any argument order
     if reuse:
         try:
             return json.loads(kept.read_text(encoding="utf-8"))

@@ -576,8 +576,7 @@ def lesson_data(folder=None, limit: int | None = None) -> dict:
 
 
 def main(argv=None) -> int:
-    from glmcourse.data import DataError
-    from glmcourse.files import sigterm_as_exit
+    from glmcourse.cli import run_cli
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -585,23 +584,19 @@ def main(argv=None) -> int:
         parser.parse_args(argv[1:] if argv[:1] == ["convert"] else argv)  # the guard, before anything slow
     except SystemExit as stop:  # --help, or a bad flag (one line, status 2)
         return stop.code
-    try:
-        with sigterm_as_exit():
-            if argv[:1] == ["convert"]:
-                args = convert_parser().parse_args(argv[1:])  # the guard: exit 2 on a bad path
-                n = convert(args.data_path, args.save_path, args.style)
-                print(_("{n} records -> {path} (prompt/response JSON lines, style {style})", n=n, path=args.save_path,
-                        style=args.style))
-                return 0
+
+    def body():
+        if argv[:1] == ["convert"]:
+            args = convert_parser().parse_args(argv[1:])  # the guard: exit 2 on a bad path
+            n = convert(args.data_path, args.save_path, args.style)
+            print(_("{n} records -> {path} (prompt/response JSON lines, style {style})", n=n, path=args.save_path,
+                    style=args.style))
+        else:
             train(**vars(build_parser().parse_args(argv)))
-    except (PTuningError, DataError, TrainingStopped, FileNotFoundError, OSError) as err:
-        print(_("error: {message}", message=err), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(_("interrupted: the last saved prefix and checkpoint are intact; continue with "
-                "--resume_from_checkpoint."), file=sys.stderr)
-        return 130
-    return 0
+
+    return run_cli(body, errors=(PTuningError, TrainingStopped),
+                   interrupted=_("interrupted: the last saved prefix and checkpoint are intact; continue with "
+                                 "--resume_from_checkpoint."))
 
 
 if __name__ == "__main__":
