@@ -195,35 +195,20 @@ def measure_training_memory(mode: str = "lora", steps: int = 3, batch_size: int 
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * rss_unit}
 
 
-def memory_in_subprocess(mode: str, *, reuse: bool = False, **kwargs) -> dict:
-    """``measure_training_memory`` in a fresh Python process (its own peak RSS), kept in runs/memory/.
-
-    ``reuse=True`` reads back a measurement of the same mode and arguments kept there (lesson 07 shows lesson
-    05's LoRA figure instead of measuring it a second time) and measures only when there is none.
-    """
+def memory_in_subprocess(mode: str, **kwargs) -> dict:
+    """``measure_training_memory`` in a fresh Python process (its own peak RSS)."""
     import subprocess
     import sys
 
     import glmcourse
-    from glmcourse.files import atomic_write
 
     cmd = [sys.executable, "-m", "glmcourse.memory", "--mode", mode]
     for key, value in kwargs.items():
         cmd += [f"--{key}", str(value)]
-    key = "_".join(["mode", mode, *(f"{name}_{value}" for name, value in sorted(kwargs.items()))])
-    kept = glmcourse.RUNS_DIR / "memory" / f"{key}.json"  # e.g. mode_lora_steps_2.json: the same for any argument order
-    if reuse:
-        try:
-            return json.loads(kept.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pass  # not measured yet (or unreadable): measure now
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=str(glmcourse.REPO_ROOT), check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[1:])} failed:\n{done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    with atomic_write(kept) as handle:
-        json.dump(result, handle)
-    return result
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def build_parser():

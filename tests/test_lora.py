@@ -334,29 +334,6 @@ def test_optimizer_state_is_two_moments_per_trainable_parameter(tiny_dir):
         memory.measure_training_memory("half", **small)
 
 
-def test_a_kept_measurement_is_reused_only_when_asked(tmp_path, monkeypatch):
-    """memory_in_subprocess keeps each measurement in runs/memory/; reuse=True reads it back (lesson 07 shows lesson
-    05's LoRA row), reuse=False always measures again in a fresh process."""
-    import subprocess
-
-    runs = []
-
-    def fake_run(cmd, **kwargs):
-        runs.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps({"mode": cmd[4], "measured": len(runs)}) + "\n")
-
-    monkeypatch.setattr(glmcourse, "RUNS_DIR", tmp_path)
-    monkeypatch.setattr(subprocess, "run", fake_run)
-    assert memory.memory_in_subprocess("lora", reuse=True, steps=2) == {"mode": "lora", "measured": 1}  # none kept yet
-    assert memory.memory_in_subprocess("lora", reuse=True, steps=2) == {"mode": "lora", "measured": 1}  # read back
-    assert memory.memory_in_subprocess("lora", steps=3, reuse=True)["measured"] == 2  # other arguments: measured
-    assert memory.memory_in_subprocess("lora", steps=2)["measured"] == 3  # lesson 05 always measures
-    assert memory.memory_in_subprocess("lora", reuse=True, steps=2)["measured"] == 3
-    assert sorted(p.name for p in (tmp_path / "memory").iterdir()) == ["mode_lora_steps_2.json", "mode_lora_steps_3.json"]
-    (tmp_path / "memory" / "mode_lora_steps_2.json").write_text("{not json", encoding="utf-8")
-    assert memory.memory_in_subprocess("lora", reuse=True, steps=2)["measured"] == 4  # unreadable: measured again
-
-
 # ---------------------------------------------------------------------------------- checkers
 RIGHT_AND_WRONG = {
     "check_lora_param_count": (lambda i, o, r: r * (i + o), lambda i, o, r: r * i * o),
