@@ -78,3 +78,24 @@ def test_the_count_command_prints_per_notebook(capsys):
     out = capsys.readouterr().out
     assert EDITIONS[0].name in out and "total" in out
     assert zh_edition.main(["count", "no/such.ipynb"]) == 2
+
+
+def test_printed_floats_source_listings_and_numbered_questions_are_left_out():
+    """``nan``/``inf`` are numbers; ``inspect.getsource`` output is code; ``[3] 问：...`` is a record's question."""
+    assert zh_edition.english_sentence("之前：[[1.0, nan, inf, -inf], [nan, nan, nan, nan]]") is None
+    nb = nbformat.v4.new_notebook()
+    source = nbformat.v4.new_code_cell("print(inspect.getsource(f))")
+    source.outputs = [nbformat.v4.new_output("stream", name="stdout", text=(
+        "def get_prompt(self, batch_size):\n"
+        '    """The prefix: one key and value per layer, each of them passed through dropout."""\n'
+        "    return self.prefix_encoder(batch_size)\n"))]
+    record = nbformat.v4.new_code_cell("side_by_side(records)")
+    record.outputs = [nbformat.v4.new_output("stream", name="stdout", text=(
+        "[1] 问：Turn this sentence into JSON: Living in Sydney, Lucy is 66 years old.\n"
+        "[2] Turn this sentence into JSON: Anna lives in Oslo.\n"
+        "prose: the model keeps a cache of the keys and values\n"))]
+    nb.cells += [source, record]
+    assert [line for _, line in zh_edition.english_lines(nb)] == [
+        "[2] Turn this sentence into JSON: Anna lives in Oslo.",
+        "prose: the model keeps a cache of the keys and values"]
+    assert not zh_edition.is_source_listing("def is how Python starts a function, and this is prose")

@@ -27,6 +27,8 @@ SENTENCE_WORDS = 4  # a run of this many English words is a sentence
 REPLY_MARKERS = ("ChatGLM：", "ChatGLM:", "答：", "问：", "用户：")
 REPLY_ARROW = " -> "  # "question -> the model's reply" in a table of replies: the reply is not counted
 TOKEN_ROW = "|"  # a row of a token table (one token per column) is data
+RECORD_INDEX = re.compile(r"^\[\d+\]\s*")  # "[3] 问：..." numbers a data record: the marker after it counts
+NUMBER_WORDS = {"nan", "inf"}  # printed floats, not English
 
 
 def english_sentence(line: str, words: int = SENTENCE_WORDS) -> str | None:
@@ -39,13 +41,30 @@ def english_sentence(line: str, words: int = SENTENCE_WORDS) -> str | None:
     """
     run: list[str] = []
     for token in QUOTED.sub(" ", line).split() + [""]:  # the empty token ends the last run
-        if WORD.fullmatch(token.strip(EDGE)) and not (token[-1:] in "([{=" or token[:1] in "=)]}"):
+        bare = token.strip(EDGE)
+        if (WORD.fullmatch(bare) and bare.lower() not in NUMBER_WORDS
+                and not (token[-1:] in "([{=" or token[:1] in "=)]}")):
             run.append(token)  # commas and full stops keep the run going: a sentence often spans them
             continue
         if len(run) >= words:
             return " ".join(run)
         run = []
     return None
+
+
+def is_source_listing(text: str) -> bool:
+    """True for an output that is a Python function or class, as ``inspect.getsource`` prints one."""
+    import ast
+    import textwrap
+
+    source = textwrap.dedent(text)
+    if not source.lstrip().startswith(("def ", "class ", "@", "async def ")):
+        return False
+    try:
+        ast.parse(source)
+    except SyntaxError:
+        return False
+    return True
 
 
 def output_lines(nb) -> list[tuple[int, str]]:
@@ -67,6 +86,8 @@ def output_lines(nb) -> list[tuple[int, str]]:
                 text = ""
             if isinstance(text, list):
                 text = "".join(text)
+            if is_source_listing(text):
+                continue  # printed source code (inspect.getsource) is code, docstring included
             lines.extend((index, line) for line in text.splitlines())
     return lines
 
@@ -76,7 +97,7 @@ def english_lines(nb) -> list[tuple[int, str]]:
     found = []
     for i, line in output_lines(nb):
         text = line.strip()
-        if text.startswith(REPLY_MARKERS) or text.startswith(TOKEN_ROW):
+        if RECORD_INDEX.sub("", text, count=1).startswith(REPLY_MARKERS) or text.startswith(TOKEN_ROW):
             continue
         if english_sentence(text.split(REPLY_ARROW)[0]):
             found.append((i, line))
