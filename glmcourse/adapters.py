@@ -43,9 +43,10 @@ class AdapterSummary:
     shapes: dict = field(repr=False, default_factory=dict)
 
     def line(self) -> str:
-        return (f"{self.weights_file}: {self.tensors} tensors ({self.tensors // 2} A/B pairs), "
-                f"{self.parameters:,} parameters, {self.file_bytes / 1024:.1f} KiB, r={self.r}, "
-                f"alpha={self.lora_alpha:g}, targets {self.target_modules}, max |B| = {self.max_abs_B:.3g}")
+        return _("{file}: {tensors} tensors ({pairs} A/B pairs), {parameters:,} parameters, {kib:.1f} KiB, r={r}, "
+                 "alpha={alpha:g}, targets {targets}, max |B| = {max_b:.3g}", file=self.weights_file,
+                 tensors=self.tensors, pairs=self.tensors // 2, parameters=self.parameters, kib=self.file_bytes / 1024,
+                 r=self.r, alpha=self.lora_alpha, targets=self.target_modules, max_b=self.max_abs_B)
 
 
 def adapter_folder(path) -> Path:
@@ -296,29 +297,31 @@ def merge_lora(peft_model, base_path=None, reload_fp32: bool = True, verbose: bo
     name = peft_model.active_adapter
     config = peft_model.peft_config[name]
     base_path = base_path or config.base_model_name_or_path
-    explain = (f"the base is {kind}: merging would round W + B A alpha/r back to {kind} and lose most of the LoRA "
-               f"update. The fp32 path: load the base in fp32, load the adapter on it, merge there, then quantize "
-               f"the merged model if needed")
+    explain = _("the base is {kind}: merging would round W + B A alpha/r back to {kind} and lose most of the LoRA "
+                "update. The fp32 path: load the base in fp32, load the adapter on it, merge there, then quantize "
+                "the merged model if needed", kind=kind)
     if not reload_fp32:
-        raise LoraError(f"refusing to merge: {explain} (adapters.merge_lora(model, base_path=...) does it for you).")
+        raise LoraError(_("refusing to merge: {explain} (adapters.merge_lora(model, base_path=...) does it for you).",
+                          explain=explain))
     if not base_path:
-        raise LoraError(f"cannot merge: {explain}, but the base's path is unknown: pass base_path=.")
+        raise LoraError(_("cannot merge: {explain}, but the base's path is unknown: pass base_path=.", explain=explain))
     weights = {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(peft_model, adapter_name=name).items()}
     reloaded = load_base_model(base_path)
     if is_quantized(reloaded):  # e.g. the adapter was trained on a quantization_bit=4 folder
-        raise LoraError(f"cannot merge: {explain}; but {base_path} is itself pre-quantized ({is_quantized(reloaded)}). "
-                        f"Pass base_path= the fp16 folder of the same model (python -m glmcourse.thudm_format --out "
-                        f"DIR writes one), or keep the adapter separate: PeftModel.from_pretrained(base, adapter).")
+        raise LoraError(_("cannot merge: {explain}; but {base_path} is itself pre-quantized ({kind}). Pass base_path= the "
+                          "fp16 folder of the same model (python -m glmcourse.thudm_format --out DIR writes one), or keep "
+                          "the adapter separate: PeftModel.from_pretrained(base, adapter).", explain=explain,
+                          base_path=base_path, kind=is_quantized(reloaded)))
     fp32 = get_peft_model(reloaded, config.__class__(**{**config.to_dict(), "inference_mode": True}),
                           adapter_name=name)
     set_peft_model_state_dict(fp32, weights, adapter_name=name)
     report = matched_keys(fp32, weights, name)
     if len(report["matched"]) != len(weights) or report["not_in_file"]:
-        raise LoraError(f"the adapter did not transfer to the fp32 base {base_path}: {len(report['matched'])} of "
-                        f"{len(weights)} tensors matched.")
+        raise LoraError(_("the adapter did not transfer to the fp32 base {base_path}: {matched} of {total} tensors "
+                          "matched.", base_path=base_path, matched=len(report["matched"]), total=len(weights)))
     if verbose:
-        print(f"merge: {explain}. Done: merged into an fp32 copy of {Path(str(base_path)).name} "
-              f"({len(weights)} adapter tensors).")
+        print(_("merge: {explain}. Done: merged into an fp32 copy of {base} ({tensors} adapter tensors).",
+                explain=explain, base=Path(str(base_path)).name, tensors=len(weights)))
     return fp32.merge_and_unload().eval()
 
 

@@ -34,6 +34,10 @@ REPLACEMENT_CHAR = "\ufffd"  # what a byte-level decoder shows for an incomplete
 REPLY_ROOM = 256  # tokens kept free for the reply when trimming history (unless max_new_tokens says)
 
 
+class QueryTooLong(ValueError):
+    """Even the query alone does not fit max_length (the demos turn it into their own one-line note)."""
+
+
 class HistoryTrimmedWarning(UserWarning):
     """The oldest turns were left out of the prompt so that it fits ``max_length``."""
 
@@ -113,14 +117,16 @@ def fit_history(tokenizer, query: str, history, max_length: int, reply_room: int
     """
     turns = validate_history(history)
     if max_length <= reply_room:
-        raise ValueError(f"max_length={max_length} leaves no room for a prompt after reserving "
-                         f"{reply_room} tokens for the reply; raise max_length or lower max_new_tokens.")
+        raise ValueError(_("max_length={max_length} leaves no room for a prompt after reserving "
+                           "{reply_room} tokens for the reply; raise max_length or lower max_new_tokens.",
+                           max_length=max_length, reply_room=reply_room))
     dropped = 0
     while count_prompt_tokens(tokenizer, query, turns[dropped:]) + reply_room > max_length:
         if dropped == len(turns):
             n = count_prompt_tokens(tokenizer, query)
-            raise ValueError(f"the query alone is {n} tokens; with {reply_room} kept for the reply it does "
-                             f"not fit max_length={max_length}. Shorten the query or raise max_length.")
+            raise QueryTooLong(_("the query alone is {n} tokens; with {reply_room} kept for the reply it does "
+                                 "not fit max_length={max_length}. Shorten the query or raise max_length.",
+                                 n=n, reply_room=reply_room, max_length=max_length))
         dropped += 1
     return turns[dropped:], dropped
 
@@ -182,8 +188,9 @@ def _encode_prompt(model, tokenizer, prompt: str) -> dict:
     gmask = _special_id(tokenizer, "gmask_token_id", "mask_token_id")
     sop = _special_id(tokenizer, "sop_token_id", "bos_token_id")
     if ids[-2:] != [gmask, sop]:
-        raise ValueError(f"the encoded prompt must end in [gMASK] <sop> (ids {gmask}, {sop}) but ends in "
-                         f"{ids[-2:]}; load the ChatGLM tokenizer that belongs to this model.")
+        raise ValueError(_("the encoded prompt must end in [gMASK] <sop> (ids {gmask}, {sop}) but ends in "
+                           "{ends}; load the ChatGLM tokenizer that belongs to this model.", gmask=gmask, sop=sop,
+                           ends=ids[-2:]))
     device = _model_device(model)
     return {k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
 
@@ -196,11 +203,12 @@ def _generation_kwargs(tokenizer, prompt_len: int, max_length: int, num_beams: i
     room = max_length - prompt_len
     max_new = kwargs.pop("max_new_tokens", None)
     if max_new is not None and (isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1):
-        raise ValueError(f"max_new_tokens={max_new!r}: pass a whole number of at least 1 (or leave it out).")
+        raise ValueError(_("max_new_tokens={value!r}: pass a whole number of at least 1 (or leave it out).",
+                           value=max_new))
     if not 0 < top_p <= 1:
-        raise ValueError(f"top_p={top_p!r}: pass a number in (0, 1], e.g. 0.7.")
+        raise ValueError(_("top_p={value!r}: pass a number in (0, 1], e.g. 0.7.", value=top_p))
     if not 0 < temperature < float("inf"):
-        raise ValueError(f"temperature={temperature!r}: pass a positive number, e.g. 0.95.")
+        raise ValueError(_("temperature={value!r}: pass a positive number, e.g. 0.95.", value=temperature))
     max_new = min(max_new or room, room)
     gen = dict(max_new_tokens=max_new, num_beams=num_beams, do_sample=do_sample,
                logits_processor=processors, eos_token_id=eop, pad_token_id=tokenizer.pad_token_id)
@@ -213,7 +221,7 @@ def _generation_kwargs(tokenizer, prompt_len: int, max_length: int, num_beams: i
 def _prepare(model, tokenizer, query, history, max_length, kwargs):
     """Shared by chat and stream_chat: validate, trim, encode. Returns (turns, inputs, max_length)."""
     if not isinstance(query, str):
-        raise TypeError(f"query must be a str, got {type(query).__name__}.")
+        raise TypeError(_("query must be a str, got {kind}.", kind=type(query).__name__))
     turns = validate_history(history)
     ensure_cpu_float(model)
     limit = getattr(getattr(model, "config", None), "max_sequence_length", None)
@@ -351,8 +359,8 @@ def stream_chat(model, tokenizer, query: str, history=None, max_length: int = 20
     last item yielded is the finished turn.
     """
     if kwargs.get("num_beams", 1) != 1:
-        raise ValueError("stream_chat samples or decodes greedily one token at a time; num_beams must be 1 "
-                         "(use chat() for beam search).")
+        raise ValueError(_("stream_chat samples or decodes greedily one token at a time; num_beams must be 1 "
+                           "(use chat() for beam search)."))
     kwargs.pop("num_beams", None)
     turns, inputs, max_length = _prepare(model, tokenizer, query, history, max_length, kwargs)
     prompt_len = inputs["input_ids"].shape[1]

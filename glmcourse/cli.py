@@ -61,19 +61,19 @@ def offline_variable(environ=None) -> str:
 
 # ------------------------------------------------------------------------------------------ numbers
 def _interval(lo, hi, lo_open: bool, hi_open: bool) -> str:
+    """The allowed range, a clause of the messages below: ``any number``, ``>= 1`` or ``in [0, 1)``."""
     if lo is None and hi is None:
-        return "any number"
-    if hi is None:
+        return _("any number")
+    if hi is None:  # a comparison reads the same in every language
         return f"{'>' if lo_open else '>='} {lo}"
     if lo is None:
         return f"{'<' if hi_open else '<='} {hi}"
-    return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    return _("in {interval}", interval=f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
 
 
 def check_int(value, flag: str, lo: int | None = None, hi: int | None = None, example=None) -> int:
     """``value`` as an int in [lo, hi], or a UsageError naming ``flag``, the value, the range and an example."""
-    allowed = _interval(lo, hi, False, False)
-    fix = f" (e.g. {flag} {example})" if example is not None else ""
+    fields = dict(flag=flag, value=value, allowed=_interval(lo, hi, False, False), example=example)
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -81,30 +81,41 @@ def check_int(value, flag: str, lo: int | None = None, hi: int | None = None, ex
             value = int(value)
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except (TypeError, ValueError):
-        raise UsageError(f"{flag} {value!r}: not a whole number; pass an integer {allowed}{fix}.") from None
+        raise UsageError(
+            _("{flag} {value!r}: not a whole number; pass an integer {allowed}.", **fields) if example is None
+            else _("{flag} {value!r}: not a whole number; pass an integer {allowed} (e.g. {flag} {example}).",
+                   **fields)) from None
+    fields["value"] = value
     if (lo is not None and number < lo) or (hi is not None and number > hi):
-        raise UsageError(f"{flag} {value}: out of range; pass an integer {allowed}{fix}.")
+        raise UsageError(
+            _("{flag} {value}: out of range; pass an integer {allowed}.", **fields) if example is None
+            else _("{flag} {value}: out of range; pass an integer {allowed} (e.g. {flag} {example}).", **fields))
     return number
 
 
 def check_float(value, flag: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
                 hi_open: bool = False, example=None) -> float:
     """``value`` as a finite float in the interval (open or closed at each end), or a UsageError."""
-    allowed = _interval(lo, hi, lo_open, hi_open)
-    fix = f" (e.g. {flag} {example})" if example is not None else ""
+    fields = dict(flag=flag, value=value, allowed=_interval(lo, hi, lo_open, hi_open), example=example)
     try:
         if isinstance(value, bool):
             raise ValueError
         number = float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
     except (TypeError, ValueError):
-        raise UsageError(f"{flag} {value!r}: not a number; pass a number {allowed}{fix}.") from None
+        raise UsageError(
+            _("{flag} {value!r}: not a number; pass a number {allowed}.", **fields) if example is None
+            else _("{flag} {value!r}: not a number; pass a number {allowed} (e.g. {flag} {example}).", **fields)
+        ) from None
     if not math.isfinite(number):
-        raise UsageError(f"{flag} {value}: must be a finite number {allowed}; pass one"
-                         f"{fix.replace(' (e.g.', ', e.g.').rstrip(')') if fix else ' in that range'}.")
+        raise UsageError(
+            _("{flag} {value}: must be a finite number {allowed}; pass one in that range.", **fields) if example is None
+            else _("{flag} {value}: must be a finite number {allowed}; pass one, e.g. {flag} {example}.", **fields))
     too_low = lo is not None and (number <= lo if lo_open else number < lo)
     too_high = hi is not None and (number >= hi if hi_open else number > hi)
     if too_low or too_high:
-        raise UsageError(f"{flag} {value}: out of range; pass a number {allowed}{fix}.")
+        raise UsageError(
+            _("{flag} {value}: out of range; pass a number {allowed}.", **fields) if example is None
+            else _("{flag} {value}: out of range; pass a number {allowed} (e.g. {flag} {example}).", **fields))
     return number
 
 
@@ -141,19 +152,22 @@ def check_size(value, flag: str, lo: int | None = None, hi: int | None = None, e
 
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value), re.I)
     if not match:
-        raise UsageError(f"{flag} {value}: not a size; pass e.g. {example}, 1536M or a number of bytes.")
+        raise UsageError(_("{flag} {value}: not a size; pass e.g. {example}, 1536M or a number of bytes.",
+                           flag=flag, value=value, example=example))
     size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
 
     def shown(n):
         for unit in "TGMK":
             if n % SIZE_UNITS[unit.lower()] == 0:
                 return f"{n // SIZE_UNITS[unit.lower()]}{unit}"
-        return f"{n} bytes"
+        return _("{n} bytes", n=n)
 
     if lo is not None and size < lo:
-        raise UsageError(f"{flag} {value}: too small; pass at least {shown(lo)} (e.g. {example}).")
+        raise UsageError(_("{flag} {value}: too small; pass at least {size} (e.g. {example}).",
+                           flag=flag, value=value, size=shown(lo), example=example))
     if hi is not None and size > hi:
-        raise UsageError(f"{flag} {value}: too large; pass at most {shown(hi)} (e.g. {example}).")
+        raise UsageError(_("{flag} {value}: too large; pass at most {size} (e.g. {example}).",
+                           flag=flag, value=value, size=shown(hi), example=example))
     return size
 
 
@@ -185,23 +199,25 @@ def check_port_free(host: str, port: int, flag: str = "--port") -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as err:
-        raise UsageError(f"--host {host}: not an address this machine can resolve ({err}); use 127.0.0.1 "
-                         f"(this machine only) or one of this machine's own addresses.") from None
-    family, kind, proto, _, address = infos[0]
+        raise UsageError(_("--host {host}: not an address this machine can resolve ({reason}); use 127.0.0.1 "
+                           "(this machine only) or one of this machine's own addresses.", host=host, reason=err)
+                         ) from None
+    family, kind, proto, _canonname, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is not "busy"
         try:
             probe.bind(address)
         except PermissionError:
-            raise UsageError(f"{flag} {port}: this user may not listen on ports below 1024 here; pass a port "
-                             f"in 1024-65535 (e.g. {flag} 7860).") from None
+            raise UsageError(_("{flag} {port}: this user may not listen on ports below 1024 here; pass a port "
+                               "in 1024-65535 (e.g. {flag} 7860).", flag=flag, port=port)) from None
         except OSError as err:
             if err.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
-                raise UsageError(f"{flag} {port}: already in use on {host} (another server, or an earlier demo "
-                                 f"still running); stop it, or pass another port, e.g. {flag} {port + 1 if port < 65535 else 7860}."
+                raise UsageError(_("{flag} {port}: already in use on {host} (another server, or an earlier demo "
+                                   "still running); stop it, or pass another port, e.g. {flag} {other}.",
+                                   flag=flag, port=port, host=host, other=port + 1 if port < 65535 else 7860)
                                  ) from None
-            raise UsageError(f"--host {host}: cannot listen there ({err.strerror or err}); use 127.0.0.1 or an "
-                             f"address of this machine.") from None
+            raise UsageError(_("--host {host}: cannot listen there ({reason}); use 127.0.0.1 or an address of this "
+                               "machine.", host=host, reason=err.strerror or err)) from None
 
 
 # ------------------------------------------------------------------------------------------ paths
@@ -209,12 +225,13 @@ def check_input_file(path, flag: str) -> Path:
     """``path`` must exist and be a regular file (not a folder): a UsageError says which and how to fix it."""
     p = Path(path)
     if p.is_dir():
-        raise UsageError(f"{flag} {path}: is a folder; pass the file itself (e.g. {flag} {p / 'data.json'}).")
+        raise UsageError(_("{flag} {path}: is a folder; pass the file itself (e.g. {flag} {example}).",
+                           flag=flag, path=path, example=p / "data.json"))
     if not p.exists():
-        raise UsageError(f"{flag} {path}: no such file; check the path (relative paths start at "
-                         f"{Path.cwd()}).")
+        raise UsageError(_("{flag} {path}: no such file; check the path (relative paths start at {cwd}).",
+                           flag=flag, path=path, cwd=Path.cwd()))
     if not p.is_file():
-        raise UsageError(f"{flag} {path}: not a regular file; pass a file.")
+        raise UsageError(_("{flag} {path}: not a regular file; pass a file.", flag=flag, path=path))
     return p
 
 
@@ -230,9 +247,14 @@ def _not_the_input(path: Path, flag: str, inputs) -> None:
     for input_flag, input_path in inputs:
         if input_path is None:
             continue
-        if is_same_or_inside(path, input_path):
-            raise UsageError(f"{flag} {path}: is {'the same as' if Path(path).resolve() == Path(input_path).resolve() else 'inside'} "
-                             f"{input_flag} {input_path}, so writing it would destroy the input; choose another {flag}.")
+        if not is_same_or_inside(path, input_path):
+            continue
+        fields = dict(flag=flag, path=path, input_flag=input_flag, input_path=input_path)
+        if Path(path).resolve() == Path(input_path).resolve():
+            raise UsageError(_("{flag} {path}: is the same as {input_flag} {input_path}, so writing it would destroy "
+                               "the input; choose another {flag}.", **fields))
+        raise UsageError(_("{flag} {path}: is inside {input_flag} {input_path}, so writing it would destroy the "
+                           "input; choose another {flag}.", **fields))
 
 
 def check_output_file(path, flag: str, inputs=()) -> Path:
@@ -240,11 +262,12 @@ def check_output_file(path, flag: str, inputs=()) -> Path:
     p = Path(path)
     _not_the_input(p, flag, inputs)
     if p.is_dir():
-        raise UsageError(f"{flag} {path}: is a folder; give a file name, e.g. {flag} {p / 'out.jsonl'}.")
+        raise UsageError(_("{flag} {path}: is a folder; give a file name, e.g. {flag} {example}.",
+                           flag=flag, path=path, example=p / "out.jsonl"))
     blocker = _file_above(p)
     if blocker is not None:
-        raise UsageError(f"{flag} {path}: {blocker} is a file, so nothing can be written under it; choose "
-                         f"another {flag}.")
+        raise UsageError(_("{flag} {path}: {blocker} is a file, so nothing can be written under it; choose "
+                           "another {flag}.", flag=flag, path=path, blocker=blocker))
     return p
 
 
@@ -258,14 +281,16 @@ def check_output_dir(path, flag: str, inputs=(), overwrite: bool = False, overwr
     _not_the_input(p, flag, inputs)
     for input_flag, input_path in inputs:  # replacing the folder would delete an input inside it
         if input_path is not None and is_same_or_inside(input_path, p):
-            raise UsageError(f"{flag} {path}: holds {input_flag} {input_path}, which replacing the folder would "
-                             f"delete; choose another {flag}.")
+            raise UsageError(_("{flag} {path}: holds {input_flag} {input_path}, which replacing the folder would "
+                               "delete; choose another {flag}.", flag=flag, path=path, input_flag=input_flag,
+                               input_path=input_path))
     if p.exists() and not p.is_dir():
-        raise UsageError(f"{flag} {path}: is a file, not a folder; choose another {flag} (a folder name).")
+        raise UsageError(_("{flag} {path}: is a file, not a folder; choose another {flag} (a folder name).",
+                           flag=flag, path=path))
     blocker = _file_above(p)
     if blocker is not None:
-        raise UsageError(f"{flag} {path}: {blocker} is a file, so no folder can be made under it; choose "
-                         f"another {flag}.")
+        raise UsageError(_("{flag} {path}: {blocker} is a file, so no folder can be made under it; choose "
+                           "another {flag}.", flag=flag, path=path, blocker=blocker))
     try:
         check_replaceable(p, overwrite=overwrite, flag=flag, overwrite_flag=overwrite_flag, owned=owned)
     except OutputError as err:
@@ -370,7 +395,7 @@ class GuardExit(SystemExit):
 class CourseParser(argparse.ArgumentParser):
     """argparse with a ``kind=`` per flag, checked by ``guard`` after parsing; errors are one line, exit 2."""
 
-    error_prefix = "error: "
+    error_prefix = None  # None: ``error: `` in the learner's language; a command may put its own name there
 
     def add_argument(self, *args, kind=None, fmt=None, owned=None, overwrite_flag=None, same_as_input_ok=False,
                      replace_check=True, course_model_ok=False, within_context=False, **kwargs):
@@ -389,9 +414,10 @@ class CourseParser(argparse.ArgumentParser):
         import sys
 
         message = " ".join(str(message).split("\n"))
-        if not message.rstrip().endswith((".", ")")):
-            message += f" (see {self.prog} --help)"
-        print(f"{self.error_prefix}{message}", file=sys.stderr)  # as run_cli's errors: one line, "error: " first
+        if not message.rstrip().endswith((".", ")", "。", "）")):
+            message = _("{message} (see {prog} --help)", message=message, prog=self.prog)
+        line = _("error: {message}", message=message) if self.error_prefix is None else self.error_prefix + message
+        print(line, file=sys.stderr)  # as run_cli's errors: one line, "error: " first
         raise SystemExit(2)
 
     check_values = True  # False: types and choices only, none of the guard's file and range checks
@@ -459,14 +485,22 @@ def guard(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> None:
                 if action.kind == OUTPUT_FILE:
                     check_output_file(value, flag, inputs=others if not action.same_as_input_ok else ())
                     if Path(value).is_file() and not overwrite and not (action.owned and action.owned(Path(value))):
-                        how = f", or pass {action.overwrite_flag} to replace it" if action.overwrite_flag else ""
-                        raise UsageError(f"{flag} {value}: already exists and was not written by this command; "
-                                         f"nothing was changed. Choose another {flag}{how}.")
+                        raise UsageError(_overwrite_refusal(flag, value, action.overwrite_flag))
                 else:
                     check_output_dir(value, flag, inputs=others, overwrite=overwrite or not action.replace_check,
                                      overwrite_flag=action.overwrite_flag or "--overwrite_output_dir",
                                      owned=action.owned)
     _check_context(parser, ns)
+
+
+def _overwrite_refusal(flag: str, path: str, overwrite_flag: str | None) -> str:
+    """An output file that is there and not this command's: what the guard says."""
+    if overwrite_flag:
+        return _("{flag} {path}: already exists and was not written by this command; nothing was changed. "
+                 "Choose another {flag}, or pass {overwrite_flag} to replace it.",
+                 flag=flag, path=path, overwrite_flag=overwrite_flag)
+    return _("{flag} {path}: already exists and was not written by this command; nothing was changed. "
+             "Choose another {flag}.", flag=flag, path=path)
 
 
 def model_context(path) -> int | None:
@@ -498,39 +532,54 @@ def _check_context(parser, ns) -> None:
     for action in bounded:
         value = getattr(ns, action.dest, None)
         if value is not None and value > context:
-            raise UsageError(f"{flag_name(action)} {value}: does not fit the model's context of {context} tokens "
-                             f"(max_sequence_length in {model}/config.json); pass {context} or less, e.g. "
-                             f"{flag_name(action)} {min(action.default or 1, context // 4) or 1}.")
+            raise UsageError(_("{flag} {value}: does not fit the model's context of {context} tokens "
+                               "(max_sequence_length in {model}/config.json); pass {context} or less, e.g. "
+                               "{flag} {example}.", flag=flag_name(action), value=value, context=context,
+                               model=model, example=min(action.default or 1, context // 4) or 1))
 
 
 def _loop_or_dangling(path: Path, flag: str, what: str) -> None:
+    """A UsageError when ``path`` is a broken symbolic link; ``what`` is ``"file"`` or ``"folder"``."""
     if path.is_symlink() and not path.exists():
         try:
             os.stat(path)
         except OSError as err:
-            reason = "a symbolic link loop" if err.errno == 40 else "a symbolic link to nothing"
-            raise UsageError(f"{flag} {path}: is {reason}; pass the real {what} (or fix the link).") from None
+            raise UsageError(_broken_link(path, flag, what, loop=err.errno == 40)) from None
+
+
+def _broken_link(path: Path, flag: str, what: str, loop: bool) -> str:
+    fields = dict(flag=flag, path=path)
+    if what == "folder":
+        if loop:
+            return _("{flag} {path}: is a symbolic link loop; pass the real folder (or fix the link).", **fields)
+        return _("{flag} {path}: is a symbolic link to nothing; pass the real folder (or fix the link).", **fields)
+    if loop:
+        return _("{flag} {path}: is a symbolic link loop; pass the real file (or fix the link).", **fields)
+    return _("{flag} {path}: is a symbolic link to nothing; pass the real file (or fix the link).", **fields)
 
 
 def check_not_course_model(path, flag: str) -> None:
     import glmcourse
 
     if is_same_or_inside(path, glmcourse.COURSE_MODEL):
-        raise UsageError(f"{flag} {path}: is the shipped course model's folder, which this command must not "
-                         f"write into; choose another {flag}, e.g. {flag} runs/my_output.")
+        raise UsageError(_("{flag} {path}: is the shipped course model's folder, which this command must not "
+                           "write into; choose another {flag}, e.g. {flag} runs/my_output.", flag=flag, path=path))
 
 
 def check_input_dir(path, flag: str) -> Path:
     p = Path(path)
     _loop_or_dangling(p, flag, "folder")
     if p.is_file():
-        raise UsageError(f"{flag} {path}: is a file, not a folder; pass the folder that holds it (e.g. {flag} {p.parent}).")
+        raise UsageError(_("{flag} {path}: is a file, not a folder; pass the folder that holds it (e.g. {flag} "
+                           "{parent}).", flag=flag, path=path, parent=p.parent))
     if not p.exists():
-        raise UsageError(f"{flag} {path}: no such folder; check the path (relative paths start at {Path.cwd()}).")
+        raise UsageError(_("{flag} {path}: no such folder; check the path (relative paths start at {cwd}).",
+                           flag=flag, path=path, cwd=Path.cwd()))
     if not p.is_dir():
-        raise UsageError(f"{flag} {path}: not a folder; pass a folder.")
+        raise UsageError(_("{flag} {path}: not a folder; pass a folder.", flag=flag, path=path))
     if not os.access(p, os.R_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: cannot be read (permission denied); fix with chmod u+rx {path}.")
+        raise UsageError(_("{flag} {path}: cannot be read (permission denied); fix with chmod u+rx {path}.",
+                           flag=flag, path=path))
     return p
 
 
@@ -547,22 +596,26 @@ def check_model_dir(path, flag: str) -> Path:
     p = Path(path)
     if not p.exists() and not p.is_symlink() and looks_like_hub_id(str(path)):
         if is_offline():
-            raise UsageError(f"{flag} {path}: no such folder here, and {offline_variable()} forbids downloading it; "
-                             f"pass a local model folder (e.g. {flag} glmcourse/course_model), or unset "
-                             f"{offline_variable().split('=')[0]} to download it.")
+            setting = offline_variable()
+            raise UsageError(_("{flag} {path}: no such folder here, and {setting} forbids downloading it; pass a "
+                               "local model folder (e.g. {flag} glmcourse/course_model), or unset {variable} to "
+                               "download it.", flag=flag, path=path, setting=setting, variable=setting.split("=")[0]))
         return p  # a hub id: the loader's business
     check_input_dir(path, flag)
     config = p / "config.json"
     if not config.is_file():
-        raise UsageError(f"{flag} {path}: no config.json in this folder, so it is not a model folder; pass the "
-                         f"folder save_pretrained() wrote (e.g. {flag} glmcourse/course_model).")
+        raise UsageError(_("{flag} {path}: no config.json in this folder, so it is not a model folder; pass the "
+                           "folder save_pretrained() wrote (e.g. {flag} glmcourse/course_model).",
+                           flag=flag, path=path))
     try:
-        parsed = json.loads(read_text(config, f"{flag} {path}: config.json"))
+        parsed = json.loads(read_text(config, _("{flag} {path}: config.json", flag=flag, path=path)))
     except ValueError as err:
-        raise UsageError(f"{flag} {path}: config.json is damaged ({one_line(err)}); copy the model folder "
-                         f"again, or rebuild the course model with python -m glmcourse.tools.build_course_model.") from None
+        raise UsageError(_("{flag} {path}: config.json is damaged ({reason}); copy the model folder again, or "
+                           "rebuild the course model with python -m glmcourse.tools.build_course_model.",
+                           flag=flag, path=path, reason=one_line(err))) from None
     if not isinstance(parsed, dict):
-        raise UsageError(f"{flag} {path}: config.json is not a JSON object; copy the model folder again.")
+        raise UsageError(_("{flag} {path}: config.json is not a JSON object; copy the model folder again.",
+                           flag=flag, path=path))
     return p
 
 
@@ -573,26 +626,28 @@ def read_text(path, where: str | None = None) -> str:
     try:
         raw = p.read_bytes()
     except PermissionError:
-        raise UsageError(f"{where}: cannot be read (permission denied); fix with chmod u+r {path}.") from None
+        raise UsageError(_("{where}: cannot be read (permission denied); fix with chmod u+r {path}.",
+                           where=where, path=path)) from None
     except IsADirectoryError:
-        raise UsageError(f"{where}: is a folder; pass a file.") from None
+        raise UsageError(_("{where}: is a folder; pass a file.", where=where)) from None
     except FileNotFoundError:
-        raise UsageError(f"{where}: no such file; check the path (relative paths start at {Path.cwd()}).") from None
+        raise UsageError(_("{where}: no such file; check the path (relative paths start at {cwd}).",
+                           where=where, cwd=Path.cwd())) from None
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) >= 4 and (raw[1::2].count(0) > len(raw) // 4
                                                                      or raw[0::2].count(0) > len(raw) // 4)):
-        raise UsageError(f"{where}: is UTF-16, not UTF-8; re-save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8).")
+        raise UsageError(_("{where}: is UTF-16, not UTF-8; re-save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8).",
+                           where=where))
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        guess = ""
+        fields = dict(where=where, line=raw[: err.start].count(b"\n") + 1, byte=err.start)
         try:
             raw.decode("gb18030")
-            guess = " (it looks like GBK/GB18030)"
         except UnicodeDecodeError:
-            pass
-        raise UsageError(f"{where}: not valid UTF-8 at line {line} (byte {err.start}){guess}; re-save it as "
-                         f"UTF-8 (e.g. iconv -f GB18030 -t UTF-8).") from None
+            raise UsageError(_("{where}: not valid UTF-8 at line {line} (byte {byte}); re-save it as UTF-8 "
+                               "(e.g. iconv -f GB18030 -t UTF-8).", **fields)) from None
+        raise UsageError(_("{where}: not valid UTF-8 at line {line} (byte {byte}) (it looks like GBK/GB18030); "
+                           "re-save it as UTF-8 (e.g. iconv -f GB18030 -t UTF-8).", **fields)) from None
 
 
 def parse_json(text: str, where: str):
@@ -602,11 +657,12 @@ def parse_json(text: str, where: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise UsageError(f"{where}: not valid JSON at line {err.lineno}, column {err.colno} ({err.msg}); fix "
-                         f"that line or re-create the file.") from None
+        raise UsageError(_("{where}: not valid JSON at line {line}, column {column} ({reason}); fix that line or "
+                           "re-create the file.", where=where, line=err.lineno, column=err.colno, reason=err.msg)
+                         ) from None
     except RecursionError:
-        raise UsageError(f"{where}: nested too deeply to read (thousands of levels of brackets), so it is damaged "
-                         f"or not this kind of data; re-create the file from its source.") from None
+        raise UsageError(_("{where}: nested too deeply to read (thousands of levels of brackets), so it is damaged "
+                           "or not this kind of data; re-create the file from its source.", where=where)) from None
 
 
 def check_input_content(path, flag: str, fmt: str = "any") -> Path:
@@ -615,20 +671,22 @@ def check_input_content(path, flag: str, fmt: str = "any") -> Path:
     _loop_or_dangling(p, flag, "file")
     check_input_file(path, flag)
     if not os.access(p, os.R_OK):
-        raise UsageError(f"{flag} {path}: cannot be read (permission denied); fix with chmod u+r {path}.")
+        raise UsageError(_("{flag} {path}: cannot be read (permission denied); fix with chmod u+r {path}.",
+                           flag=flag, path=path))
     if fmt == "any":
         return p
     text = read_text(p, f"{flag} {path}")
     if fmt == "json" or fmt == "ipynb":
         value = parse_json(text, f"{flag} {path}")
         if fmt == "ipynb" and not (isinstance(value, dict) and isinstance(value.get("cells"), list)):
-            raise UsageError(f"{flag} {path}: not a Jupyter notebook (no list of cells); pass an .ipynb file.")
+            raise UsageError(_("{flag} {path}: not a Jupyter notebook (no list of cells); pass an .ipynb file.",
+                               flag=flag, path=path))
     elif fmt == "jsonl":
         if text.lstrip().startswith("["):
-            raise UsageError(f"{flag} {path}: is one JSON array, not JSON Lines (one object per line); convert Alpaca "
-                             f"records first (python -m glmcourse.cover_alpaca2jsonl, or python -m glmcourse.ptuning "
-                             f"convert).")
+            raise UsageError(_("{flag} {path}: is one JSON array, not JSON Lines (one object per line); convert "
+                               "Alpaca records first (python -m glmcourse.cover_alpaca2jsonl, or python -m "
+                               "glmcourse.ptuning convert).", flag=flag, path=path))
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
-                parse_json(line, f"{flag} {path} line {number}")
+                parse_json(line, _("{flag} {path} line {number}", flag=flag, path=path, number=number))
     return p

@@ -82,7 +82,7 @@ def _too_long_hint(model, tokenizer, query: str, gen: dict) -> str:
 
 def answer(model, tokenizer, query: str, history: list, gen: dict) -> list:
     """Stream one answer to stdout; return the new history (unchanged if the turn failed or Ctrl-C cut it)."""
-    from glmcourse.chat import stream_chat
+    from glmcourse.chat import QueryTooLong, stream_chat
 
     print(ANSWER, end="", flush=True)
     shown = ""
@@ -100,7 +100,7 @@ def answer(model, tokenizer, query: str, history: list, gen: dict) -> list:
             return history
         except ValueError as err:  # the message alone does not fit the context, or a bad setting
             text = one_line(err)
-            if "does not fit" in text:
+            if isinstance(err, QueryTooLong) or "does not fit" in text:
                 text = _("your message is too long for the model's context{why}. Shorten it or split it into several "
                          "messages", why=_too_long_hint(model, tokenizer, query, gen))
             print("\n" + _("[not answered: {reason}. The conversation so far is kept; type another message.]",
@@ -167,19 +167,20 @@ def build_parser():
     from glmcourse.cli import MODEL_DIR, CourseParser
 
     lo, hi = MAX_LENGTH_RANGE
-    parser = CourseParser(prog="python -m glmcourse.cli_demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, kind=MODEL_DIR, help="model folder (default: the course model)")
+    parser = CourseParser(prog="python -m glmcourse.cli_demo", description=_(
+        "Lesson 03: chat with a ChatGLM model in the terminal (the seed's cli_demo.py, on a laptop)."))
+    parser.add_argument("--model", default=None, kind=MODEL_DIR, help=_("model folder (default: the course model)"))
     parser.add_argument("--max_length", type=int_arg("--max_length", lo, hi, example=2048), default=2048,
-                        help=f"prompt + reply tokens, {lo}-{hi} (2048; the model's own limit applies)")
+                        help=_("prompt + reply tokens, {lo}-{hi} (2048; the model's own limit applies)", lo=lo, hi=hi))
     parser.add_argument("--max_new_tokens", type=int_arg("--max_new_tokens", 1, 2**20, example=128), default=None,
-                        help="at most this many reply tokens, >= 1 (default: whatever fits max_length)")
+                        help=_("at most this many reply tokens, >= 1 (default: whatever fits max_length)"))
     parser.add_argument("--top_p", type=float_arg("--top_p", 0, 1, lo_open=True, example=0.7), default=0.7,
-                        help="nucleus sampling mass, in (0, 1] (0.7)")
+                        help=_("nucleus sampling mass, in (0, 1] (0.7)"))
     parser.add_argument("--temperature", type=float_arg("--temperature", 0, TEMPERATURE_MAX, lo_open=True, example=0.95),
-                        default=0.95, help=f"sampling temperature, in (0, {TEMPERATURE_MAX}] (0.95)")
+                        default=0.95, help=_("sampling temperature, in (0, {high}] (0.95)", high=TEMPERATURE_MAX))
     parser.add_argument("--trust_remote_code", action="store_true",
-                        help="allow the model folder's own Python code to run (off by default; the course model "
-                             "needs none). Read that code first.")
+                        help=_("allow the model folder's own Python code to run (off by default; the course model "
+                             "needs none). Read that code first."))
     return parser
 
 
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
     try:
         tokenizer, model = load_chat_model(args.model, trust_remote_code=args.trust_remote_code, flag="--model")
     except (FileNotFoundError, OSError, ValueError) as err:
-        print(f"cli_demo: cannot load the model: {err}", file=sys.stderr)
+        print(_("cli_demo: cannot load the model: {error}", error=err), file=sys.stderr)
         return 2
     gen = dict(max_length=args.max_length, top_p=args.top_p, temperature=args.temperature)
     if args.max_new_tokens is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from glmcourse.cli import check_input_file, check_output_file, run_cli
 from glmcourse.data import DataError, format_example, jsonl_line, load_alpaca
+from glmcourse.i18n import _
 
 
 def _is_converter_output(path: Path) -> bool:
@@ -42,17 +43,19 @@ def convert_file(data_path, save_path, overwrite: bool = False) -> int:
 
     save = Path(save_path)
     if is_same_or_inside(save, data_path):
-        raise DataError(f"--save_path {save_path} is the input --data_path {data_path}: writing it would destroy "
-                        f"the input; choose another --save_path, e.g. {Path(data_path).with_name(Path(data_path).stem + '_rows.jsonl')}.")
+        raise DataError(_("--save_path {save_path} is the input --data_path {data_path}: writing it would destroy "
+                          "the input; choose another --save_path, e.g. {example}.", save_path=save_path,
+                          data_path=data_path, example=Path(data_path).with_name(Path(data_path).stem + "_rows.jsonl")))
     if save.is_dir():
-        raise DataError(f"--save_path {save_path}: is a folder; give a file name, e.g. --save_path {save / 'rows.jsonl'}.")
+        raise DataError(_("--save_path {save_path}: is a folder; give a file name, e.g. --save_path {example}.",
+                          save_path=save_path, example=save / "rows.jsonl"))
     if save.exists() and not overwrite and not _is_converter_output(save):
-        raise DataError(f"--save_path {save_path}: already exists and is not a context/target JSONL written by this "
-                        f"converter; nothing was changed. Choose another --save_path, or pass --overwrite_output_dir "
-                        f"to replace it.")
+        raise DataError(_("--save_path {save_path}: already exists and is not a context/target JSONL written by this "
+                          "converter; nothing was changed. Choose another --save_path, or pass --overwrite_output_dir "
+                          "to replace it.", save_path=save_path))
     records = load_alpaca(data_path)
     with atomic_write(save_path) as out:
-        for record in progress(records, min_items=2000, desc="converting", unit="rec"):
+        for record in progress(records, min_items=2000, desc=_("converting"), unit="rec"):
             out.write(jsonl_line(format_example(record)))
     return len(records)
 
@@ -60,13 +63,15 @@ def convert_file(data_path, save_path, overwrite: bool = False) -> int:
 def build_parser():
     from glmcourse.cli import INPUT_FILE, OUTPUT_FILE, CourseParser
 
-    parser = CourseParser(prog="python -m glmcourse.cover_alpaca2jsonl", description=__doc__.splitlines()[0])
+    parser = CourseParser(prog="python -m glmcourse.cover_alpaca2jsonl",
+                          description=_("Alpaca JSON -> ChatGLM-Tuning context/target JSONL (lesson 04)."))
     parser.add_argument("--data_path", required=True, kind=INPUT_FILE, fmt="json",
-                        help="Alpaca JSON: an array of instruction/input/output records")
+                        help=_("Alpaca JSON: an array of instruction/input/output records"))
     parser.add_argument("--save_path", required=True, kind=OUTPUT_FILE, owned=_is_converter_output,
-                        overwrite_flag="--overwrite_output_dir", help="output JSONL, one {context, target} per line")
+                        overwrite_flag="--overwrite_output_dir",
+                        help=_("output JSONL, one {{context, target}} per line"))
     parser.add_argument("--overwrite_output_dir", action="store_true",
-                        help="replace --save_path even if it is not an earlier output of this converter")
+                        help=_("replace --save_path even if it is not an earlier output of this converter"))
     return parser
 
 
@@ -84,7 +89,8 @@ def main(argv=None) -> int:
         check_input_file(args.data_path, "--data_path")
         check_output_file(args.save_path, "--save_path", inputs=[("--data_path", args.data_path)])
         count = convert_file(args.data_path, args.save_path, overwrite=args.overwrite_output_dir)
-        print(f"converted {count} records: {args.data_path} -> {args.save_path}")
+        print(_("converted {count} records: {data_path} -> {save_path}", count=count, data_path=args.data_path,
+                save_path=args.save_path))
 
     return run_cli(body)
 

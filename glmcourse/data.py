@@ -674,9 +674,9 @@ def token_names(tokenizer, input_ids) -> list[str]:
 
 def row_table(tokenizer, input_ids, labels) -> str:
     """position | id | token | label, one line per token: the row as the loss sees it."""
-    lines = [f"{'pos':>3}  {'id':>5}  {'token':<12}  label"]
+    lines, masked = [_("pos     id  token         label")], _("-100 (masked)")
     for pos, (i, piece, label) in enumerate(zip(input_ids, token_names(tokenizer, input_ids), labels)):
-        lines.append(f"{pos:>3}  {i:>5}  {piece!r:<12}  {'-100 (masked)' if label == IGNORE_INDEX else label}")
+        lines.append(f"{pos:>3}  {i:>5}  {piece!r:<12}  {masked if label == IGNORE_INDEX else label}")
     return "\n".join(lines)
 
 

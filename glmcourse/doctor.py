@@ -121,7 +121,7 @@ def bitsandbytes_backend() -> str:
     folder = list(spec.submodule_search_locations or [])[0] if spec else None
     if folder and backend == "CPU":
         has_lib = any(name.startswith("libbitsandbytes_cpu") for name in os.listdir(folder))
-        backend += " (native library found)" if has_lib else " (pure PyTorch fallback)"
+        backend = _("CPU (native library found)") if has_lib else _("CPU (pure PyTorch fallback)")
     return backend
 
 

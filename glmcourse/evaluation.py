@@ -184,7 +184,7 @@ def side_by_side(records, columns: dict, limit: int = 5, width: int = 46) -> Non
         return text if len(text) <= width else text[: width - 1] + "…"
 
     for i, record in enumerate(records[:limit]):
-        print(f"[{i}] {record['instruction']} {record['input']}")
+        print(_("[{i}] {instruction} {input}", i=i, instruction=record["instruction"], input=record["input"]))
         print(f"    {_('expected'):<12} {cut(record['output'])}")
         for name, replies in columns.items():
             mark = "✓" if replies[i].strip() == record["output"].strip() else "✗"
@@ -244,7 +244,9 @@ def print_scores(columns: dict, records) -> None:
     print(f"{_('{count} held-out records', count=len(records)):<24}" + "".join(f"{n:>12}" for n in names))
     for key in columns[names[0]]:
         unit = "%" if key.endswith("%") else ""
-        label = key.removesuffix(" %") + (" (nats/token)" if key == "held-out loss" else "")
+        label = key.removesuffix(" %")
+        label = {"exact match": _("exact match"), "valid JSON": _("valid JSON"),
+                 "held-out loss": _("held-out loss (nats/token)")}.get(label, label)
         print(f"{label:<24}" + "".join(f"{columns[n][key]:>11.{1 if unit else 3}f}{unit or ' '}" for n in names))
 
 

@@ -26,7 +26,7 @@ def atomic_write(path, encoding: str = "utf-8"):
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory; give a file name for the output.")
+        raise IsADirectoryError(_("{path}: is a directory; give a file name for the output.", path=path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -125,13 +125,16 @@ def check_replaceable(path, overwrite: bool = False, flag: str = "output", overw
     if not path.exists() or overwrite:
         return
     if not path.is_dir():
-        raise OutputError(f"{flag} {path}: is a file, not a folder; choose another {flag}.")
+        raise OutputError(_("{flag} {path}: is a file, not a folder; choose another {flag}.", flag=flag, path=path))
     foreign = foreign_entries(path, owned)
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise OutputError(f"{flag} {path}: already holds files this command did not write ({shown}); nothing "
-                          f"was changed. Choose another {flag}, or pass {overwrite_flag} to replace that "
-                          f"folder and everything in it.")
+        shown = ", ".join(foreign[:5])
+        if len(foreign) > 5:
+            shown = _("{names} and {count} more", names=shown, count=len(foreign) - 5)
+        raise OutputError(_("{flag} {path}: already holds files this command did not write ({shown}); nothing "
+                            "was changed. Choose another {flag}, or pass {overwrite_flag} to replace that "
+                            "folder and everything in it.", flag=flag, path=path, shown=shown,
+                            overwrite_flag=overwrite_flag))
 
 
 # ---------------------------------------------------------------------------------------------- reading text

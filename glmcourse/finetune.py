@@ -51,9 +51,6 @@ LEARNER_DEFAULTS = dict(
     learning_rate=2e-3,
     logging_steps=10,
 )
-LORA_NAN_CAUSES = "fp16 overflow (drop --fp16), or a corrupt row"
-LORA_ZERO_CAUSES = ("the labels supervise nothing or only padding (check seq_len and --max_seq_length when "
-                    "tokenizing), or fp16 underflow on a quantized base (drop --fp16)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -65,40 +62,47 @@ def build_parser() -> argparse.ArgumentParser:
     from glmcourse.data import str2bool
 
     d = LEARNER_DEFAULTS
-    p = CourseParser(prog="python -m glmcourse.finetune", description=__doc__.splitlines()[0],
+    p = CourseParser(prog="python -m glmcourse.finetune",
+                     description=_("Lesson 05: LoRA fine-tuning on the HF Trainer, with ChatGLM-Tuning's "
+                                   "command line."),
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset_path", required=True, kind=INPUT_DIR,
-                   help="tokenized rows from python -m glmcourse.tokenize_dataset_rows")
+                   help=_("tokenized rows from python -m glmcourse.tokenize_dataset_rows"))
     p.add_argument("--output_dir", required=True, kind=OUTPUT_DIR, replace_check=False,  # deletes only its own files
-                   overwrite_flag="--overwrite_output_dir", help="adapter, loss log and checkpoints go here")
-    p.add_argument("--lora_rank", type=int_arg("--lora_rank", 1, 10**9), default=d["lora_rank"], help="LoRA rank r (alpha stays 32, dropout 0.1)")
+                   overwrite_flag="--overwrite_output_dir", help=_("adapter, loss log and checkpoints go here"))
+    p.add_argument("--lora_rank", type=int_arg("--lora_rank", 1, 10**9), default=d["lora_rank"],
+                   help=_("LoRA rank r (alpha stays 32, dropout 0.1)"))
     p.add_argument("--per_device_train_batch_size", type=int_arg("--per_device_train_batch_size", 1, 10**9), default=d["per_device_train_batch_size"])
     p.add_argument("--gradient_accumulation_steps", type=int_arg("--gradient_accumulation_steps", 1, 10**9), default=d["gradient_accumulation_steps"])
-    p.add_argument("--max_steps", type=int_arg("--max_steps", 1, 10**9), default=d["max_steps"], help="optimizer steps")
-    p.add_argument("--save_steps", type=int_arg("--save_steps", 1, 10**9), default=d["save_steps"], help="checkpoint + adapter every N steps")
-    p.add_argument("--save_total_limit", type=int_arg("--save_total_limit", 1, 10**9), default=d["save_total_limit"], help="checkpoints kept")
+    p.add_argument("--max_steps", type=int_arg("--max_steps", 1, 10**9), default=d["max_steps"],
+                   help=_("optimizer steps"))
+    p.add_argument("--save_steps", type=int_arg("--save_steps", 1, 10**9), default=d["save_steps"],
+                   help=_("checkpoint + adapter every N steps"))
+    p.add_argument("--save_total_limit", type=int_arg("--save_total_limit", 1, 10**9), default=d["save_total_limit"],
+                   help=_("checkpoints kept"))
     p.add_argument("--learning_rate", type=float_arg("--learning_rate", 0, 1, lo_open=True), default=d["learning_rate"])
     p.add_argument("--fp16", type=str2bool, nargs="?", const=True, default=False,
-                   help="fp16 mixed precision (CUDA only; on a CPU it falls back to fp32 and says so)")
+                   help=_("fp16 mixed precision (CUDA only; on a CPU it falls back to fp32 and says so)"))
     p.add_argument("--remove_unused_columns", type=str2bool, nargs="?", const=True, default=False,
-                   help="must stay false: the collator needs the seq_len column")
+                   help=_("must stay false: the collator needs the seq_len column"))
     p.add_argument("--logging_steps", type=int_arg("--logging_steps", 1, 10**9), default=d["logging_steps"])
     p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, kind=MODEL_DIR,
-                   help="the base model (default: the course model)")
+                   help=_("the base model (default: the course model)"))
     p.add_argument("--load_in_8bit", action="store_true",
-                   help="load the base with bitsandbytes LLM.int8(), as the seed")
-    p.add_argument("--load_in_4bit", action="store_true", help="load the base in bitsandbytes NF4 (QLoRA-style)")
+                   help=_("load the base with bitsandbytes LLM.int8(), as the seed"))
+    p.add_argument("--load_in_4bit", action="store_true", help=_("load the base in bitsandbytes NF4 (QLoRA-style)"))
     p.add_argument("--resume_from_checkpoint", nargs="?", const="last", default=None,
-                   help="continue from a checkpoint folder; no value: the last complete one in --output_dir")
+                   help=_("continue from a checkpoint folder; no value: the last complete one in --output_dir"))
     p.add_argument("--overwrite_output_dir", action="store_true",
-                   help="start over in an --output_dir that holds an earlier run (its adapter, loss log and checkpoints are deleted)")
+                   help=_("start over in an --output_dir that holds an earlier run (its adapter, loss log and "
+                          "checkpoints are deleted)"))
     p.add_argument("--target_modules", nargs="+", default=None,
-                   help="LoRA targets (default: peft's mapping for the model type; chatglm: query_key_value)")
-    p.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for activation memory")
+                   help=_("LoRA targets (default: peft's mapping for the model type; chatglm: query_key_value)"))
+    p.add_argument("--gradient_checkpointing", action="store_true", help=_("trade compute for activation memory"))
     p.add_argument("--deepspeed", default=None, metavar="CONFIG.json", kind=INPUT_FILE, fmt="json",
-                   help="DeepSpeed config for multi-GPU runs of the real model (needs the deepspeed package)")
+                   help=_("DeepSpeed config for multi-GPU runs of the real model (needs the deepspeed package)"))
     p.add_argument("--seed", type=seed_arg(), default=42,
-                   help="seeds the adapter's initial weights, dropout and data order (42, as the HF Trainer)")
+                   help=_("seeds the adapter's initial weights, dropout and data order (42, as the HF Trainer)"))
     return p
 
 
@@ -195,17 +199,19 @@ def resolve_resume(resume, output_dir, lora_rank: int) -> str | None:
     else:
         path = Path(resume)
         if not path.is_dir() or not (path / "trainer_state.json").exists():
-            raise LoraError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (needs trainer_state.json); "
-                            f"pass a checkpoint-N folder, or no value for the last one in --output_dir.")
+            raise LoraError(_("--resume_from_checkpoint {resume}: not a checkpoint folder (needs trainer_state.json); "
+                              "pass a checkpoint-N folder, or no value for the last one in --output_dir.",
+                              resume=resume))
         problem = checkpoint_problem(path)
         if problem:
-            raise LoraError(f"--resume_from_checkpoint {resume}: {problem}; pass an earlier checkpoint-N, or no value "
-                            f"for the newest one in --output_dir that loads.")
+            raise LoraError(_("--resume_from_checkpoint {resume}: {problem}; pass an earlier checkpoint-N, or no value "
+                              "for the newest one in --output_dir that loads.", resume=resume, problem=problem))
     config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")) if \
         (path / "adapter_config.json").exists() else {}
     if config and int(config.get("r", lora_rank)) != lora_rank:
-        raise LoraError(f"{path} was trained with --lora_rank {config['r']}, not {lora_rank}: resume with the same "
-                        f"--lora_rank (and the same other settings).")
+        raise LoraError(_("{path} was trained with --lora_rank {saved}, not {lora_rank}: resume with the same "
+                          "--lora_rank (and the same other settings).", path=path, saved=config["r"],
+                          lora_rank=lora_rank))
     return str(path)
 
 
@@ -233,12 +239,12 @@ def validate(s: FinetuneSettings) -> None:
     for key in ("lora_rank", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
                 "save_steps", "logging_steps"):
         if int(getattr(s, key)) < 1:
-            raise LoraError(f"--{key} {getattr(s, key)}: must be at least 1.")
+            raise LoraError(_("--{key} {value}: must be at least 1.", key=key, value=getattr(s, key)))
     if not s.learning_rate > 0:
-        raise LoraError(f"--learning_rate {s.learning_rate}: must be positive.")
+        raise LoraError(_("--learning_rate {value}: must be positive.", value=s.learning_rate))
     if s.save_total_limit is not None and int(s.save_total_limit) < 1:
-        raise LoraError(f"--save_total_limit {s.save_total_limit}: must be at least 1 (it counts the checkpoints "
-                        f"kept); leave it out to keep them all.")
+        raise LoraError(_("--save_total_limit {value}: must be at least 1 (it counts the checkpoints "
+                          "kept); leave it out to keep them all.", value=s.save_total_limit))
     if s.remove_unused_columns and training.is_main_process():
         training.say(_("note: --remove_unused_columns true would drop the seq_len column the collator needs to mask "
                        "the prompt; using false, as the seed's finetune.sh does."))
@@ -246,11 +252,12 @@ def validate(s: FinetuneSettings) -> None:
         import importlib.util
 
         if importlib.util.find_spec("deepspeed") is None:
-            raise LoraError(f"--deepspeed {s.deepspeed}: the deepspeed package is not installed. It is for multi-GPU "
-                            f"runs of the real model: pip install deepspeed on the GPU machine. On a CPU, leave "
-                            f"--deepspeed out (torchrun --nproc_per_node N also runs several processes).")
+            raise LoraError(_("--deepspeed {config}: the deepspeed package is not installed. It is for multi-GPU "
+                              "runs of the real model: pip install deepspeed on the GPU machine. On a CPU, leave "
+                              "--deepspeed out (torchrun --nproc_per_node N also runs several processes).",
+                              config=s.deepspeed))
         if not Path(s.deepspeed).is_file():
-            raise LoraError(f"--deepspeed {s.deepspeed}: no such config file.")
+            raise LoraError(_("--deepspeed {config}: no such config file.", config=s.deepspeed))
 
 
 def prepare_output(s: FinetuneSettings) -> tuple[str | None, int]:
@@ -271,12 +278,17 @@ def prepare_output(s: FinetuneSettings) -> tuple[str | None, int]:
     earlier = sorted(p.name for p in training.earlier_run(s.output_dir, run_files()))
     if earlier and not s.overwrite_output_dir:
         shown = ", ".join(earlier[:5]) + (", ..." if len(earlier) > 5 else "")
-        raise LoraError(
-            f"--output_dir {s.output_dir} already holds an earlier run ({shown}). Continue it with "
-            f"--resume_from_checkpoint" + (f" (last checkpoint: {old[-1].name})" if old else "") + ", choose "
+        raise LoraError(_(
+            "--output_dir {output_dir} already holds an earlier run ({shown}). Continue it with "
+            "--resume_from_checkpoint (last checkpoint: {last}), choose "
             "another --output_dir, or start over with --overwrite_output_dir (deletes its adapter, loss log "
-            "and checkpoints)."
-        )
+            "and checkpoints).", output_dir=s.output_dir, shown=shown, last=old[-1].name
+        ) if old else _(
+            "--output_dir {output_dir} already holds an earlier run ({shown}). Continue it with "
+            "--resume_from_checkpoint, choose "
+            "another --output_dir, or start over with --overwrite_output_dir (deletes its adapter, loss log "
+            "and checkpoints).", output_dir=s.output_dir, shown=shown
+        ))
     if earlier:
         training.delete_earlier_run(old + [s.output_dir / LOSS_LOG])
     return None, 0
@@ -303,7 +315,8 @@ def load_data(s: FinetuneSettings):
     tokenizer = AutoTokenizer.from_pretrained(s.model_name_or_path)
     dataset, params = load_tokenized(s.dataset_path, tokenizer=tokenizer)
     if len(dataset) == 0:
-        raise DataError(f"{s.dataset_path}: 0 training samples ({params.get('counts', {})}); tokenize some rows first.")
+        raise DataError(_("{path}: 0 training samples ({counts}); tokenize some rows first.", path=s.dataset_path,
+                          counts=params.get("counts", {})))
     return tokenizer, dataset
 
 
@@ -319,8 +332,9 @@ def load_lora_model(s: FinetuneSettings, dataset):
     context = getattr(model.config, "max_sequence_length", None)
     longest = max(len(ids) for ids in dataset["input_ids"])
     if context and longest > context:
-        raise DataError(f"{s.dataset_path}: its longest row has {longest} tokens, more than the model's context of "
-                        f"{context} (max_sequence_length). Tokenize again with --max_seq_length {context} or less.")
+        raise DataError(_("{path}: its longest row has {longest} tokens, more than the model's context of "
+                          "{context} (max_sequence_length). Tokenize again with --max_seq_length {context} or less.",
+                          path=s.dataset_path, longest=longest, context=context))
     model.config.use_cache = False  # no KV cache while training (as the seed)
     if s.gradient_checkpointing:
         # transformers also makes the embeddings' output require grad here: without that, no gradient
@@ -361,7 +375,11 @@ def lora_trainer_class():
 
 def lora_loss_guard(**kwargs) -> training.LossGuard:
     """The loss guard with LoRA's usual causes of a NaN or zero loss."""
-    return training.LossGuard(nan_causes=LORA_NAN_CAUSES, zero_causes=LORA_ZERO_CAUSES, saved="adapter", **kwargs)
+    return training.LossGuard(
+        nan_causes=_("fp16 overflow (drop --fp16), or a corrupt row"),
+        zero_causes=_("the labels supervise nothing or only padding (check seq_len and --max_seq_length when "
+                      "tokenizing), or fp16 underflow on a quantized base (drop --fp16)"),
+        saved=_("The adapter in --output_dir is the last good save."), **kwargs)
 
 
 def build_trainer(s: FinetuneSettings, callbacks=()):

@@ -134,12 +134,12 @@ from glmcourse.loading import import_bitsandbytes, load_base_model, load_bnb_mod
 from glmcourse.lora import LoraError, lora_parameter_count, lora_parameters  # noqa: E402,F811
 from glmcourse.memory import (  # noqa: E402
     README_CLAIMS_GB,
-    SEED_FIGURES_GB,
     TRAIN_SEQ_LEN,
     estimate_memory,
     kv_cache_bytes,
     memory_in_subprocess,
     parameter_counts,
+    seed_figures_gb,
 )
 from glmcourse.plots import plot_error_histogram, plot_levels, plot_loss, plot_mask, plot_sqnr_vs_bits  # noqa: E402
 from glmcourse.sizes import count_parameters, meta_model, weight_gib  # noqa: E402

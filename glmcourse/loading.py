@@ -23,10 +23,20 @@ import struct
 import warnings
 from pathlib import Path
 
-_BNB_OPTIONS = (
-    "Options: (1) stay on the course's own path, model.quantize(8) or model.quantize(4), which runs "
-    "anywhere; (2) use the fp32 model; (3) on a machine with a CUDA GPU, `pip install -U bitsandbytes`."
-)
+from glmcourse.i18n import _
+
+
+def _bnb_options() -> str:
+    return _("Options: (1) stay on the course's own path, model.quantize(8) or model.quantize(4), which runs "
+             "anywhere; (2) use the fp32 model; (3) on a machine with a CUDA GPU, `pip install -U bitsandbytes`.")
+
+
+class BitsandbytesUnusable(RuntimeError):
+    """bitsandbytes cannot be imported or has no working backend; ``reason`` is the message without the options."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def import_bitsandbytes():
@@ -42,7 +52,10 @@ def import_bitsandbytes():
             import bitsandbytes
             import bitsandbytes.functional  # noqa: F401
     except Exception as err:  # ImportError, or a backend that fails to load its library
-        raise RuntimeError(f"bitsandbytes is not usable here ({type(err).__name__}: {err}). {_BNB_OPTIONS}") from None
+        fields = {"error_type": type(err).__name__, "error": err}
+        raise BitsandbytesUnusable(
+            _("bitsandbytes is not usable here ({error_type}: {error}). {options}", options=_bnb_options(), **fields),
+            _("bitsandbytes is not usable here ({error_type}: {error})", **fields)) from None
     return bitsandbytes
 
 
@@ -55,7 +68,7 @@ def _bnb_config(kind: str):
     if kind == "nf4":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                   bnb_4bit_compute_dtype=torch.float32)
-    raise ValueError(f"kind={kind!r}: choose 'int8' (LLM.int8()) or 'nf4' (QLoRA's 4-bit NormalFloat).")
+    raise ValueError(_("kind={kind!r}: choose 'int8' (LLM.int8()) or 'nf4' (QLoRA's 4-bit NormalFloat).", kind=kind))
 
 
 def load_bnb_model(path: str | None = None, kind: str = "int8"):
@@ -78,9 +91,8 @@ def load_bnb_model(path: str | None = None, kind: str = "int8"):
     try:
         model = AutoModel.from_pretrained(path, quantization_config=config, trust_remote_code=False)
     except (RuntimeError, ImportError) as err:
-        raise RuntimeError(
-            f"bitsandbytes could not load {kind} weights here: {type(err).__name__}: {err}. {_BNB_OPTIONS}"
-        ) from None
+        raise RuntimeError(_("bitsandbytes could not load {kind} weights here: {error_type}: {error}. {options}",
+                               kind=kind, error_type=type(err).__name__, error=err, options=_bnb_options())) from None
     return model.eval()
 
 
@@ -91,8 +103,16 @@ class ModelFileError(FileNotFoundError):
     """
 
 
-REBUILD = ("copy the complete model folder again (or, for the course model, restore it with "
-           "`git checkout glmcourse/course_model` or rebuild it with `python -m glmcourse.tools.build_course_model`)")
+def rebuild_hint(sentence: bool = False) -> str:
+    """How to repair a model folder: a clause after a semicolon, or (``sentence=True``) a sentence of its own."""
+    if sentence:
+        return _("Copy the complete model folder again (or, for the course model, restore it with "
+                 "`git checkout glmcourse/course_model` or rebuild it with "
+                 "`python -m glmcourse.tools.build_course_model`)")
+    return _("copy the complete model folder again (or, for the course model, restore it with "
+             "`git checkout glmcourse/course_model` or rebuild it with `python -m glmcourse.tools.build_course_model`)")
+
+
 _SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                        "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -101,22 +121,64 @@ def _where(flag) -> str:
     return f"{flag} " if flag else ""
 
 
+# check_json_file's messages, one whole sentence per kind of file and problem (fields: path, fix; line, column
+# and error for "damaged"), so that each language words them in its own order.
+_JSON_PROBLEMS = {
+    "file": {
+        "empty": lambda **f: _("{path}: the file is empty; {fix}.", **f),
+        "binary": lambda **f: _("{path}: the file is not UTF-8 text (a binary or damaged file); {fix}.", **f),
+        "damaged": lambda **f: _("{path}: the file is damaged, not valid JSON (line {line}, column {column}: "
+                                 "{error}); {fix}.", **f)},
+    "model config": {
+        "empty": lambda **f: _("{path}: the model config is empty; {fix}.", **f),
+        "binary": lambda **f: _("{path}: the model config is not UTF-8 text (a binary or damaged file); {fix}.", **f),
+        "damaged": lambda **f: _("{path}: the model config is damaged, not valid JSON (line {line}, column {column}: "
+                                 "{error}); {fix}.", **f)},
+    "generation config": {
+        "empty": lambda **f: _("{path}: the generation config is empty; {fix}.", **f),
+        "binary": lambda **f: _("{path}: the generation config is not UTF-8 text (a binary or damaged file); {fix}.",
+                                **f),
+        "damaged": lambda **f: _("{path}: the generation config is damaged, not valid JSON (line {line}, column "
+                                 "{column}: {error}); {fix}.", **f)},
+    "tokenizer file": {
+        "empty": lambda **f: _("{path}: the tokenizer file is empty; {fix}.", **f),
+        "binary": lambda **f: _("{path}: the tokenizer file is not UTF-8 text (a binary or damaged file); {fix}.", **f),
+        "damaged": lambda **f: _("{path}: the tokenizer file is damaged, not valid JSON (line {line}, column "
+                                 "{column}: {error}); {fix}.", **f)},
+    "tokenizer config": {
+        "empty": lambda **f: _("{path}: the tokenizer config is empty; {fix}.", **f),
+        "binary": lambda **f: _("{path}: the tokenizer config is not UTF-8 text (a binary or damaged file); {fix}.",
+                                **f),
+        "damaged": lambda **f: _("{path}: the tokenizer config is damaged, not valid JSON (line {line}, column "
+                                 "{column}: {error}); {fix}.", **f)},
+    "weights index": {
+        "empty": lambda **f: _("{path}: the weights index is empty; {fix}.", **f),
+        "binary": lambda **f: _("{path}: the weights index is not UTF-8 text (a binary or damaged file); {fix}.", **f),
+        "damaged": lambda **f: _("{path}: the weights index is damaged, not valid JSON (line {line}, column "
+                                 "{column}: {error}); {fix}.", **f)},
+}
+
+
 def check_json_file(path, what: str = "file") -> object:
-    """Parse a JSON file of a model folder, or raise ModelFileError naming it, the line and the fix."""
+    """Parse a JSON file of a model folder, or raise ModelFileError naming it, the line and the fix.
+
+    ``what`` is one of ``_JSON_PROBLEMS``' kinds of file ("model config", "tokenizer file", ...)."""
     path = Path(path)
+    say = _JSON_PROBLEMS[what]
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise ModelFileError(f"{path}: cannot be read ({err.strerror or err}); {REBUILD}.") from None
+        raise ModelFileError(_("{path}: cannot be read ({error}); {fix}.", path=path, error=err.strerror or err,
+                               fix=rebuild_hint())) from None
     if not raw.strip():
-        raise ModelFileError(f"{path}: the {what} is empty; {REBUILD}.")
+        raise ModelFileError(say["empty"](path=path, fix=rebuild_hint()))
     try:
         return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
-        raise ModelFileError(f"{path}: the {what} is not UTF-8 text (a binary or damaged file); {REBUILD}.") from None
+        raise ModelFileError(say["binary"](path=path, fix=rebuild_hint())) from None
     except json.JSONDecodeError as err:
-        raise ModelFileError(f"{path}: the {what} is damaged, not valid JSON (line {err.lineno}, column "
-                             f"{err.colno}: {err.msg}); {REBUILD}.") from None
+        raise ModelFileError(say["damaged"](path=path, line=err.lineno, column=err.colno, error=err.msg,
+                                            fix=rebuild_hint())) from None
 
 
 def check_safetensors(path) -> None:
@@ -124,24 +186,27 @@ def check_safetensors(path) -> None:
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
-        raise ModelFileError(f"{path}: the weights file is empty (0 bytes); {REBUILD}.")
+        raise ModelFileError(_("{path}: the weights file is empty (0 bytes); {fix}.", path=path, fix=rebuild_hint()))
     with open(path, "rb") as handle:
         head = handle.read(8)
         if len(head) < 8:
-            raise ModelFileError(f"{path}: only {size} bytes, too short for a safetensors file (truncated); {REBUILD}.")
+            raise ModelFileError(_("{path}: only {size} bytes, too short for a safetensors file (truncated); {fix}.",
+                                   path=path, size=size, fix=rebuild_hint()))
         (header_len,) = struct.unpack("<Q", head)
         if header_len > min(size - 8, 100_000_000):
-            raise ModelFileError(f"{path}: not a safetensors file, or truncated (its first 8 bytes announce a "
-                                 f"{header_len}-byte header in a {size}-byte file); {REBUILD}.")
+            raise ModelFileError(_("{path}: not a safetensors file, or truncated (its first 8 bytes announce a "
+                                   "{header}-byte header in a {size}-byte file); {fix}.", path=path, header=header_len,
+                                   size=size, fix=rebuild_hint()))
         try:
             header = json.loads(handle.read(header_len).decode("utf-8"))
             ends = [info["data_offsets"][1] for name, info in header.items() if name != "__metadata__"]
         except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError):
-            raise ModelFileError(f"{path}: not a safetensors file (its header is not safetensors JSON); {REBUILD}.") from None
+            raise ModelFileError(_("{path}: not a safetensors file (its header is not safetensors JSON); {fix}.",
+                                   path=path, fix=rebuild_hint())) from None
     needed = 8 + header_len + max(ends, default=0)
     if size < needed:
-        raise ModelFileError(f"{path}: truncated: {size} bytes where its header needs {needed} (an interrupted "
-                             f"download or copy); {REBUILD}.")
+        raise ModelFileError(_("{path}: truncated: {size} bytes where its header needs {needed} (an interrupted "
+                               "download or copy); {fix}.", path=path, size=size, needed=needed, fix=rebuild_hint()))
 
 
 def check_tokenizer_files(path, flag=None) -> None:
@@ -153,8 +218,8 @@ def check_tokenizer_files(path, flag=None) -> None:
     present = [n for n in names[:2] if (folder / n).is_file()] + [n for n in ("tokenizer.model", "ice_text.model")
                                                                    if (folder / n).is_file()]
     if not present:
-        raise ModelFileError(f"{_where(flag)}{folder}: no tokenizer (tokenizer.json or tokenizer_config.json); "
-                             f"{REBUILD}.")
+        raise ModelFileError(_("{where}{folder}: no tokenizer (tokenizer.json or tokenizer_config.json); {fix}.",
+                               where=_where(flag), folder=folder, fix=rebuild_hint()))
     for name in names:
         if (folder / name).is_file():
             check_json_file(folder / name, "tokenizer file" if name != "tokenizer_config.json" else "tokenizer config")
@@ -169,8 +234,9 @@ def check_tokenizer_files(path, flag=None) -> None:
             except IceTokenizerError as err:
                 raise ModelFileError(str(err)) from None
         elif isinstance(settings, dict) and "num_image_tokens" in settings:
-            raise ModelFileError(f"{_where(flag)}{folder}: tokenizer_config.json is ChatGLM-6B's, but ice_text.model (its "
-                                 "SentencePiece model) is missing; copy it from the checkpoint you downloaded.")
+            raise ModelFileError(_("{where}{folder}: tokenizer_config.json is ChatGLM-6B's, but ice_text.model (its "
+                                   "SentencePiece model) is missing; copy it from the checkpoint you downloaded.",
+                                   where=_where(flag), folder=folder))
 
 
 # ChatGLM2/3 and GLM-4 also say model_type "chatglm", with other keys: their weights do not fit ChatGLM-6B's blocks.
@@ -181,19 +247,27 @@ def check_architecture(path, config: dict, flag=None) -> None:
     """A ChatGLM-6B folder's config.json (beside ice_text.model) must describe ChatGLM-6B, and a "chatglm"
     config must not be ChatGLM2/3's, else a ModelFileError naming the file and the fix."""
     kind = config.get("model_type")
-    fix = (f"point {flag or 'the path'} at a ChatGLM-6B (v1) folder, such as THUDM/chatglm-6b or one written by "
-           "the course (`python -m glmcourse.thudm_format --out DIR`)")
+    if flag:
+        fix = _("point {flag} at a ChatGLM-6B (v1) folder, such as THUDM/chatglm-6b or one written by "
+                "the course (`python -m glmcourse.thudm_format --out DIR`)", flag=flag)
+    else:
+        fix = _("point the path at a ChatGLM-6B (v1) folder, such as THUDM/chatglm-6b or one written by "
+                "the course (`python -m glmcourse.thudm_format --out DIR`)")
     if kind != "chatglm":
         if not (Path(path).parent / "ice_text.model").is_file():
             # another architecture transformers knows (GLM-4's GlmForCausalLM trains too), or one that brings its
             # own code (the loader explains trust_remote_code): only a ChatGLM-6B folder must say "chatglm"
             return
-        raise ModelFileError(f"{path}: describes a {kind or 'model without a model_type'!s} model, not ChatGLM-6B "
-                             f"(model_type \"chatglm\"); the course's classes cannot load it: {fix}.")
+        if kind:
+            raise ModelFileError(_("{path}: describes a {kind!s} model, not ChatGLM-6B (model_type \"chatglm\"); the "
+                                   "course's classes cannot load it: {fix}.", path=path, kind=kind, fix=fix))
+        raise ModelFileError(_("{path}: describes a model without a model_type model, not ChatGLM-6B (model_type "
+                               "\"chatglm\"); the course's classes cannot load it: {fix}.", path=path, fix=fix))
     later = [k for k in _LATER_GLM_KEYS if k in config]
     if later:
-        raise ModelFileError(f"{path}: a ChatGLM2/ChatGLM3/GLM-4 config (it has {', '.join(later)}), a later "
-                             f"architecture than ChatGLM-6B's; the course's classes cannot load it: {fix}.")
+        raise ModelFileError(_("{path}: a ChatGLM2/ChatGLM3/GLM-4 config (it has {keys}), a later architecture than "
+                               "ChatGLM-6B's; the course's classes cannot load it: {fix}.", path=path,
+                               keys=", ".join(later), fix=fix))
 
 
 def safetensors_names(path) -> list[str]:
@@ -201,6 +275,14 @@ def safetensors_names(path) -> list[str]:
         (header_len,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(header_len).decode("utf-8"))
     return [name for name in header if name != "__metadata__"]
+
+
+def some_names(names: list[str], shown: int) -> str:
+    """The first ``shown`` names, comma-separated, and how many more there are: ``a, b, c and 2 more``."""
+    first = ", ".join(names[:shown])
+    if len(names) > shown:
+        return _("{names} and {count} more", names=first, count=len(names) - shown)
+    return first
 
 
 def check_shard_index(folder, index_name: str) -> list[str]:
@@ -211,19 +293,20 @@ def check_shard_index(folder, index_name: str) -> list[str]:
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
-        raise ModelFileError(f"{path}: the weights index is damaged (no \"weight_map\" of tensor name -> shard file); "
-                             f"{REBUILD}.")
+        raise ModelFileError(_("{path}: the weights index is damaged (no \"weight_map\" of tensor name -> shard "
+                               "file); {fix}.", path=path, fix=rebuild_hint()))
     shards = sorted(set(weight_map.values()))
     missing = [shard for shard in shards if not (folder / shard).is_file()]
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise ModelFileError(f"{folder}: {len(missing)} of the {len(shards)} weight shards that {index_name} lists "
-                             f"are missing ({shown}); download or copy them into the folder.")
+        raise ModelFileError(_("{folder}: {missing} of the {total} weight shards that {index} lists are missing "
+                               "({shown}); download or copy them into the folder.", folder=folder,
+                               missing=len(missing), total=len(shards), index=index_name, shown=some_names(missing, 3)))
     for shard in shards:
         if shard.endswith(".safetensors"):
             check_safetensors(folder / shard)
         elif (folder / shard).stat().st_size == 0:
-            raise ModelFileError(f"{folder / shard}: the weights file is empty (0 bytes); {REBUILD}.")
+            raise ModelFileError(_("{path}: the weights file is empty (0 bytes); {fix}.", path=folder / shard,
+                                   fix=rebuild_hint()))
     return list(weight_map)
 
 
@@ -249,19 +332,28 @@ def check_weight_names(folder, config: dict, names) -> None:
     try:
         expected = expected_weight_names(config)
     except (TypeError, ValueError) as err:
-        raise ModelFileError(f"{Path(folder) / 'config.json'}: not a usable ChatGLM-6B config ({err}); {REBUILD}.") from None
+        raise ModelFileError(_("{path}: not a usable ChatGLM-6B config ({error}); {fix}.",
+                               path=Path(folder) / "config.json", error=err, fix=rebuild_hint())) from None
     optional = {n for n in expected if "prefix_encoder" in n.split(".") or n == "lm_head.weight"}
     matched = stored & expected
+    if not matched and stored:
+        raise ModelFileError(_("{folder}: none of its {count} stored tensors is a ChatGLM-6B weight (it has "
+                               "{example}; ChatGLM-6B's are transformer.word_embeddings.weight, "
+                               "transformer.layers.N...); it is not a ChatGLM-6B checkpoint, or its config.json "
+                               "belongs to another one. {fix}.", folder=folder, count=len(stored),
+                               example=", ".join(sorted(stored)[:2]), fix=rebuild_hint(sentence=True)))
     if not matched:
-        example = ", ".join(sorted(stored)[:2]) or "none"
-        raise ModelFileError(f"{folder}: none of its {len(stored)} stored tensors is a ChatGLM-6B weight (it has {example}; "
-                             f"ChatGLM-6B's are transformer.word_embeddings.weight, transformer.layers.N...); it is not a "
-                             f"ChatGLM-6B checkpoint, or its config.json belongs to another one. {REBUILD[0].upper()}{REBUILD[1:]}.")
+        raise ModelFileError(_("{folder}: none of its 0 stored tensors is a ChatGLM-6B weight (it has none; "
+                               "ChatGLM-6B's are transformer.word_embeddings.weight, transformer.layers.N...); it is "
+                               "not a ChatGLM-6B checkpoint, or its config.json belongs to another one. {fix}.",
+                               folder=folder, fix=rebuild_hint(sentence=True)))
     missing = sorted(expected - stored - optional)
     if missing:
-        raise ModelFileError(f"{folder}: its weights lack {len(missing)} of the model's tensors ({', '.join(missing[:3])}"
-                             f"{' ...' if len(missing) > 3 else ''}), so they would be initialised at random; the "
-                             f"checkpoint is incomplete or its config.json does not match it (num_layers?). {REBUILD[0].upper()}{REBUILD[1:]}.")
+        names = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise ModelFileError(_("{folder}: its weights lack {count} of the model's tensors ({names}), so they would be "
+                               "initialised at random; the checkpoint is incomplete or its config.json does not match "
+                               "it (num_layers?). {fix}.", folder=folder, count=len(missing), names=names,
+                               fix=rebuild_hint(sentence=True)))
 
 
 # config.json fields the course's classes read, and what each must be (checked before any weight is read).
@@ -279,28 +371,45 @@ def config_value_problem(config: dict) -> str | None:
     words (field, value, what it must be); None when every field the course reads is usable."""
     for field in _POSITIVE_FIELDS:
         if field in config and not (_is_whole(config[field]) and config[field] >= 1):
-            return f"field {field!r} is {config[field]!r}; it must be a whole number of 1 or more"
+            return _("field {field!r} is {value!r}; it must be a whole number of 1 or more", field=field,
+                     value=config[field])
     vocab = config.get("vocab_size")
     for field in _TOKEN_ID_FIELDS:
         value = config.get(field)
         if value is None:
             continue
         if not _is_whole(value) or value < 0 or (vocab is not None and value >= vocab):
-            return f"field {field!r} is {value!r}; it must be a token id from 0 to vocab_size - 1 ({vocab - 1 if vocab else '?'})"
+            return _("field {field!r} is {value!r}; it must be a token id from 0 to vocab_size - 1 ({last})",
+                     field=field, value=value, last=vocab - 1 if vocab else "?")
     eps = config.get("layernorm_epsilon")
     if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1):
-        return f"field 'layernorm_epsilon' is {eps!r}; it must be a small positive number such as 1e-05"
+        return _("field 'layernorm_epsilon' is {value!r}; it must be a small positive number such as 1e-05", value=eps)
     heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
     if heads and hidden and (hidden % heads or (hidden // heads) % 4):
-        return (f"hidden_size {hidden} and num_attention_heads {heads} do not fit: hidden_size must be num_attention_heads "
-                "times a head size that is a multiple of 4")
+        return _("hidden_size {hidden} and num_attention_heads {heads} do not fit: hidden_size must be "
+                 "num_attention_heads times a head size that is a multiple of 4", hidden=hidden, heads=heads)
     pre = config.get("pre_seq_len")
     if pre is not None and not (_is_whole(pre) and pre >= 1):
-        return f"field 'pre_seq_len' is {pre!r}; it must be null (no prefix) or a whole number of 1 or more"
+        return _("field 'pre_seq_len' is {value!r}; it must be null (no prefix) or a whole number of 1 or more",
+                 value=pre)
     bits = config.get("quantization_bit")
     if bits not in (None, 0, 4, 8):
-        return f"field 'quantization_bit' is {bits!r}; it must be 4, 8, or absent for a float model"
+        return _("field 'quantization_bit' is {value!r}; it must be 4, 8, or absent for a float model", value=bits)
     return None
+
+
+def _missing_files_error(folder, missing: list[str], flag) -> ModelFileError:
+    """``missing_model_files``' answer as one line naming the flag (or "the path") to point elsewhere."""
+    labels = {"weights (model.safetensors or pytorch_model.bin, or a sharded index)":
+              _("weights (model.safetensors or pytorch_model.bin, or a sharded index)"),
+              "tokenizer (tokenizer.json or tokenizer_config.json)":
+              _("tokenizer (tokenizer.json or tokenizer_config.json)")}
+    names = ", ".join(labels.get(what, what) for what in missing)
+    if flag:
+        return ModelFileError(_("model folder {folder} is missing: {names}. Point {flag} at a folder written by "
+                                "save_pretrained (or the course model).", folder=folder, names=names, flag=flag))
+    return ModelFileError(_("model folder {folder} is missing: {names}. Point the path at a folder written by "
+                            "save_pretrained (or the course model).", folder=folder, names=names))
 
 
 def check_model_files(path, flag=None, tokenizer: bool = False) -> None:
@@ -313,15 +422,16 @@ def check_model_files(path, flag=None, tokenizer: bool = False) -> None:
     missing = missing_model_files(folder) if tokenizer else [
         m for m in missing_model_files(folder) if not m.startswith("tokenizer")]
     if missing:
-        raise ModelFileError(f"model folder {folder} is missing: {', '.join(missing)}. Point {flag or 'the path'} "
-                             "at a folder written by save_pretrained (or the course model).")
+        raise _missing_files_error(folder, missing, flag)
     config = check_json_file(folder / "config.json", "model config")
     if not isinstance(config, dict):
-        raise ModelFileError(f"{folder / 'config.json'}: the model config must be a JSON object; {REBUILD}.")
+        raise ModelFileError(_("{path}: the model config must be a JSON object; {fix}.", path=folder / "config.json",
+                               fix=rebuild_hint()))
     check_architecture(folder / "config.json", config, flag)
     problem = config_value_problem(config) if config.get("model_type") == "chatglm" else None
     if problem:
-        raise ModelFileError(f"{folder / 'config.json'}: {problem}; {REBUILD}.")
+        raise ModelFileError(_("{path}: {problem}; {fix}.", path=folder / "config.json", problem=problem,
+                               fix=rebuild_hint()))
     if (folder / "generation_config.json").is_file():
         check_json_file(folder / "generation_config.json", "generation config")
     names = None  # the stored tensor names, where they can be read without loading the weights
@@ -335,7 +445,8 @@ def check_model_files(path, flag=None, tokenizer: bool = False) -> None:
                 break
         else:
             if (folder / "pytorch_model.bin").is_file() and (folder / "pytorch_model.bin").stat().st_size == 0:
-                raise ModelFileError(f"{folder / 'pytorch_model.bin'}: the weights file is empty (0 bytes); {REBUILD}.")
+                raise ModelFileError(_("{path}: the weights file is empty (0 bytes); {fix}.",
+                                       path=folder / "pytorch_model.bin", fix=rebuild_hint()))
     if names is not None and config.get("model_type") == "chatglm":  # the course's classes will load these
         check_weight_names(folder, config, names)
     if tokenizer:
@@ -346,8 +457,9 @@ def _custom_code_hint(path, flag) -> str:
     py = sorted(p.name for p in Path(path).glob("*.py")) if Path(path).is_dir() else []
     shown = f" ({', '.join(py)})" if py else ""
     option = "--trust_remote_code" if flag else "trust_remote_code=True"
-    return (f"{path} asks to run the Python code in its folder{shown}, which would run with your permissions; "
-            f"it was not run. Read that code, and if you trust it pass {option}.")
+    return _("{path} asks to run the Python code in its folder{files}, which would run with your permissions; "
+             "it was not run. Read that code, and if you trust it pass {option}.", path=path, files=shown,
+             option=option)
 
 
 def _explain(err: Exception, path, what: str, flag) -> ModelFileError:
@@ -358,8 +470,12 @@ def _explain(err: Exception, path, what: str, flag) -> ModelFileError:
     if isinstance(err, ModelFileError):
         return err
     first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return ModelFileError(f"could not load the {what} from {_where(flag)}{path} ({type(err).__name__}: {first[:300]}); "
-                          f"{REBUILD}.")
+    fields = {"where": _where(flag), "path": path, "error_type": type(err).__name__, "error": first[:300],
+              "fix": rebuild_hint()}
+    if what == "tokenizer":
+        return ModelFileError(_("could not load the tokenizer from {where}{path} ({error_type}: {error}); {fix}.",
+                                **fields))
+    return ModelFileError(_("could not load the model from {where}{path} ({error_type}: {error}); {fix}.", **fields))
 
 
 # is_thudm_folder and remote_code_wanted live beside the stand-ins for THUDM's remote code, at the bottom of
@@ -397,21 +513,17 @@ def load_course_model(path: str | None = None, trust_remote_code: bool = False):
 
     path = path or glmcourse.COURSE_MODEL
     if not (Path(path) / "model.safetensors").exists():
-        raise ModelFileError(
-            f"{path} has no model.safetensors: build the course model with "
-            "`python -m glmcourse.tools.build_course_model` (or restore it with git)."
-        )
+        raise ModelFileError(_("{path} has no model.safetensors: build the course model with "
+                               "`python -m glmcourse.tools.build_course_model` (or restore it with git).", path=path))
     check_model_files(path, tokenizer=True)
     model = _load_model(AutoModel, path, "model", None, trust_remote_code)
     return model.eval(), load_tokenizer(path, trust_remote_code=trust_remote_code)
 
 
 def bnb_options(path) -> str:
-    return (
-        "Options: (1) leave out --load_in_8bit/--load_in_4bit: LoRA on the fp32 base is what the course model "
-        "needs anyway (its fp32 weights are 17 MB); (2) use a smaller model in fp32; (3) on a machine with a "
-        f"CUDA GPU, `pip install -U bitsandbytes` and load {path} there."
-    )
+    return _("Options: (1) leave out --load_in_8bit/--load_in_4bit: LoRA on the fp32 base is what the course model "
+             "needs anyway (its fp32 weights are 17 MB); (2) use a smaller model in fp32; (3) on a machine with a "
+             "CUDA GPU, `pip install -U bitsandbytes` and load {path} there.", path=path)
 
 
 def load_base_model(path=None, load_in_8bit: bool = False, load_in_4bit: bool = False, trust_remote_code: bool = False):
@@ -430,7 +542,7 @@ def load_base_model(path=None, load_in_8bit: bool = False, load_in_4bit: bool = 
 
     path = str(path or glmcourse.COURSE_MODEL)
     if load_in_8bit and load_in_4bit:
-        raise LoraError("choose one of load_in_8bit and load_in_4bit, not both.")
+        raise LoraError(_("choose one of load_in_8bit and load_in_4bit, not both."))
     check_model_files(path)
     if not (load_in_8bit or load_in_4bit):
         return _load_model(AutoModelForCausalLM, path, "model", None, trust_remote_code, dtype=torch.float32)
@@ -440,9 +552,9 @@ def load_base_model(path=None, load_in_8bit: bool = False, load_in_4bit: bool = 
     try:
         import_bitsandbytes()
     except RuntimeError as err:
-        reason = str(err).split(". Options:")[0]
-        raise LoraError(f"loading {path} in {kind} needs bitsandbytes with a working backend: {reason}. "
-                        f"{bnb_options(path)}") from None
+        reason = err.reason if isinstance(err, BitsandbytesUnusable) else str(err).split(". Options:")[0]
+        raise LoraError(_("loading {path} in {kind} needs bitsandbytes with a working backend: {reason}. {options}",
+                          path=path, kind=kind, reason=reason, options=bnb_options(path))) from None
     # LLM.int8() multiplies in fp16 by design and says so at every call on the CPU: known, not a problem.
     logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
     config = (BitsAndBytesConfig(load_in_8bit=True) if load_in_8bit else
@@ -451,8 +563,9 @@ def load_base_model(path=None, load_in_8bit: bool = False, load_in_4bit: bool = 
         return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, dtype=torch.float32,
                                                     trust_remote_code=remote_code_wanted(path, trust_remote_code))
     except (RuntimeError, ImportError, AttributeError) as err:
-        raise LoraError(f"bitsandbytes could not load {path} in {kind} here ({type(err).__name__}: {err}). "
-                        f"{bnb_options(path)}") from None
+        raise LoraError(_("bitsandbytes could not load {path} in {kind} here ({error_type}: {error}). {options}",
+                          path=path, kind=kind, error_type=type(err).__name__, error=err,
+                          options=bnb_options(path))) from None
 
 
 def missing_model_files(path) -> list[str]:
@@ -483,20 +596,21 @@ def check_model_path(path, flag=None) -> str:
     from glmcourse.cli import is_offline, offline_variable
 
     path = str(path)
-    where = flag or "the model path"
     if Path(path).is_dir():
         missing = missing_model_files(path)
         if missing:
-            raise ModelFileError(f"model folder {path} is missing: {', '.join(missing)}. Point {flag or '--model'} "
-                                 "at a folder written by save_pretrained (or the course model).")
+            raise _missing_files_error(path, missing, flag or "--model")
         check_model_files(path, flag, tokenizer=True)
     elif Path(path).exists() or path.startswith((".", "/", "~")):
-        raise ModelFileError(f"no model folder at {path}. Pass {where} as the folder that holds config.json, the "
-                             "weights and the tokenizer.")
+        if flag:
+            raise ModelFileError(_("no model folder at {path}. Pass {flag} as the folder that holds config.json, the "
+                                   "weights and the tokenizer.", path=path, flag=flag))
+        raise ModelFileError(_("no model folder at {path}. Pass the model path as the folder that holds config.json, "
+                               "the weights and the tokenizer.", path=path))
     elif is_offline() and not _in_hub_cache(path):
-        raise ModelFileError(f"{path} is neither a local folder nor in the Hugging Face cache, and "
-                             f"{offline_variable()} forbids downloading it (HF_HUB_OFFLINE=1 mode). Download it once "
-                             "online, or pass a local folder.")
+        raise ModelFileError(_("{path} is neither a local folder nor in the Hugging Face cache, and {variable} "
+                               "forbids downloading it (HF_HUB_OFFLINE=1 mode). Download it once online, or pass a "
+                               "local folder.", path=path, variable=offline_variable()))
     return path
 
 

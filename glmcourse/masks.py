@@ -30,7 +30,7 @@ from glmcourse.i18n import _
 
 def _check_size(n, name: str = "n") -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"{name} must be a non-negative int (a sequence length), got {n!r}")
+        raise ValueError(_("{name} must be a non-negative int (a sequence length), got {n!r}", name=name, n=n))
     return n
 
 
@@ -52,7 +52,8 @@ def prefix_mask(n: int, prefix_len: int) -> torch.Tensor:
     """
     _check_size(n)
     if isinstance(prefix_len, bool) or not isinstance(prefix_len, int) or not 0 <= prefix_len <= n:
-        raise ValueError(f"prefix_len must be an int in 0..{n} (the sequence length), got {prefix_len!r}")
+        raise ValueError(_("prefix_len must be an int in 0..{n} (the sequence length), got {prefix_len!r}", n=n,
+                           prefix_len=prefix_len))
     cols = torch.arange(n)
     return causal_mask(n) | (cols < prefix_len).unsqueeze(0)
 
@@ -73,14 +74,15 @@ def _as_id_batch(input_ids, fn: str) -> tuple[torch.Tensor, bool]:
         try:
             input_ids = torch.as_tensor(input_ids, dtype=torch.long)
         except (ValueError, TypeError) as err:
-            raise ValueError(
-                f"{fn}: input_ids must be a list of ints, a list of equal-length lists (a batch; pad "
-                f"the rows first) or a tensor; could not convert it ({err})"
-            ) from None
+            raise ValueError(_(
+                "{fn}: input_ids must be a list of ints, a list of equal-length lists (a batch; pad "
+                "the rows first) or a tensor; could not convert it ({err})", fn=fn, err=err
+            )) from None
     if input_ids.dim() not in (1, 2):
-        raise ValueError(f"{fn}: input_ids must have shape [L] or [B, L], got {tuple(input_ids.shape)}")
+        raise ValueError(_("{fn}: input_ids must have shape [L] or [B, L], got {shape}", fn=fn,
+                           shape=tuple(input_ids.shape)))
     if input_ids.shape[-1] == 0:
-        raise ValueError(f"{fn}: input_ids is empty; there is no token to place")
+        raise ValueError(_("{fn}: input_ids is empty; there is no token to place", fn=fn))
     batched = input_ids.dim() == 2
     return (input_ids if batched else input_ids.unsqueeze(0)), batched
 
@@ -94,13 +96,13 @@ def _first_index(hits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _missing_rows(found: torch.Tensor) -> str:
     rows = (~found).nonzero().flatten().tolist()
     shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
-    return f"row{'s' if len(rows) > 1 else ''} {shown}"
+    return _("rows {shown}", shown=shown) if len(rows) > 1 else _("row {shown}", shown=shown)
 
 
 def _sop_index(ids: torch.Tensor, sop_id: int, fn: str, batched: bool) -> torch.Tensor:
     sop_at, has_sop = _first_index(ids == sop_id)
     if not bool(has_sop.all()):
-        where = f"{_missing_rows(has_sop)} of input_ids" if batched else "input_ids"
+        where = _("{rows} of input_ids", rows=_missing_rows(has_sop)) if batched else "input_ids"
         raise ValueError(_("{fn}: {where} has no <sop> token (id {sop_id}), so the prefix/answer split is unknown. "
                            "{hint}", fn=fn, where=where, sop_id=sop_id, hint=_encode_hint()))
     return sop_at
@@ -126,7 +128,7 @@ def chatglm_position_ids(input_ids, gmask_id: int, sop_id: int, mask_id: int | N
         mask_at = torch.where(has_mask, mask_at, plain_at)
         has_mask = has_mask | has_plain
     if not bool(has_mask.all()):
-        where = f"{_missing_rows(has_mask)} of input_ids" if batched else "input_ids"
+        where = _("{rows} of input_ids", rows=_missing_rows(has_mask)) if batched else "input_ids"
         wanted = f"[gMASK] (id {gmask_id})" + (f" / [MASK] (id {mask_id})" if mask_id is not None else "")
         raise ValueError(_("{fn}: {where} has no {wanted}, so the answer has no position to point at. {hint}",
                            fn=fn, where=where, wanted=wanted, hint=_encode_hint()))
@@ -172,25 +174,26 @@ def _make_rng(rng) -> random.Random:
         return rng
     if isinstance(rng, int) and not isinstance(rng, bool):
         return random.Random(rng)
-    raise TypeError(f"rng must be a random.Random, an int seed or None, got {type(rng).__name__}")
+    raise TypeError(_("rng must be a random.Random, an int seed or None, got {kind}", kind=type(rng).__name__))
 
 
 def _check_ratio(ratio) -> float:
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-        raise ValueError(f"ratio must be a number in (0, 1] (the share of tokens to mask), got {ratio!r}")
+        raise ValueError(_("ratio must be a number in (0, 1] (the share of tokens to mask), got {ratio!r}",
+                           ratio=ratio))
     return float(ratio)
 
 
 def _check_length(length) -> int:
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive int (the number of tokens), got {length!r}")
+        raise ValueError(_("length must be a positive int (the number of tokens), got {length!r}", length=length))
     return length
 
 
 def truncated_poisson_pmf(poisson_lambda: float = 3.0, low: int = 1, high: int = MAX_SPAN_LEN) -> list[float]:
     """P(span length = k) for k = low..high: Poisson(lambda) restricted to that range, renormalised."""
     if not poisson_lambda > 0:
-        raise ValueError(f"poisson_lambda must be > 0, got {poisson_lambda!r}")
+        raise ValueError(_("poisson_lambda must be > 0, got {poisson_lambda!r}", poisson_lambda=poisson_lambda))
     weights = [math.exp(-poisson_lambda + k * math.log(poisson_lambda) - math.lgamma(k + 1))
                for k in range(low, high + 1)]
     total = sum(weights)
@@ -353,24 +356,27 @@ def _check_spans(spans, n_tokens: int) -> list[tuple[int, int]]:
         try:
             start, end = span
         except (TypeError, ValueError):
-            raise ValueError(f"span {i} is {span!r}; each span must be a (start, end) pair") from None
+            raise ValueError(_("span {i} is {span!r}; each span must be a (start, end) pair", i=i, span=span)) from None
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
-            raise ValueError(f"span {i} {span!r}: start and end must be ints")
+            raise ValueError(_("span {i} {span!r}: start and end must be ints", i=i, span=span))
         if start >= end:
-            raise ValueError(f"span {i} {span!r} is empty: spans are half-open (start, end) with start < end")
+            raise ValueError(_("span {i} {span!r} is empty: spans are half-open (start, end) with start < end",
+                               i=i, span=span))
         if start < 0 or end > n_tokens:
-            raise ValueError(f"span {i} {span!r} is out of range for {n_tokens} tokens "
-                             f"(need 0 <= start < end <= {n_tokens})")
+            raise ValueError(_("span {i} {span!r} is out of range for {n_tokens} tokens "
+                               "(need 0 <= start < end <= {n_tokens})", i=i, span=span, n_tokens=n_tokens))
         checked.append((start, end))
     if not checked:
-        raise ValueError("spans is empty: give at least one (start, end) span to mask")
+        raise ValueError(_("spans is empty: give at least one (start, end) span to mask"))
     ordered = sorted(checked)
     for (s1, e1), (s2, e2) in zip(ordered, ordered[1:]):
         if s2 < e1:
-            raise ValueError(f"spans {(s1, e1)} and {(s2, e2)} overlap; spans must be disjoint")
+            raise ValueError(_("spans {first} and {second} overlap; spans must be disjoint", first=(s1, e1),
+                               second=(s2, e2)))
         if s2 == e1:
-            raise ValueError(f"spans {(s1, e1)} and {(s2, e2)} touch; GLM keeps at least one token between "
-                             f"spans, so merge them into {(s1, e2)} or leave a gap")
+            raise ValueError(_("spans {first} and {second} touch; GLM keeps at least one token between "
+                               "spans, so merge them into {merged} or leave a gap", first=(s1, e1), second=(s2, e2),
+                               merged=(s1, e2)))
     return checked
 
 
@@ -385,11 +391,11 @@ def blank_infilling(tokens, spans, mask_token="[MASK]", sop_token="<sop>", eop_t
         tokens = tokens.tolist()
     tokens = list(tokens)
     if not tokens:
-        raise ValueError("tokens is empty: there is nothing to mask")
+        raise ValueError(_("tokens is empty: there is nothing to mask"))
     if len({isinstance(t, str) for t in [*tokens, mask_token, sop_token, eop_token]}) > 1:
-        raise TypeError("tokens and mask_token/sop_token/eop_token must be all strings or all ids; for ids "
-                        "pass e.g. mask_token=tok.mask_token_id, sop_token=tok.sop_token_id, "
-                        "eop_token=tok.eop_token_id")
+        raise TypeError(_("tokens and mask_token/sop_token/eop_token must be all strings or all ids; for ids "
+                          "pass e.g. mask_token=tok.mask_token_id, sop_token=tok.sop_token_id, "
+                          "eop_token=tok.eop_token_id"))
     spans = _check_spans(spans, len(tokens))
 
     part_a, mask_index = [], {}
@@ -450,16 +456,17 @@ def render_mask(mask, tokens=None, position_ids=None, block_position_ids=None,
     """
     mask = torch.as_tensor(mask).bool()
     if mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
-        raise ValueError(f"render_mask needs a square [L, L] mask, got shape {tuple(mask.shape)}")
+        raise ValueError(_("render_mask needs a square [L, L] mask, got shape {shape}", shape=tuple(mask.shape)))
     size = mask.shape[0]
     labels = [str(t) for t in _as_list(tokens)] if tokens is not None else [str(i) for i in range(size)]
     extra_rows = [(name, _as_list(vals)) for name, vals in
                   (("position", position_ids), ("block pos", block_position_ids)) if vals is not None]
     for name, values in [("tokens", labels)] + extra_rows:
         if len(values) != size:
-            raise ValueError(f"render_mask: {name} has {len(values)} entries but the mask is {size} x {size}")
-    width = max([_width(s) for s in labels] + [len(str(v)) for _, vals in extra_rows for v in vals] + [1])
-    label_width = max([_width(s) for s in labels] + [len(name) for name, _ in extra_rows] + [0])
+            raise ValueError(_("render_mask: {name} has {n} entries but the mask is {size} x {size}", name=name,
+                               n=len(values), size=size))
+    width = max([_width(s) for s in labels] + [len(str(v)) for _name, vals in extra_rows for v in vals] + [1])
+    label_width = max([_width(s) for s in labels] + [len(name) for name, _values in extra_rows] + [0])
 
     def line(label, cells):
         return (_pad(label, label_width, left=False) + " | " + " ".join(_pad(c, width) for c in cells)).rstrip()

@@ -139,12 +139,16 @@ README_CLAIMS_GB = {
 
 
 # The seed notes' figures: (mode, weight bits, GB, what the figure says).
-SEED_FIGURES_GB = [
-    ("inference", 16, 13, "FP16 inference takes about 13 GB"),
-    ("inference", 8, 11, "INT8 inference runs on one 11 GB RTX 2080 Ti"),
-    ("inference", 4, 6, "INT4 inference needs 6 GB"),
-    ("ptuning", 4, 7, "P-Tuning v2 (INT4) needs 7 GB"),
-]
+def seed_figures_gb() -> list[tuple[str, int, int, str]]:
+    """The seed's GPU-memory claims: ``(mode, weight bits, GB, the claim in the learner's language)``."""
+    from glmcourse.i18n import _
+
+    return [
+        ("inference", 16, 13, _("FP16 inference takes about 13 GB")),
+        ("inference", 8, 11, _("INT8 inference runs on one 11 GB RTX 2080 Ti")),
+        ("inference", 4, 6, _("INT4 inference needs 6 GB")),
+        ("ptuning", 4, 7, _("P-Tuning v2 (INT4) needs 7 GB")),
+    ]
 
 
 def measure_training_memory(mode: str = "lora", steps: int = 3, batch_size: int = 8, seq_len: int = 48,

@@ -168,8 +168,8 @@ def special_ids(tokenizer) -> dict:
     for name, attrs in pairs.items():
         value = next((getattr(tokenizer, a) for a in attrs if getattr(tokenizer, a, None) is not None), None)
         if value is None:
-            raise PTuningError(f"the tokenizer {type(tokenizer).__name__} has no {' / '.join(attrs)}: it is not a "
-                               f"ChatGLM tokenizer; load the base model's own tokenizer.")
+            raise PTuningError(_("the tokenizer {kind} has no {attrs}: it is not a ChatGLM tokenizer; load the base "
+                                 "model's own tokenizer.", kind=type(tokenizer).__name__, attrs=" / ".join(attrs)))
         ids[name] = int(value)
     return ids
 
@@ -177,11 +177,11 @@ def special_ids(tokenizer) -> dict:
 def check_lengths(max_source_length: int, max_target_length: int) -> None:
     """The prompt keeps max_source_length - 1 tokens, the answer max_target_length - 2: both must keep one."""
     if max_source_length < 2:
-        raise PTuningError(f"--max_source_length {max_source_length}: must be at least 2 (the prompt keeps "
-                           f"max_source_length - 1 tokens before [gMASK] <sop>).")
+        raise PTuningError(_("--max_source_length {value}: must be at least 2 (the prompt keeps "
+                             "max_source_length - 1 tokens before [gMASK] <sop>).", value=max_source_length))
     if max_target_length < 3:
-        raise PTuningError(f"--max_target_length {max_target_length}: must be at least 3 (the answer keeps "
-                           f"max_target_length - 2 tokens, plus <sop> and <eop>).")
+        raise PTuningError(_("--max_target_length {value}: must be at least 3 (the answer keeps "
+                             "max_target_length - 2 tokens, plus <sop> and <eop>).", value=max_target_length))
 
 
 def build_example(tokenizer, query: str, response: str, max_source_length: int, max_target_length: int,
@@ -245,10 +245,12 @@ def alpaca_to_ptuning(record: dict, style: str = "instruction") -> dict:
     ``model.chat`` sends), as ChatGLM-6B's own P-Tuning data (a bare prompt column) does.
     """
     if style not in ("instruction", "chat"):
-        raise PTuningError(f"style={style!r}: choose 'instruction' (the LoRA lesson's prompt) or 'chat'.")
+        raise PTuningError(_("style={style!r}: choose 'instruction' (the LoRA lesson's prompt) or 'chat'.",
+                             style=style))
     instruction, given, output = record.get("instruction"), record.get("input") or "", record.get("output")
     if not isinstance(instruction, str) or not isinstance(output, str) or not isinstance(given, str):
-        raise PTuningError(f"not an Alpaca record (string instruction/output, optional input): {record!r:.120}")
+        raise PTuningError(_("not an Alpaca record (string instruction/output, optional input): {record!r:.120}",
+                             record=record))
     if style == "instruction":
         prompt = f"Instruction: {instruction}\n" + (f"Input: {given}\n" if given else "") + "Answer: "
     else:
@@ -289,10 +291,10 @@ def _prefix_encoder(model):
     encoder = getattr(inner, "prefix_encoder", None)
     if encoder is None:
         pre = getattr(getattr(model, "config", None), "pre_seq_len", None)
-        raise PTuningError(
-            f"{type(model).__name__} has no transformer.prefix_encoder (config.pre_seq_len = {pre}): build the base "
-            f"with P-Tuning v2 on, ChatGLMForConditionalGeneration.from_pretrained(path, pre_seq_len=N, "
-            f"prefix_projection=...). Only ChatGLM-6B-style models have it.")
+        raise PTuningError(_(
+            "{kind} has no transformer.prefix_encoder (config.pre_seq_len = {pre}): build the base "
+            "with P-Tuning v2 on, ChatGLMForConditionalGeneration.from_pretrained(path, pre_seq_len=N, "
+            "prefix_projection=...). Only ChatGLM-6B-style models have it.", kind=type(model).__name__, pre=pre))
     return encoder
 
 
@@ -346,20 +348,24 @@ def read_prefix(folder) -> dict:
                              "--train_file FILE --output_dir {folder}, or check the path.", folder=folder))
     if not (folder / PREFIX_WEIGHTS).exists():
         found = sorted(p.name for p in folder.iterdir())[:8]
-        raise PTuningError(f"{folder} has no {PREFIX_WEIGHTS} (it holds {found}): not a P-Tuning v2 output folder.")
+        raise PTuningError(_("{folder} has no {weights} (it holds {found}): not a P-Tuning v2 output folder.",
+                             folder=folder, weights=PREFIX_WEIGHTS, found=found))
     if not (folder / PTUNING_CONFIG).exists():
-        raise PTuningError(f"{folder} has {PREFIX_WEIGHTS} but no {PTUNING_CONFIG}: without it pre_seq_len and the "
-                           f"base cannot be checked. Copy it from the training run's output folder.")
+        raise PTuningError(_("{folder} has {weights} but no {config}: without it pre_seq_len and the "
+                             "base cannot be checked. Copy it from the training run's output folder.", folder=folder,
+                             weights=PREFIX_WEIGHTS, config=PTUNING_CONFIG))
     config = json.loads((folder / PTUNING_CONFIG).read_text(encoding="utf-8"))
     weights = load_file(str(folder / PREFIX_WEIGHTS))
     want = {k: tuple(v) for k, v in config.get("tensors", {}).items()}
     got = {k: tuple(v.shape) for k, v in weights.items()}
     if not weights or got != want:
-        raise PTuningError(f"{folder / PREFIX_WEIGHTS} holds {got}, but {PTUNING_CONFIG} lists {want}: the files do "
-                           f"not belong together (an interrupted copy?). Re-save the prefix.")
+        raise PTuningError(_("{path} holds {got}, but {config} lists {want}: the files do "
+                             "not belong together (an interrupted copy?). Re-save the prefix.",
+                             path=folder / PREFIX_WEIGHTS, got=got, config=PTUNING_CONFIG, want=want))
     bad = [k for k, v in weights.items() if not torch.isfinite(v).all()]
     if bad:
-        raise PTuningError(f"{folder / PREFIX_WEIGHTS}: {bad} hold NaN/inf values; the run that saved them diverged.")
+        raise PTuningError(_("{path}: {bad} hold NaN/inf values; the run that saved them diverged.",
+                             path=folder / PREFIX_WEIGHTS, bad=bad))
     return {"config": config, "weights": weights, "file_bytes": (folder / PREFIX_WEIGHTS).stat().st_size,
             "path": str(folder)}
 
@@ -385,13 +391,15 @@ def check_prefix_fits(model, config: dict, folder="the prefix", check_fingerprin
              if base.get(k) != here[k]]
     if sizes:
         diff = ", ".join(f"{k} {base.get(k)} vs {here[k]}" for k in sizes)
-        raise PTuningError(f"{folder} belongs to another base model ({diff}; prefix vs this model): a prefix only works "
-                           f"on the base it was trained on ({base.get('name_or_path')}).")
+        raise PTuningError(_("{folder} belongs to another base model ({diff}; prefix vs this model): a prefix only "
+                             "works on the base it was trained on ({base}).", folder=folder, diff=diff,
+                             base=base.get("name_or_path")))
     if check_fingerprint and base.get("fingerprint") and base["fingerprint"] != here["fingerprint"]:
-        raise PTuningError(
-            f"{folder} was trained on another base of the same size (fingerprint {base['fingerprint']}, this model "
-            f"{here['fingerprint']}; base {base.get('name_or_path')}): its keys and values would mean nothing here. "
-            f"Load the base it was trained on, or pass check_fingerprint=False if you know better.")
+        raise PTuningError(_(
+            "{folder} was trained on another base of the same size (fingerprint {theirs}, this model "
+            "{ours}; base {base}): its keys and values would mean nothing here. "
+            "Load the base it was trained on, or pass check_fingerprint=False if you know better.", folder=folder,
+            theirs=base["fingerprint"], ours=here["fingerprint"], base=base.get("name_or_path")))
 
 
 def load_prefix(model, folder, check_fingerprint: bool = True, verbose: bool = True):
@@ -436,9 +444,10 @@ def quantize_once(model, model_path, quantization_bit: int | None) -> None:
     if loaded is None:
         model.quantize(quantization_bit)
     elif loaded != quantization_bit:
-        raise PTuningError(f"{model_path} is already quantized to int{loaded} (config.json quantization_bit); "
-                           f"--quantization_bit {quantization_bit} cannot re-quantize it: leave the flag out, or "
-                           f"pass the fp16 folder to quantize to int{quantization_bit}.")
+        raise PTuningError(_("{path} is already quantized to int{loaded} (config.json quantization_bit); "
+                             "--quantization_bit {bits} cannot re-quantize it: leave the flag out, or "
+                             "pass the fp16 folder to quantize to int{bits}.", path=model_path, loaded=loaded,
+                             bits=quantization_bit))
 
 
 # `python -m glmcourse.ptuning` (the seed's command name) starts here, but the command lives one floor up in

@@ -51,54 +51,57 @@ def build_parser() -> argparse.ArgumentParser:
     from glmcourse.data import str2bool
 
     d = LEARNER_DEFAULTS
-    p = CourseParser(prog="python -m glmcourse.ptuning", description=__doc__.splitlines()[0],
+    p = CourseParser(prog="python -m glmcourse.ptuning",
+                     description=_("``python -m glmcourse.ptuning``: P-Tuning v2 training on the HF Trainer, with "
+                                   "ChatGLM-6B's ptuning/train.sh flags."),
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--do_train", action="store_true", help="accepted for train.sh; this command always trains")
+    p.add_argument("--do_train", action="store_true", help=_("accepted for train.sh; this command always trains"))
     p.add_argument("--train_file", required=True, kind=INPUT_FILE, fmt="jsonl",
-                   help="JSON lines, one object per line (prompt/response columns)")
+                   help=_("JSON lines, one object per line (prompt/response columns)"))
     p.add_argument("--validation_file", default=None, kind=INPUT_FILE, fmt="jsonl",
-                   help="held-out JSON lines, scored with --predict_with_generate")
+                   help=_("held-out JSON lines, scored with --predict_with_generate"))
     p.add_argument("--prompt_column", default="prompt")
     p.add_argument("--response_column", default="response")
-    p.add_argument("--history_column", default=None, help="a column of [[query, response], ...] past turns")
-    p.add_argument("--overwrite_cache", action="store_true", help="accepted for train.sh; rows are tokenized afresh "
-                   "every run, so there is no cache to go stale")
+    p.add_argument("--history_column", default=None, help=_("a column of [[query, response], ...] past turns"))
+    p.add_argument("--overwrite_cache", action="store_true", help=_("accepted for train.sh; rows are tokenized afresh "
+                   "every run, so there is no cache to go stale"))
     p.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, kind=MODEL_DIR,
-                   help="the base (default: the course model)")
+                   help=_("the base (default: the course model)"))
     p.add_argument("--output_dir", required=True, kind=OUTPUT_DIR, replace_check=False,  # deletes only its own files
                    overwrite_flag="--overwrite_output_dir",
-                   help="prefix, loss log, checkpoints and predictions go here")
+                   help=_("prefix, loss log, checkpoints and predictions go here"))
     p.add_argument("--overwrite_output_dir", action="store_true",
-                   help="start over in an --output_dir that holds an earlier run (deletes that run's files only)")
+                   help=_("start over in an --output_dir that holds an earlier run (deletes that run's files only)"))
     p.add_argument("--max_source_length", type=int_arg("--max_source_length", 2, 2**20), within_context=True,
-                   default=d["max_source_length"], help="prompt tokens + 1")
+                   default=d["max_source_length"], help=_("prompt tokens + 1"))
     p.add_argument("--max_target_length", type=int_arg("--max_target_length", 3, 2**20), within_context=True,
-                   default=d["max_target_length"], help="answer tokens + 2")
+                   default=d["max_target_length"], help=_("answer tokens + 2"))
     p.add_argument("--per_device_train_batch_size", type=int_arg("--per_device_train_batch_size", 1, 2**16),
                    default=d["per_device_train_batch_size"])
     p.add_argument("--per_device_eval_batch_size", type=int_arg("--per_device_eval_batch_size", 1, 2**16), default=32,
-                   help="prompts per generate() call")
+                   help=_("prompts per generate() call"))
     p.add_argument("--gradient_accumulation_steps", type=int_arg("--gradient_accumulation_steps", 1, 2**16),
                    default=d["gradient_accumulation_steps"])
     p.add_argument("--predict_with_generate", action="store_true",
-                   help="after training, greedy answers for --validation_file and their exact match")
-    p.add_argument("--max_steps", type=int_arg("--max_steps", 1, 10**9), default=d["max_steps"], help="optimizer steps")
+                   help=_("after training, greedy answers for --validation_file and their exact match"))
+    p.add_argument("--max_steps", type=int_arg("--max_steps", 1, 10**9), default=d["max_steps"],
+                   help=_("optimizer steps"))
     p.add_argument("--logging_steps", type=int_arg("--logging_steps", 1, 10**9), default=d["logging_steps"])
     p.add_argument("--save_steps", type=int_arg("--save_steps", 1, 10**9), default=d["save_steps"],
-                   help="checkpoint + prefix every N steps")
+                   help=_("checkpoint + prefix every N steps"))
     p.add_argument("--save_total_limit", type=int_arg("--save_total_limit", 1, 10**6), default=d["save_total_limit"],
-                   help="checkpoints kept")
+                   help=_("checkpoints kept"))
     p.add_argument("--learning_rate", type=float_arg("--learning_rate", 0, 1, lo_open=True), default=d["learning_rate"])
     p.add_argument("--pre_seq_len", type=int_arg("--pre_seq_len", 1, 2**20, example=128), within_context=True,
-                   default=d["pre_seq_len"], help="prefix positions per layer (at most the model's context)")
+                   default=d["pre_seq_len"], help=_("prefix positions per layer (at most the model's context)"))
     p.add_argument("--prefix_projection", type=str2bool, nargs="?", const=True, default=d["prefix_projection"],
-                   kind=TEXT, help="produce the prefix through a 2-layer MLP (--prefix_projection, or true/false)")
+                   kind=TEXT, help=_("produce the prefix through a 2-layer MLP (--prefix_projection, or true/false)"))
     p.add_argument("--quantization_bit", type=int_arg("--quantization_bit", 4, 8, example=4), choices=[4, 8], default=None,
-                   help="4 or 8: model.quantize(bits) on the base; the prefix stays floating point")
+                   help=_("4 or 8: model.quantize(bits) on the base; the prefix stays floating point"))
     p.add_argument("--resume_from_checkpoint", nargs="?", const="last", default=None,
-                   help="continue from a checkpoint folder; no value: the last complete one in --output_dir")
+                   help=_("continue from a checkpoint folder; no value: the last complete one in --output_dir"))
     p.add_argument("--seed", type=seed_arg(), default=42,
-                   help="seeds the prefix's initial values, dropout and data order")
+                   help=_("seeds the prefix's initial values, dropout and data order"))
     return p
 
 
@@ -115,18 +118,19 @@ def convert_parser() -> argparse.ArgumentParser:
     from glmcourse.cli import INPUT_FILE, OUTPUT_FILE, CourseParser
 
     p = CourseParser(prog="python -m glmcourse.ptuning convert",
-                     description="Alpaca JSON (instruction/input/output) -> P-Tuning JSON lines "
-                                 "(prompt/response, and history when a record has one).")
+                     description=_("Alpaca JSON (instruction/input/output) -> P-Tuning JSON lines "
+                                 "(prompt/response, and history when a record has one)."))
     p.add_argument("--data_path", required=True, kind=INPUT_FILE, fmt="json",
-                   help="an Alpaca JSON array, e.g. data/lora_train.json")
+                   help=_("an Alpaca JSON array, e.g. data/lora_train.json"))
     p.add_argument("--save_path", required=True, kind=OUTPUT_FILE, owned=is_ptuning_rows,
                    overwrite_flag="--overwrite_output_dir",
-                   help="the JSON-lines file to write (e.g. runs/ptuning_data/train.json); an existing file is "
-                        "replaced only when it is an earlier output of convert")
+                   help=_("the JSON-lines file to write (e.g. runs/ptuning_data/train.json); an existing file is "
+                        "replaced only when it is an earlier output of convert"))
     p.add_argument("--overwrite_output_dir", action="store_true",
-                   help="replace --save_path even if it is not an earlier output of convert")
+                   help=_("replace --save_path even if it is not an earlier output of convert"))
     p.add_argument("--style", choices=["instruction", "chat"], default="instruction",
-                   help="instruction: the LoRA lesson's 'Instruction: ... Answer: ' prompt; chat: the bare chat query")
+                   help=_("instruction: the LoRA lesson's 'Instruction: ... Answer: ' prompt; chat: the bare chat "
+                          "query"))
     return p
 
 
@@ -136,8 +140,9 @@ def convert(data_path, save_path, style: str = "instruction") -> int:
     from glmcourse.files import atomic_write, is_same_or_inside
 
     if is_same_or_inside(save_path, data_path):
-        raise PTuningError(f"--save_path {save_path}: is --data_path {data_path}; writing it would destroy the input. "
-                           f"Choose another --save_path, e.g. runs/ptuning_data/train.json.")
+        raise PTuningError(_("--save_path {save_path}: is --data_path {data_path}; writing it would destroy the "
+                             "input. Choose another --save_path, e.g. runs/ptuning_data/train.json.",
+                             save_path=save_path, data_path=data_path))
     records = load_alpaca(data_path)
     with atomic_write(save_path) as out:
         for record in records:
@@ -206,11 +211,12 @@ def check_paths(s: PTuningSettings) -> None:
         raise PTuningError(str(err)) from None
     context = cli.model_context(model_path)
     if context and int(s.pre_seq_len) > context:
-        raise PTuningError(f"--pre_seq_len {s.pre_seq_len}: more prefix positions than the model's context of "
-                           f"{context} tokens ({model_path}/config.json); pass {context} or less (the lesson uses "
-                           f"{LEARNER_DEFAULTS['pre_seq_len']}, train.sh 128 for the 6B model).")
+        raise PTuningError(_("--pre_seq_len {pre_seq_len}: more prefix positions than the model's context of "
+                             "{context} tokens ({model_path}/config.json); pass {context} or less (the lesson uses "
+                             "{lesson}, train.sh 128 for the 6B model).", pre_seq_len=s.pre_seq_len, context=context,
+                             model_path=model_path, lesson=LEARNER_DEFAULTS["pre_seq_len"]))
     if s.predict_with_generate and not s.validation_file:
-        raise PTuningError("--predict_with_generate needs --validation_file (the held-out rows to answer).")
+        raise PTuningError(_("--predict_with_generate needs --validation_file (the held-out rows to answer)."))
 
 
 def check_settings(s: PTuningSettings) -> None:
@@ -225,14 +231,16 @@ def check_settings(s: PTuningSettings) -> None:
     for key in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                 "max_steps", "save_steps", "logging_steps", "pre_seq_len"):
         if getattr(s, key) is not None and int(getattr(s, key)) < 1:
-            raise PTuningError(f"--{key} {getattr(s, key)}: must be at least 1.")
+            raise PTuningError(_("--{key} {value}: must be at least 1.", key=key, value=getattr(s, key)))
     if s.save_total_limit is not None and int(s.save_total_limit) < 1:
-        raise PTuningError(f"--save_total_limit {s.save_total_limit}: must be at least 1 (checkpoints kept).")
+        raise PTuningError(_("--save_total_limit {value}: must be at least 1 (checkpoints kept).",
+                             value=s.save_total_limit))
     if not (s.learning_rate > 0 and math.isfinite(s.learning_rate)):
-        raise PTuningError(f"--learning_rate {s.learning_rate}: must be a positive number (train.sh uses 2e-2).")
+        raise PTuningError(_("--learning_rate {value}: must be a positive number (train.sh uses 2e-2).",
+                             value=s.learning_rate))
     if s.quantization_bit is not None and s.quantization_bit not in (4, 8):
-        raise PTuningError(f"--quantization_bit {s.quantization_bit}: ChatGLM-6B's quantize(bits) supports 4 or 8 "
-                           f"only; leave the flag out for a floating-point base.")
+        raise PTuningError(_("--quantization_bit {value}: ChatGLM-6B's quantize(bits) supports 4 or 8 "
+                             "only; leave the flag out for a floating-point base.", value=s.quantization_bit))
     ptuning.check_lengths(int(s.max_source_length), int(s.max_target_length))
 
 
@@ -249,37 +257,43 @@ def read_rows(path, prompt_column: str, response_column: str, history_column: st
                                                       "--save_path OUT.json"))
     except DataError as err:
         raise PTuningError(str(err)) from None
-    rows, problems = [], [f"line {lineno}: {what}" for lineno, what in bad_json]
+    rows, problems = [], list(bad_json)  # (line number, what is wrong)
     for lineno, row in values:
         if not isinstance(row, dict):
-            problems.append(f"line {lineno}: must be a JSON object, got {type(row).__name__}")
+            problems.append((lineno, _("must be a JSON object, got {kind}", kind=type(row).__name__)))
             continue
         missing = [c for c in (prompt_column, response_column) if c not in row]
         if missing:
-            hint = " (an Alpaca record: convert the file with python -m glmcourse.ptuning convert)" \
+            hint = _(" (an Alpaca record: convert the file with python -m glmcourse.ptuning convert)") \
                 if "instruction" in row else ""
-            problems.append(f"line {lineno}: no {' / '.join(repr(m) for m in missing)} column (its keys: "
-                            f"{', '.join(sorted(row)) or 'none'}){hint}")
+            columns = " / ".join(repr(m) for m in missing)
+            problems.append((lineno, _("no {columns} column (its keys: {keys}){hint}", columns=columns,
+                                       keys=", ".join(sorted(row)), hint=hint) if row else
+                             _("no {columns} column (its keys: none){hint}", columns=columns, hint=hint)))
             continue
         query, response = row[prompt_column], row[response_column]
         if not isinstance(query, (str, type(None))) or not isinstance(response, (str, type(None))):
-            problems.append(f"line {lineno}: {prompt_column!r} and {response_column!r} must be strings")
+            problems.append((lineno, _("{prompt_column!r} and {response_column!r} must be strings",
+                                       prompt_column=prompt_column, response_column=response_column)))
             continue
         history = row.get(history_column) if history_column else None
         if history_column and history is not None:
             ok = isinstance(history, list) and all(isinstance(t, (list, tuple)) and len(t) == 2
                                                    and all(isinstance(x, str) for x in t) for t in history)
             if not ok:
-                problems.append(f"line {lineno}: {history_column!r} must be a list of [query, response] string pairs")
+                problems.append((lineno, _("{history_column!r} must be a list of [query, response] string pairs",
+                                           history_column=history_column)))
                 continue
         rows.append({"query": query or "", "response": response or "", "history": history or []})
-    problems.sort(key=lambda problem: int(problem.split(":", 1)[0].split()[1]))  # in line order
+    problems.sort(key=lambda problem: problem[0])  # in line order
     if problems:
-        listed = "\n".join(f"  {p}" for p in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise PTuningError(f"{path}: {len(problems)} bad lines (numbered from 1); columns asked for: "
-                           f"--prompt_column {prompt_column} --response_column {response_column}"
-                           f"{f' --history_column {history_column}' if history_column else ''}\n{listed}{more}")
+        listed = "\n".join(_("  line {lineno}: {problem}", lineno=lineno, problem=what)
+                           for lineno, what in problems[:20])
+        more = _("\n  ... and {n} more", n=len(problems) - 20) if len(problems) > 20 else ""
+        flags = f"--prompt_column {prompt_column} --response_column {response_column}" + (
+            f" --history_column {history_column}" if history_column else "")
+        raise PTuningError(_("{path}: {n} bad lines (numbered from 1); columns asked for: {flags}\n{listed}{more}",
+                             path=path, n=len(problems), flags=flags, listed=listed, more=more))
     return rows
 
 
@@ -299,8 +313,9 @@ def tokenize_rows(tokenizer, rows, max_source_length: int, max_target_length: in
         out.append({"input_ids": ex["input_ids"], "labels": ex["labels"]})
     counts["kept"] = len(out)
     if not out:
-        raise PTuningError(f"{source}: 0 training samples after filtering ({counts['empty']} of {counts['rows']} rows "
-                           f"have an empty prompt or response); check --prompt_column/--response_column.")
+        raise PTuningError(_("{source}: 0 training samples after filtering ({empty} of {rows} rows "
+                             "have an empty prompt or response); check --prompt_column/--response_column.",
+                             source=source, empty=counts["empty"], rows=counts["rows"]))
     return out, counts
 
 
@@ -343,30 +358,33 @@ def resolve_resume(resume, output_dir, pre_seq_len: int, prefix_projection: bool
         path = training.last_complete_checkpoint(output_dir, checkpoint_problem, PTuningError)
     else:
         path = Path(resume)
-        problem = checkpoint_problem(path) if path.is_dir() else "not a folder"
+        problem = checkpoint_problem(path) if path.is_dir() else _("not a folder")
         if problem:
-            raise PTuningError(f"--resume_from_checkpoint {resume}: not a complete P-Tuning checkpoint ({problem}; "
-                               f"it needs trainer_state.json, {PREFIX_WEIGHTS}, {PTUNING_CONFIG}); pass a checkpoint-N "
-                               f"folder, or no value for the last one in --output_dir.")
+            raise PTuningError(_("--resume_from_checkpoint {resume}: not a complete P-Tuning checkpoint ({problem}; "
+                                 "it needs trainer_state.json, {weights}, {config}); pass a checkpoint-N "
+                                 "folder, or no value for the last one in --output_dir.", resume=resume,
+                                 problem=problem, weights=PREFIX_WEIGHTS, config=PTUNING_CONFIG))
     config = json.loads((path / PTUNING_CONFIG).read_text(encoding="utf-8"))
     if (config["pre_seq_len"], config["prefix_projection"]) != (pre_seq_len, bool(prefix_projection)):
-        raise PTuningError(f"{path} was trained with --pre_seq_len {config['pre_seq_len']}"
-                           f"{' --prefix_projection' if config['prefix_projection'] else ''}: resume with the same "
-                           f"values (and the same other settings).")
+        flags = f"--pre_seq_len {config['pre_seq_len']}" + (" --prefix_projection" if config["prefix_projection"]
+                                                             else "")
+        raise PTuningError(_("{path} was trained with {flags}: resume with the same values (and the same other "
+                             "settings).", path=path, flags=flags))
     return str(path)
 
 
 def prepare_output_dir(output_dir: Path, overwrite: bool, resume: str | None) -> None:
     """Refuse to replace an earlier run's files unless --overwrite_output_dir; then delete only those files."""
     if output_dir.exists() and not output_dir.is_dir():
-        raise PTuningError(f"--output_dir {output_dir} is a file; give a folder.")
+        raise PTuningError(_("--output_dir {output_dir} is a file; give a folder.", output_dir=output_dir))
     if resume:
         return
     earlier = training.earlier_run(output_dir, OURS)
     if earlier and not overwrite:
-        raise PTuningError(f"{output_dir} holds an earlier run ({', '.join(sorted(p.name for p in earlier)[:4])}). "
-                           f"Continue it with --resume_from_checkpoint, or start over with --overwrite_output_dir "
-                           f"(deletes those files; nothing else in the folder is touched).")
+        raise PTuningError(_("{output_dir} holds an earlier run ({files}). "
+                             "Continue it with --resume_from_checkpoint, or start over with --overwrite_output_dir "
+                             "(deletes those files; nothing else in the folder is touched).", output_dir=output_dir,
+                             files=", ".join(sorted(p.name for p in earlier)[:4])))
     training.delete_earlier_run(earlier)
 
 
@@ -381,12 +399,13 @@ def check_only_prefix_trains(model) -> int:
     """Pre-flight (docs/failure-catalog.md#f14-nothing-trains): some parameters train, and all of them are the prefix encoder's."""
     trainable, total = ptuning.trainable_parameters(model)
     if trainable == 0:
-        raise PTuningError(f"the model has 0 trainable parameters (of {total:,}): nothing would learn. Build it with "
-                           f"from_pretrained(path, pre_seq_len=N): the prefix encoder is created trainable.")
+        raise PTuningError(_("the model has 0 trainable parameters (of {total:,}): nothing would learn. Build it "
+                             "with from_pretrained(path, pre_seq_len=N): the prefix encoder is created trainable.",
+                             total=total))
     other = [n for n, p in model.named_parameters() if p.requires_grad and n not in prefix_parameters(model)]
     if other:
-        raise PTuningError(f"{len(other)} base parameters would train too ({other[:3]}...): P-Tuning v2 freezes the "
-                           f"base; call model.freeze_for_prefix_tuning().")
+        raise PTuningError(_("{n} base parameters would train too ({first}...): P-Tuning v2 freezes the "
+                             "base; call model.freeze_for_prefix_tuning().", n=len(other), first=other[:3]))
     return trainable
 
 
@@ -397,8 +416,8 @@ def check_prefix_grads(model) -> float:
     if any(not math.isfinite(g) for g in grads):
         return float("nan")  # gradients flow but the loss is broken: the guard reports that
     if max(grads, default=0.0) == 0.0:
-        raise PTuningError("after one training step no gradient reached the prefix encoder: the labels may be all "
-                           "-100 (check --max_target_length), or the prefix is not used as past keys/values.")
+        raise PTuningError(_("after one training step no gradient reached the prefix encoder: the labels may be all "
+                             "-100 (check --max_target_length), or the prefix is not used as past keys/values."))
     return max(grads)
 
 
@@ -429,9 +448,10 @@ def load_base(model_path: str, pre_seq_len: int, prefix_projection: bool, quanti
     model = AutoModelForCausalLM.from_pretrained(model_path, pre_seq_len=pre_seq_len,
                                                  prefix_projection=prefix_projection, dtype=torch.float32)
     if not hasattr(getattr(model, "transformer", None), "prefix_encoder"):
-        raise PTuningError(f"{model_path} ({type(model).__name__}, model_type {model.config.model_type!r}) has no "
-                           f"P-Tuning v2 prefix encoder: pre_seq_len is ChatGLM-6B's built-in; for other models use "
-                           f"LoRA (python -m glmcourse.finetune).")
+        raise PTuningError(_("{model_path} ({kind}, model_type {model_type!r}) has no "
+                             "P-Tuning v2 prefix encoder: pre_seq_len is ChatGLM-6B's built-in; for other models use "
+                             "LoRA (python -m glmcourse.finetune).", model_path=model_path, kind=type(model).__name__,
+                             model_type=model.config.model_type))
     ptuning.quantize_once(model, model_path, quantization_bit)
     if model.quantized_bits:
         model.freeze_for_prefix_tuning()
@@ -477,9 +497,10 @@ def build_trainer(s: PTuningSettings, train_rows, resume, callbacks=()):
     model = load_base(s.model_name_or_path, int(s.pre_seq_len), bool(s.prefix_projection), s.quantization_bit)
     model.config.use_cache = False
     training.say_trainable(*ptuning.trainable_parameters(model))
-    guard = training.LossGuard(nan_causes="or a corrupt base", saved="prefix",
-                               zero_causes="the labels supervise nothing (check the response column and "
-                                           "--max_target_length)")
+    guard = training.LossGuard(nan_causes=_("or a corrupt base"),
+                               saved=_("The prefix in --output_dir is the last good save."),
+                               zero_causes=_("the labels supervise nothing (check the response column and "
+                                             "--max_target_length)"))
     preflight, loss_log = training.PreflightCheck(check_only_prefix_trains, check_prefix_grads), \
         training.LossLog(s.output_dir)
     saver = training.SaveWeights(ptuning.save_prefix, s.output_dir, guard)

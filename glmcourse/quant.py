@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glmcourse.i18n import _
+
 ALLOWED_BITS = (4, 8)  # what ChatGLM-6B's quantize(bits) accepts
 EXPLORE_BITS = range(2, 9)  # what the lesson's exploration helpers accept
 # The four Linear kinds ChatGLM-6B quantizes, by the last two parts of their module names.
@@ -35,24 +37,25 @@ GiB = 2**30
 def check_bits(bits) -> int:
     """ChatGLM-6B supports only 4 and 8 bits: anything else is a ValueError naming both."""
     if isinstance(bits, bool) or bits not in ALLOWED_BITS:
-        raise ValueError(
-            f"bits={bits!r} is not supported: ChatGLM-6B's quantize(bits) accepts only "
-            f"{' or '.join(map(str, ALLOWED_BITS))} (int8 or packed int4). "
-            "For other widths use quantize_symmetric(w, bits) in the lesson's exploration."
-        )
+        raise ValueError(_(
+            "bits={bits!r} is not supported: ChatGLM-6B's quantize(bits) accepts only "
+            "{low} or {high} (int8 or packed int4). "
+            "For other widths use quantize_symmetric(w, bits) in the lesson's exploration.",
+            bits=bits, low=ALLOWED_BITS[0], high=ALLOWED_BITS[1]
+        ))
     return int(bits)
 
 
 def _check_explore_bits(bits) -> int:
     if isinstance(bits, bool) or bits not in EXPLORE_BITS:
-        raise ValueError(f"bits={bits!r} is out of range: the exploration helpers take 2 to 8 bits.")
+        raise ValueError(_("bits={bits!r} is out of range: the exploration helpers take 2 to 8 bits.", bits=bits))
     return int(bits)
 
 
 def _check_float(w: torch.Tensor, what: str = "w") -> None:
     if not isinstance(w, torch.Tensor) or not w.is_floating_point():
         kind = w.dtype if isinstance(w, torch.Tensor) else type(w).__name__
-        raise TypeError(f"{what} must be a floating-point tensor, got {kind}.")
+        raise TypeError(_("{what} must be a floating-point tensor, got {kind}.", what=what, kind=kind))
 
 
 def qrange(bits: int, symmetric: bool = True) -> tuple[int, int]:
@@ -97,7 +100,7 @@ def quantize_absmax(w: torch.Tensor, bits: int = 8, dim: int = -1):
     """
     check_bits(bits)
     if dim is None:
-        raise ValueError("quantize_absmax is per row: pass dim=-1 (or use quantize_symmetric(w, bits, dim=None)).")
+        raise ValueError(_("quantize_absmax is per row: pass dim=-1 (or use quantize_symmetric(w, bits, dim=None))."))
     return quantize_symmetric(w, bits, dim, scale_dtype=torch.float16)
 
 
@@ -112,10 +115,11 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype | None =
     if scale.dim() == q.dim() and scale.shape[-1] not in (1, q.shape[-1]):
         n_groups = scale.shape[-1]
         if q.shape[-1] % n_groups:
-            raise ValueError(
-                f"scale has {n_groups} groups per row but q has {q.shape[-1]} columns, "
-                "which is not a multiple: pass the scale returned with this q."
-            )
+            raise ValueError(_(
+                "scale has {n_groups} groups per row but q has {columns} columns, "
+                "which is not a multiple: pass the scale returned with this q.", n_groups=n_groups,
+                columns=q.shape[-1]
+            ))
         grouped = q.to(dtype).reshape(*q.shape[:-1], n_groups, q.shape[-1] // n_groups)
         return (grouped * scale.unsqueeze(-1)).reshape(q.shape)
     return q.to(dtype) * scale
@@ -131,13 +135,13 @@ def quantize_groupwise(w: torch.Tensor, bits: int = 4, group_size: int = 64):
     _check_float(w)
     bits = _check_explore_bits(bits)
     if not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive int, got {group_size!r}.")
+        raise ValueError(_("group_size must be a positive int, got {group_size!r}.", group_size=group_size))
     n_in = w.shape[-1]
     if n_in % group_size:
-        raise ValueError(
-            f"group_size={group_size} does not divide the input dimension {n_in}: "
-            f"choose a divisor of {n_in} (e.g. 32 or 64)."
-        )
+        raise ValueError(_(
+            "group_size={group_size} does not divide the input dimension {n_in}: "
+            "choose a divisor of {n_in} (e.g. 32 or 64).", group_size=group_size, n_in=n_in
+        ))
     grouped = w.reshape(*w.shape[:-1], n_in // group_size, group_size)
     q, scale = quantize_symmetric(grouped, bits, dim=-1)
     return q.reshape(w.shape), scale.squeeze(-1)
@@ -180,17 +184,17 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
     high nibble (ChatGLM's layout).
     """
     if q.dtype != torch.int8:
-        raise TypeError(f"pack_int4 expects int8 codes, got {q.dtype}: quantize with bits=4 first.")
+        raise TypeError(_("pack_int4 expects int8 codes, got {dtype}: quantize with bits=4 first.", dtype=q.dtype))
     if q.shape[-1] % 2:
-        raise ValueError(
-            f"pack_int4 needs an even input dimension to pair columns, got {q.shape[-1]} "
-            f"(shape {tuple(q.shape)}): pad the weight with a zero column first."
-        )
+        raise ValueError(_(
+            "pack_int4 needs an even input dimension to pair columns, got {columns} "
+            "(shape {shape}): pad the weight with a zero column first.", columns=q.shape[-1], shape=tuple(q.shape)
+        ))
     if q.numel() and (q.min() < -8 or q.max() > 7):
-        raise ValueError(
-            f"pack_int4: codes must lie in [-8, 7], got [{int(q.min())}, {int(q.max())}]. "
-            "Quantize with bits=4 before packing."
-        )
+        raise ValueError(_(
+            "pack_int4: codes must lie in [-8, 7], got [{low}, {high}]. "
+            "Quantize with bits=4 before packing.", low=int(q.min()), high=int(q.max())
+        ))
     high, low = q[..., 0::2], q[..., 1::2]
     return (high << 4) | (low & 0x0F)
 
@@ -201,7 +205,7 @@ def unpack_int4(packed: torch.Tensor, dtype: torch.dtype = torch.int8) -> torch.
     ``dtype`` chooses the output type (a float type skips an extra copy when dequantizing).
     """
     if packed.dtype != torch.int8:
-        raise TypeError(f"unpack_int4 expects the int8 bytes from pack_int4, got {packed.dtype}.")
+        raise TypeError(_("unpack_int4 expects the int8 bytes from pack_int4, got {dtype}.", dtype=packed.dtype))
     out = torch.empty(*packed.shape, 2, dtype=dtype, device=packed.device)
     out[..., 0] = packed >> 4  # arithmetic shift on int8 keeps the sign
     out[..., 1] = (packed << 4) >> 4  # move the low nibble up, then shift back with sign extension
@@ -258,7 +262,8 @@ def quantize_to_levels(w: torch.Tensor, levels: torch.Tensor, block_size: int = 
     """
     _check_float(w)
     if w.numel() % block_size:
-        raise ValueError(f"block_size={block_size} must divide the number of weights ({w.numel()}).")
+        raise ValueError(_("block_size={block_size} must divide the number of weights ({n}).", block_size=block_size,
+                           n=w.numel()))
     blocks = w.reshape(-1, block_size)
     absmax = blocks.abs().amax(-1, keepdim=True)
     absmax = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
@@ -372,11 +377,12 @@ class QuantizedLinear(nn.Linear):
         nn.Module.__init__(self)
         self.bits = check_bits(bits)
         if bits == 4 and in_features % 2:
-            raise ValueError(f"int4 packing needs an even in_features, got {in_features}.")
+            raise ValueError(_("int4 packing needs an even in_features, got {in_features}.", in_features=in_features))
         if group_size is not None and (group_size < 1 or in_features % group_size):
-            raise ValueError(
-                f"group_size={group_size} must divide in_features={in_features}: choose e.g. 32 or 64."
-            )
+            raise ValueError(_(
+                "group_size={group_size} must divide in_features={in_features}: choose e.g. 32 or 64.",
+                group_size=group_size, in_features=in_features
+            ))
         self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
         stored_in = in_features // 2 if bits == 4 else in_features
         n_scales = 1 if group_size is None else in_features // group_size
@@ -431,16 +437,20 @@ def _is_target(name: str) -> bool:
     return any(name == kind or name.endswith("." + kind) for kind in QUANTIZED_LINEARS)
 
 
-def float_target_linears(model: nn.Module, error: type, why_not_twice: str, who: str = "found"):
+def float_target_linears(model: nn.Module, error: type, why_not_twice: str, who: str | None = None):
     """The float Linears that ``quantize`` replaces, as (name, module); ``error`` if some are already quantized
     (the message ends with ``why_not_twice``) or if the model has none of ChatGLM's names."""
     targets = [(name, module) for name, module in model.named_modules() if _is_target(name)]
     done = [(name, module) for name, module in targets if isinstance(module, QuantizedLinear)]
     if done:
-        raise error(f"the model is already quantized ({done[0][0]} holds {done[0][1].bits}-bit codes): {why_not_twice}")
+        raise error(_("the model is already quantized ({name} holds {bits}-bit codes): {why_not_twice}",
+                      name=done[0][0], bits=done[0][1].bits, why_not_twice=why_not_twice))
     linears = [(name, module) for name, module in targets if isinstance(module, nn.Linear)]
     if not linears:
-        raise error(f"{who} no Linear named like ChatGLM's ({', '.join(QUANTIZED_LINEARS)}); is this a ChatGLM model?")
+        names = ", ".join(QUANTIZED_LINEARS)
+        raise error(_("{who} found no Linear named like ChatGLM's ({names}); is this a ChatGLM model?", who=who,
+                      names=names) if who else
+                    _("found no Linear named like ChatGLM's ({names}); is this a ChatGLM model?", names=names))
     return linears
 
 
@@ -453,10 +463,10 @@ def quantize_model(model: nn.Module, bits: int, group_size: int | None = None) -
     """
     check_bits(bits)
     linears = float_target_linears(
-        model, ValueError, "quantizing twice loses precision; reload the float model and call quantize once.",
-        who="quantize_model found")
+        model, ValueError, _("quantizing twice loses precision; reload the float model and call quantize once."),
+        who="quantize_model")
     for name, linear in linears:
-        parent_name, _, child = name.rpartition(".")
+        parent_name, _dot, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, QuantizedLinear.from_linear(linear, bits, group_size))
     return model
@@ -469,7 +479,7 @@ def quantized_weight_bytes(model: nn.Module, include_scales: bool = True) -> dic
     """
     layers = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
     if not layers:
-        raise ValueError("the model has no QuantizedLinear: call quantize_model(model, bits) first.")
+        raise ValueError(_("the model has no QuantizedLinear: call quantize_model(model, bits) first."))
     stored = sum(m.weight_bytes(include_scales) for m in layers)
     fp32 = sum(m.in_features * m.out_features * 4 for m in layers)
     return {"layers": len(layers), "quantized_bytes": stored, "fp32_bytes": fp32, "ratio": stored / fp32}
@@ -490,8 +500,8 @@ class QuantizedCheckpointError(ValueError):
 
 def _float_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
     return float_target_linears(
-        model, QuantizedCheckpointError, "THUDM's layout is written from the float model, whose fp16 weights give "
-        "the codes. Load the fp16 folder (without quantize) and pass that model.")
+        model, QuantizedCheckpointError, _("THUDM's layout is written from the float model, whose fp16 weights give "
+                                           "the codes. Load the fp16 folder (without quantize) and pass that model."))
 
 
 @torch.no_grad()
@@ -533,12 +543,13 @@ def empty_quantized_layers(model: nn.Module, bits: int) -> nn.Module:
     bits = check_bits(bits)
     for name, linear in _float_linears(model):
         if bits == 4 and linear.in_features % 2:
-            raise QuantizedCheckpointError(f"{name}: int4 packing needs an even in_features, got {linear.in_features}.")
+            raise QuantizedCheckpointError(_("{name}: int4 packing needs an even in_features, got {in_features}.",
+                                             name=name, in_features=linear.in_features))
         weight = linear.weight
         layer = QuantizedLinear(linear.in_features, linear.out_features, bits, bias=linear.bias is not None,
                                 dtype=weight.dtype, device=weight.device)
         layer.weight_scale = torch.ones(linear.out_features, dtype=weight.dtype, device=weight.device)  # THUDM: [out]
-        parent_name, _, child = name.rpartition(".")
+        parent_name, _dot, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
     return model
 
@@ -557,8 +568,8 @@ def save_quantized(model: nn.Module, output_dir, bits: int, overwrite: bool = Fa
     state = thudm_quantized_state_dict(model, bits)
     output_dir = Path(output_dir)
     if (output_dir / "config.json").exists() and not overwrite:
-        raise FileExistsError(f"{output_dir} already holds a model (config.json): choose an empty folder, or pass "
-                              "overwrite=True to replace it.")
+        raise FileExistsError(_("{folder} already holds a model (config.json): choose an empty folder, or pass "
+                                "overwrite=True to replace it.", folder=output_dir))
     output_dir.mkdir(parents=True, exist_ok=True)
     config = copy.deepcopy(model.config)
     config.quantization_bit = bits

@@ -49,6 +49,13 @@ def fast_or(fast_value, learner_value):
     return fast_value if FAST else learner_value
 
 
+def mode_line() -> str:
+    """The line a lesson's first cell prints: which mode this run is in."""
+    from glmcourse.i18n import _
+
+    return _("mode: fast (GLMCOURSE_FAST=1, as under make test)") if FAST else _("mode: learner")
+
+
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so every run repeats."""
     random.seed(seed)

@@ -16,6 +16,20 @@ COMPONENTS = {
 }
 
 
+def component_label(label: str) -> str:
+    """A COMPONENTS label as the learner reads it (Chinese under ``GLMCOURSE_LANG=zh``)."""
+    from glmcourse.i18n import _
+
+    return {
+        "word embeddings (tied with lm_head)": _("word embeddings (tied with lm_head)"),
+        "attention: query_key_value": _("attention: query_key_value"),
+        "attention: dense (output)": _("attention: dense (output)"),
+        "MLP: dense_h_to_4h": _("MLP: dense_h_to_4h"),
+        "MLP: dense_4h_to_h": _("MLP: dense_4h_to_h"),
+        "LayerNorms": _("LayerNorms"),
+    }[label]
+
+
 def meta_model(config):
     """The model for ``config`` with every tensor on the meta device (no memory used)."""
     import torch

@@ -25,6 +25,8 @@ import argparse
 import struct
 from pathlib import Path
 
+from glmcourse.i18n import _
+
 THUDM_PY_FILES = ("configuration_chatglm.py", "modeling_chatglm.py", "tokenization_chatglm.py", "quantization.py")
 AUTO_MAP = {
     "AutoConfig": "configuration_chatglm.ChatGLMConfig",
@@ -223,7 +225,8 @@ def write_thudm_folder(out, layers: int = 4, base_vocab: int = 1000, seed: int =
     torch.manual_seed(seed)
     model, course_tokenizer = load_course_model(model_path or glmcourse.COURSE_MODEL)
     if not 1 <= layers <= model.config.num_layers:
-        raise ValueError(f"--layers {layers}: choose 1 to {model.config.num_layers} (the course model's blocks).")
+        raise ValueError(_("--layers {layers}: choose 1 to {most} (the course model's blocks).", layers=layers,
+                           most=model.config.num_layers))
     ice_bytes = train_ice_model(base_training_texts(), base_vocab=base_vocab, seed=seed)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -276,28 +279,30 @@ def write_thudm_folder(out, layers: int = 4, base_vocab: int = 1000, seed: int =
 def build_parser() -> argparse.ArgumentParser:
     from glmcourse.cli import OUTPUT_DIR, CourseParser, int_arg, seed_arg
 
-    parser = CourseParser(prog="python -m glmcourse.thudm_format", description=__doc__.split("\n\n")[0])
+    parser = CourseParser(prog="python -m glmcourse.thudm_format",
+                          description=_("Write a small checkpoint folder in THUDM's ChatGLM-6B format, from the course "
+                                        "model."))
     parser.add_argument("--out", required=True, kind=OUTPUT_DIR, overwrite_flag="--overwrite_output_dir",
-                        help="the folder to write (refused if it holds files not written by this command, unless "
-                             "--overwrite_output_dir)")
+                        help=_("the folder to write (refused if it holds files not written by this command, unless "
+                               "--overwrite_output_dir)"))
     parser.add_argument("--layers", type=int_arg("--layers", 1, 4, example=4), default=4,
-                        help="how many of the course model's blocks to keep (1-4)")
+                        help=_("how many of the course model's blocks to keep (1-4)"))
     parser.add_argument("--base_vocab", type=int_arg("--base_vocab", 100, 20000, example=1000), default=1000,
-                        help="text pieces of ice_text.model (before the 344 ChatGLM-6B pieces)")
+                        help=_("text pieces of ice_text.model (before the 344 ChatGLM-6B pieces)"))
     parser.add_argument("--num_image_tokens", type=int_arg("--num_image_tokens", 0, 20000, example=0),
                         choices=(0, 20000), default=0,
-                        help="0 as ChatGLM-6B v1.1; 20000 as checkpoints before 2023-04-06 (all ids 20000 higher)")
+                        help=_("0 as ChatGLM-6B v1.1; 20000 as checkpoints before 2023-04-06 (all ids 20000 higher)"))
     parser.add_argument("--shards", type=int_arg("--shards", 1, 16, example=2), default=2,
-                        help="number of pytorch_model-*.bin shards")
+                        help=_("number of pytorch_model-*.bin shards"))
     parser.add_argument("--quantization_bit", type=int_arg("--quantization_bit", 4, 8, example=4), choices=(4, 8),
                         default=None,
-                        help="store THUDM's quantized layout (as chatglm-6b-int4/int8)")
+                        help=_("store THUDM's quantized layout (as chatglm-6b-int4/int8)"))
     parser.add_argument("--seed", type=seed_arg(), default=0,
-                        help="seed for SentencePiece's trainer (default 0); the trainer samples nothing on the course "
-                             "data and the weights are the course model's, so every seed writes the same folder: "
-                             "vary --base_vocab, --layers or --shards for another one")
+                        help=_("seed for SentencePiece's trainer (default 0); the trainer samples nothing on the "
+                               "course data and the weights are the course model's, so every seed writes the same "
+                               "folder: vary --base_vocab, --layers or --shards for another one"))
     parser.add_argument("--overwrite_output_dir", action="store_true",
-                        help="replace --out even if it holds files this command did not write")
+                        help=_("replace --out even if it holds files this command did not write"))
     return parser
 
 
@@ -316,7 +321,8 @@ def main(argv=None) -> int:
                                      quantization_bit=args.quantization_bit, overwrite=args.overwrite_output_dir)
         except ValueError as err:
             raise UsageError(str(err)) from None
-        print(f"wrote {out} (ChatGLM-6B format; load it with AutoModel/AutoTokenizer.from_pretrained after `import glmcourse`)")
+        print(_("wrote {out} (ChatGLM-6B format; load it with AutoModel/AutoTokenizer.from_pretrained after "
+                "`import glmcourse`)", out=out))
 
     return run_cli(body)
 

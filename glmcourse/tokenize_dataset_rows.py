@@ -33,23 +33,27 @@ def build_parser():
     import glmcourse
     from glmcourse.cli import INPUT_FILE, MODEL_DIR, OUTPUT_DIR, TEXT, CourseParser, int_arg
 
-    parser = CourseParser(prog="python -m glmcourse.tokenize_dataset_rows", description=__doc__.splitlines()[0])
+    parser = CourseParser(prog="python -m glmcourse.tokenize_dataset_rows",
+                          description=_("Context/target JSONL -> tokenized rows (input_ids, seq_len) saved with "
+                                        "datasets (lesson 04)."))
     parser.add_argument("--jsonl_path", required=True, kind=INPUT_FILE, fmt="jsonl",
-                        help="context/target JSONL from cover_alpaca2jsonl")
+                        help=_("context/target JSONL from cover_alpaca2jsonl"))
     parser.add_argument("--save_path", required=True, kind=OUTPUT_DIR, owned=foreign_dataset_entries,
-                        overwrite_flag="--overwrite_output_dir", help="folder for the tokenized dataset (save_to_disk)")
+                        overwrite_flag="--overwrite_output_dir",
+                        help=_("folder for the tokenized dataset (save_to_disk)"))
     parser.add_argument("--max_seq_length", type=int_arg("--max_seq_length", 1, 2**20, example=200), default=200,
-                        within_context=True, help="longest row in tokens (default 200)")
+                        within_context=True, help=_("longest row in tokens (default 200)"))
     parser.add_argument(
         "--skip_overlength", type=str2bool, nargs="?", const=True, default=False, kind=TEXT,
-        help="true: drop rows longer than max_seq_length; false (default): truncate their target",
+        help=_("true: drop rows longer than max_seq_length; false (default): truncate their target"),
     )
-    parser.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, kind=MODEL_DIR, help="tokenizer (default: the course model)")
+    parser.add_argument("--model_name_or_path", default=glmcourse.COURSE_MODEL, kind=MODEL_DIR,
+                        help=_("tokenizer (default: the course model)"))
     parser.add_argument("--overwrite_output_dir", action="store_true",
-                        help="replace --save_path even if it holds files this command did not write")
+                        help=_("replace --save_path even if it holds files this command did not write"))
     parser.add_argument("--trust_remote_code", action="store_true",
-                        help="allow the tokenizer folder's own Python code to run (off: the course's tokenizer "
-                             "is built in; read that code first)")
+                        help=_("allow the tokenizer folder's own Python code to run (off: the course's tokenizer "
+                               "is built in; read that code first)"))
     return parser
 
 
@@ -74,9 +78,9 @@ def load_tokenizer(path, trust_remote_code: bool = False):
         check_tokenizer_files(path)
         return _load(path, trust_remote_code=trust_remote_code, flag="--model_name_or_path")
     except (ModelFileError, OSError, ValueError) as err:
-        raise DataError(f"could not load a tokenizer from {str(path)!r} ({one_line(err)}). Pass --model_name_or_path "
-                        f"with a folder holding the tokenizer files (the default is the course model, "
-                        f"glmcourse/course_model/).") from None
+        raise DataError(_("could not load a tokenizer from {path!r} ({error}). Pass --model_name_or_path with a "
+                          "folder holding the tokenizer files (the default is the course model, "
+                          "glmcourse/course_model/).", path=str(path), error=one_line(err))) from None
 
 
 def model_context(path) -> int | None:

@@ -40,7 +40,7 @@ def settings_from(settings_class, function: str, **given):
     """``settings_class(**given)`` (a dataclass of one command's flags); an unknown name is a TypeError."""
     unknown = set(given) - {f.name for f in fields(settings_class)}
     if unknown:
-        raise TypeError(f"{function}() got unknown settings {sorted(unknown)}")
+        raise TypeError(_("{function}() got unknown settings {unknown}", function=function, unknown=sorted(unknown)))
     return settings_class(**given)
 
 
@@ -92,8 +92,9 @@ def last_complete_checkpoint(output_dir, checkpoint_problem, error_class) -> Pat
             say(_("note: {checkpoint} cannot be resumed from: {problem}; skipped.", checkpoint=broken.name,
                   problem=problems[broken]))
     if not complete:
-        raise error_class(f"--resume_from_checkpoint: no complete checkpoint-N folder in {output_dir}; "
-                          f"start without it (the first save happens after --save_steps steps).")
+        raise error_class(_("--resume_from_checkpoint: no complete checkpoint-N folder in {output_dir}; "
+                            "start without it (the first save happens after --save_steps steps).",
+                            output_dir=output_dir))
     return complete[-1]
 
 
@@ -109,12 +110,13 @@ def check_resume_step(resume, max_steps: int, error_class) -> int:
     try:
         step = int(json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
-        raise error_class(f"--resume_from_checkpoint {resume}: trainer_state.json is damaged (not the JSON the "
-                          f"Trainer writes); pass an earlier checkpoint-N.") from None
+        raise error_class(_("--resume_from_checkpoint {resume}: trainer_state.json is damaged (not the JSON the "
+                            "Trainer writes); pass an earlier checkpoint-N.", resume=resume)) from None
     if step >= int(max_steps):
-        raise error_class(f"--resume_from_checkpoint: {Path(resume).name} is already at step {step}, and "
-                          f"--max_steps is {max_steps}: pass a --max_steps above {step} to train on. "
-                          f"Nothing was trained or deleted.")
+        raise error_class(_("--resume_from_checkpoint: {checkpoint} is already at step {step}, and "
+                            "--max_steps is {max_steps}: pass a --max_steps above {step} to train on. "
+                            "Nothing was trained or deleted.", checkpoint=Path(resume).name, step=step,
+                            max_steps=max_steps))
     return step
 
 
@@ -246,7 +248,8 @@ class LossGuard(Callback):
     """Stops on a NaN/inf loss, or a loss of exactly 0 for several steps, and says why
     (docs/failure-catalog.md#f15-nan-or-zero-loss).
 
-    The usual causes and what stays saved differ by method: each command passes its own.
+    The usual causes and what stays saved differ by method: each command passes its own, translated
+    (``saved``: the whole sentence that names the last good save).
     """
 
     def __init__(self, nan_causes: str, zero_causes: str, saved: str, patience: int = ZERO_LOSS_PATIENCE):
@@ -262,15 +265,16 @@ class LossGuard(Callback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bad is not None:
-            self.diagnosis = (
-                f"training stopped at step {state.global_step}: the loss is {self.bad}. Usual causes: a learning "
-                f"rate too high for this model (now {args.learning_rate:g}; try 10x lower), {self.nan_causes}. "
-                f"The {self.saved} in --output_dir is the last good save."
+            self.diagnosis = _(
+                "training stopped at step {step}: the loss is {loss}. Usual causes: a learning "
+                "rate too high for this model (now {lr:g}; try 10x lower), {causes}. {saved}",
+                step=state.global_step, loss=self.bad, lr=args.learning_rate, causes=self.nan_causes, saved=self.saved
             )
         elif self.zero_streak >= self.patience:
-            self.diagnosis = (
-                f"training stopped at step {state.global_step}: the loss has been exactly 0 for "
-                f"{self.zero_streak} steps, so nothing is learned. Usual causes: {self.zero_causes}."
+            self.diagnosis = _(
+                "training stopped at step {step}: the loss has been exactly 0 for "
+                "{n} steps, so nothing is learned. Usual causes: {causes}.", step=state.global_step,
+                n=self.zero_streak, causes=self.zero_causes
             )
         if self.diagnosis:
             control.should_training_stop = True
@@ -415,7 +419,8 @@ def show_progress(trainer, quiet: bool) -> None:
 
 def say_trainable(trainable: int, total: int) -> None:
     if is_main_process():
-        say(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
+        say(_("trainable params: {trainable:,} || all params: {total:,} || trainable%: {percent:.4f}",
+              trainable=trainable, total=total, percent=100 * trainable / total))
 
 
 def run(trainer, resume, guard):

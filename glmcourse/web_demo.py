@@ -145,7 +145,7 @@ def respond(model, tokenizer, query: str, messages: list, history: list, max_len
     changes nothing. A turn that cannot be answered (a message too long for the context, a setting out
     of range) shows one line in the chat box and keeps the history as it was.
     """
-    from glmcourse.chat import stream_chat
+    from glmcourse.chat import QueryTooLong, stream_chat
     from glmcourse.cli import clean_text
 
     messages = list(messages or [])
@@ -170,7 +170,7 @@ def respond(model, tokenizer, query: str, messages: list, history: list, max_len
             yield asked + [{"role": "assistant", "content": safe_markdown(response)}], new_history, ""
     except (ValueError, RuntimeError, TypeError, IndexError) as err:
         text = one_line(err)
-        if "does not fit" in text:
+        if isinstance(err, QueryTooLong) or "does not fit" in text:
             text = _("the message is too long for the model's context; shorten it or raise Maximum length")
         note = _("*(not answered: {reason}. The conversation so far is kept.)*", reason=safe_markdown(text))
         yield asked + [{"role": "assistant", "content": note}], history, query
@@ -222,15 +222,16 @@ def build_demo(model, tokenizer, max_new_tokens=None):
 def build_parser():
     from glmcourse.cli import MODEL_DIR, CourseParser
 
-    parser = CourseParser(prog="python -m glmcourse.web_demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, kind=MODEL_DIR, help="model folder (default: the course model)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=port_arg("--port"), default=7860, help="port, 1-65535 (default 7860)")
+    parser = CourseParser(prog="python -m glmcourse.web_demo", description=_(
+        "Lesson 03: chat with a ChatGLM model in the browser (the seed's web_demo.py, with gradio)."))
+    parser.add_argument("--model", default=None, kind=MODEL_DIR, help=_("model folder (default: the course model)"))
+    parser.add_argument("--host", default="127.0.0.1", help=_("address to bind (default 127.0.0.1: this machine only)"))
+    parser.add_argument("--port", type=port_arg("--port"), default=7860, help=_("port, 1-65535 (default 7860)"))
     parser.add_argument("--max_new_tokens", type=int_arg("--max_new_tokens", 1, 2**20, example=128), default=None,
-                        help="at most this many reply tokens, >= 1 (default: whatever fits Maximum length)")
+                        help=_("at most this many reply tokens, >= 1 (default: whatever fits Maximum length)"))
     parser.add_argument("--trust_remote_code", action="store_true",
-                        help="allow the model folder's own Python code to run (off by default; the course model "
-                             "needs none). Read that code first.")
+                        help=_("allow the model folder's own Python code to run (off by default; the course model "
+                             "needs none). Read that code first."))
     return parser
 
 
@@ -243,26 +244,27 @@ def main(argv=None) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print("web_demo needs gradio, the `web` extra: pip install -e '.[web]'", file=sys.stderr)
+        print(_("web_demo needs gradio, the `web` extra: pip install -e '.[web]'"), file=sys.stderr)
         return 2
     try:
         if ":" in args.host:
-            raise UsageError(f"--host {args.host}: IPv6 addresses are not supported by the web demo (gradio serves "
-                             f"IPv4); use 127.0.0.1 (this machine only), or 0.0.0.0 for every IPv4 address.")
+            raise UsageError(_("--host {host}: IPv6 addresses are not supported by the web demo (gradio serves "
+                               "IPv4); use 127.0.0.1 (this machine only), or 0.0.0.0 for every IPv4 address.",
+                               host=args.host))
         check_port_free(args.host, args.port)
     except UsageError as err:
         print(f"web_demo: {err}", file=sys.stderr)
         return 2
     if not is_loopback(args.host):
-        print(f"web_demo: warning: --host {args.host} makes the page reachable from other machines on the "
-              f"network, with no password; leave --host out (127.0.0.1) to keep it on this machine.",
+        print(_("web_demo: warning: --host {host} makes the page reachable from other machines on the "
+                "network, with no password; leave --host out (127.0.0.1) to keep it on this machine.", host=args.host),
               file=sys.stderr, flush=True)
     from glmcourse.loading import load_chat_model
 
     try:
         tokenizer, model = load_chat_model(args.model, trust_remote_code=args.trust_remote_code, flag="--model")
     except (FileNotFoundError, OSError, ValueError) as err:
-        print(f"web_demo: cannot load the model: {err}", file=sys.stderr)
+        print(_("web_demo: cannot load the model: {error}", error=err), file=sys.stderr)
         return 2
     demo = build_demo(model, tokenizer, max_new_tokens=args.max_new_tokens)
     try:  # quiet: no "To create a public link, set share=True" (the course never makes one)
@@ -270,12 +272,12 @@ def main(argv=None) -> int:
                             show_error=True, ssr_mode=False, mcp_server=False, pwa=False, quiet=True,
                             prevent_thread_lock=True)
     except OSError as err:  # the port was taken between the check and the start
-        print(f"web_demo: cannot serve on {args.host}:{args.port} ({one_line(err)}); pass another --port.",
-              file=sys.stderr)
+        print(_("web_demo: cannot serve on {host}:{port} ({reason}); pass another --port.", host=args.host,
+                port=args.port, reason=one_line(err)), file=sys.stderr)
         return 2
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"* Running on local URL:  http://{shown_host}:{args.port}", flush=True)
-    print("* Stop the server with Ctrl-C.", flush=True)
+    print(_("* Stop the server with Ctrl-C."), flush=True)
     try:
         demo.block_thread()
     except KeyboardInterrupt:

@@ -32,6 +32,8 @@ import socket
 import sys
 from pathlib import Path
 
+from glmcourse.i18n import _
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EDITIONS = {"en": Path("notebooks"), "zh": Path("notebooks") / "zh"}  # lessons' source, under the repo
 SUBDIR = {"en": Path("."), "zh": Path("zh")}  # where each edition lives inside a workspace
@@ -85,11 +87,12 @@ def _read_manifest(folder: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data.get("lessons"), dict):
-            raise ValueError("no 'lessons' table")
+            raise ValueError(_("no 'lessons' table"))
         return data
     except ValueError as err:
-        raise WorkspaceError(f"{path}: unreadable workspace manifest ({err}); move it aside and run "
-                             f"`make lab` again (your lessons are kept; changed ones get a copy beside).") from None
+        raise WorkspaceError(_("{path}: unreadable workspace manifest ({error}); move it aside and run `make lab` "
+                               "again (your lessons are kept; changed ones get a copy beside).", path=path,
+                               error=err)) from None
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
@@ -117,19 +120,23 @@ def sync(workspace, edition: str = "en", repo: Path = REPO_ROOT) -> list[str]:
     and theirs == known -> replaced; course changed and theirs changed -> theirs kept, course's beside it.
     """
     if edition not in EDITIONS:
-        raise WorkspaceError(f"--edition {edition!r}: unknown; pass one of {', '.join(EDITIONS)}.")
+        raise WorkspaceError(_("--edition {edition!r}: unknown; pass one of {choices}.", edition=edition,
+                               choices=", ".join(EDITIONS)))
     repo = Path(repo)
     folder = edition_dir(workspace, edition)
     for inside in (repo / "notebooks", repo / "tests", repo / "glmcourse"):
         real, course = Path(os.path.realpath(workspace)), Path(os.path.realpath(inside))
         if real == course or course in real.parents:
-            raise WorkspaceError(f"WORKSPACE={workspace}: inside the course's {inside.name}/, where `make test` would "
-                                 f"collect your lessons; pick a folder outside it (default: work/).")
+            raise WorkspaceError(_("WORKSPACE={workspace}: inside the course's {folder}/, where `make test` would "
+                                   "collect your lessons; pick a folder outside it (default: work/).",
+                                   workspace=workspace, folder=inside.name))
     if folder.exists() and not folder.is_dir():
-        raise WorkspaceError(f"{folder}: is a file, not a folder; move it aside or pass another --dir.")
+        raise WorkspaceError(_("{folder}: is a file, not a folder; move it aside or pass another --dir.",
+                               folder=folder))
     lessons = course_lessons(edition, repo)
     if not lessons:
-        raise WorkspaceError(f"{repo / EDITIONS[edition]}: no lessons (NN_*.ipynb) to copy; run this from the course's folder.")
+        raise WorkspaceError(_("{folder}: no lessons (NN_*.ipynb) to copy; run this from the course's folder.",
+                               folder=repo / EDITIONS[edition]))
     created = not (folder / MANIFEST).exists()
     folder.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(folder)
@@ -140,9 +147,9 @@ def sync(workspace, edition: str = "en", repo: Path = REPO_ROOT) -> list[str]:
         if not dest.exists():
             _copy(src, dest)
             if src.name in known and not created:
-                messages.append(f"{dest}: restored from the course (it had been deleted)")
+                messages.append(_("{path}: restored from the course (it had been deleted)", path=dest))
             elif not created:
-                messages.append(f"{dest}: new lesson from the course update")
+                messages.append(_("{path}: new lesson from the course update", path=dest))
             known[src.name] = course
             continue
         if known.get(src.name) == course:
@@ -153,12 +160,13 @@ def sync(workspace, edition: str = "en", repo: Path = REPO_ROOT) -> list[str]:
         elif src.name in known and theirs == known[src.name]:
             _copy(src, dest)
             known[src.name] = course
-            messages.append(f"{dest}: updated to the course's new version (you had not changed it)")
+            messages.append(_("{path}: updated to the course's new version (you had not changed it)", path=dest))
         else:
             beside = _free_name(dest, UPDATE_SUFFIX)
             _copy(src, beside)
             known[src.name] = course
-            messages.append(f"{dest}: kept your changed copy; the course's new version is beside it as {beside.name}")
+            messages.append(_("{path}: kept your changed copy; the course's new version is beside it as {name}",
+                              path=dest, name=beside.name))
     # The links in the edition's folder, and in the workspace's top folder too: the Chinese lessons' first cell
     # moves from work/zh to work/ (as from notebooks/zh to notebooks/), and then imports solutions from there.
     for top in {folder, Path(workspace)}:
@@ -167,8 +175,9 @@ def sync(workspace, edition: str = "en", repo: Path = REPO_ROOT) -> list[str]:
     manifest["source"] = str(EDITIONS[edition])
     _write_manifest(folder, manifest)
     if created:
-        messages.insert(0, f"{folder}: your workspace, {len(lessons)} lessons copied from {EDITIONS[edition]}/ "
-                           f"(run and save them here; the course's files stay as they are)")
+        messages.insert(0, _("{folder}: your workspace, {count} lessons copied from {source}/ (run and save them "
+                             "here; the course's files stay as they are)", folder=folder, count=len(lessons),
+                             source=EDITIONS[edition]))
     return messages
 
 
@@ -180,7 +189,8 @@ def find_lesson(lesson: str, edition: str, repo: Path = REPO_ROOT) -> Path:
     matches = [p for p in lessons if p.stem == key or p.name[:2] == key]
     if len(matches) != 1:
         names = ", ".join(p.name[:2] for p in lessons)
-        raise WorkspaceError(f"L={lesson}: no such lesson; pass its number, one of {names} (e.g. make reset-lesson L=01).")
+        raise WorkspaceError(_("L={lesson}: no such lesson; pass its number, one of {names} (e.g. make reset-lesson "
+                               "L=01).", lesson=lesson, names=names))
     return matches[0]
 
 
@@ -190,30 +200,32 @@ def reset(workspace, lesson: str, edition: str = "en", repo: Path = REPO_ROOT) -
     folder = edition_dir(workspace, edition)
     if not (folder / MANIFEST).exists():
         sync(workspace, edition, repo)
-        return f"{folder / src.name}: the course's version (workspace created)"
+        return _("{path}: the course's version (workspace created)", path=folder / src.name)
     manifest = _read_manifest(folder)
     dest = folder / src.name
     course = sha256(src)
     if dest.exists() and sha256(dest) == course:
         manifest["lessons"][src.name] = course
         _write_manifest(folder, manifest)
-        return f"{dest}: already the course's version; nothing to reset"
-    kept = ""
+        return _("{path}: already the course's version; nothing to reset", path=dest)
+    aside = None
     if dest.exists():
         aside = _free_name(dest, MINE_SUFFIX)
         os.replace(dest, aside)
-        kept = f"; your copy is kept as {aside.name}"
     _copy(src, dest)
     manifest["lessons"][src.name] = course
     _write_manifest(folder, manifest)
-    return f"{dest}: reset to the course's version{kept}"
+    if aside is not None:
+        return _("{path}: reset to the course's version; your copy is kept as {name}", path=dest, name=aside.name)
+    return _("{path}: reset to the course's version", path=dest)
 
 
 def port_number(value, name: str = "LAB_PORT") -> int:
     """``value`` as a whole number in 1-65535, or a one-line WorkspaceError naming ``name``."""
     text = str(value).strip()
     if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise WorkspaceError(f"{name}={value}: not a port; pass a whole number in 1-65535, e.g. {name}=8889.")
+        raise WorkspaceError(_("{name}={value}: not a port; pass a whole number in 1-65535, e.g. {name}=8889.",
+                               name=name, value=value))
     return int(text)
 
 
@@ -226,14 +238,17 @@ def check_port(value, name: str = "LAB_PORT", host: str = "127.0.0.1") -> int:
         try:
             probe.bind((host, port))
         except PermissionError:
-            raise WorkspaceError(f"{name}={port}: this user may not listen on ports below 1024; pass one in "
-                                 f"1024-65535, e.g. {name}={example}.") from None
+            raise WorkspaceError(_("{name}={port}: this user may not listen on ports below 1024; pass one in "
+                                   "1024-65535, e.g. {name}={example}.", name=name, port=port,
+                                   example=example)) from None
         except OSError as err:
             if err.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
                 other = port + 1 if port < 65535 else 8889
-                raise WorkspaceError(f"{name}={port}: already in use on {host} (another server, or an earlier "
-                                     f"lab still running); stop it or pass another, e.g. {name}={other}.") from None
-            raise WorkspaceError(f"{name}={port}: cannot listen on {host} ({err.strerror or err}).") from None
+                raise WorkspaceError(_("{name}={port}: already in use on {host} (another server, or an earlier lab "
+                                       "still running); stop it or pass another, e.g. {name}={other}.", name=name,
+                                       port=port, host=host, other=other)) from None
+            raise WorkspaceError(_("{name}={port}: cannot listen on {host} ({error}).", name=name, port=port, host=host,
+                                   error=err.strerror or err)) from None
     return port
 
 
@@ -254,23 +269,24 @@ def build_parser():
     """The command line; glmcourse.cli (standard library only) checks every value before anything runs."""
     from glmcourse.cli import NUMBER, OUTPUT_DIR, CourseParser
 
-    parser = CourseParser(prog="python -m glmcourse.workspace", description=__doc__.split("\n\n")[0],
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CourseParser(prog="python -m glmcourse.workspace", description=_(
+        "The learner's workspace: a git-ignored working copy of the lessons that `make lab` serves."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("sync", "create the workspace, or bring a course update into it"),
-                       ("reset", "restore one lesson; your copy is kept as NAME.mine.ipynb")):
+    for name, text in (("sync", _("create the workspace, or bring a course update into it")),
+                       ("reset", _("restore one lesson; your copy is kept as NAME.mine.ipynb"))):
         cmd = sub.add_parser(name, help=text, description=text)
         if name == "reset":
-            cmd.add_argument("lesson", help="the lesson's number (01) or file name")
+            cmd.add_argument("lesson", help=_("the lesson's number (01) or file name"))
         # Lessons are added beside the learner's files and a changed lesson is never overwritten, so an
         # existing folder is fine (sync refuses the course's own folders itself).
         cmd.add_argument("--dir", default="work", kind=OUTPUT_DIR, replace_check=False,
-                         help="the workspace folder (default: work)")
+                         help=_("the workspace folder (default: work)"))
         cmd.add_argument("--edition", default="en", choices=sorted(EDITIONS),
-                         help="en: notebooks/ into DIR; zh: notebooks/zh/ into DIR/zh (default: en)")
-    port = sub.add_parser("check-port", help="exit 2 with one line unless a server could listen on this port")
+                         help=_("en: notebooks/ into DIR; zh: notebooks/zh/ into DIR/zh (default: en)"))
+    port = sub.add_parser("check-port", help=_("exit 2 with one line unless a server could listen on this port"))
     port.add_argument("port", metavar="LAB_PORT", type=_lab_port, kind=NUMBER,
-                      help="the port `make lab` would serve on (1-65535, free on 127.0.0.1)")
+                      help=_("the port `make lab` would serve on (1-65535, free on 127.0.0.1)"))
     return parser
 
 
@@ -288,7 +304,7 @@ def main(argv=None) -> int:
         else:
             print(reset(Path(args.dir), args.lesson, args.edition))
     except (WorkspaceError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(_("error: {message}", message=err), file=sys.stderr)
         return 2
     return 0
 

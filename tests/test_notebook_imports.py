@@ -8,7 +8,7 @@ What a notebook may import from ``glmcourse``:
   commands), under the name the defining module gives it (``lesson_runs.score``);
 * the course itself: the package root (``glmcourse.COURSE_MODEL``, ``DATA_DIR``, ``RUNS_DIR``) and the model
   (``glmcourse.modeling``), which every lesson studies and every lesson module builds on;
-* at most ``MAX_SUPPORT`` of ``SUPPORT``: ``settings`` (fast mode, seeding), ``bilingual`` (figure labels in
+* at most ``MAX_SUPPORT`` of ``SUPPORT``: ``settings`` (fast mode, seeding), ``bilingual`` (figure labels and printed lines in
   the reader's language) and ``exercises`` (the checkers of the exercise cells). These three are about how
   a notebook runs, not what it teaches, and are the same in every lesson.
 

@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 from glmcourse import workspace
+from glmcourse.i18n import _
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
@@ -49,22 +50,24 @@ def read_class_list(path) -> list[str]:
     """The user names in a class list (one a line, ``#`` comments and blank lines skipped), checked."""
     p = Path(path)
     if not p.is_file():
-        raise HubError(f"--users {path}: no such file; write the class's user names into it, one a line "
-                       f"(e.g. alice), and pass it again.")
+        raise HubError(_("--users {path}: no such file; write the class's user names into it, one a line "
+                         "(e.g. alice), and pass it again.", path=path))
     names, seen = [], set()
     for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
         name = line.split("#", 1)[0].strip()
         if not name:
             continue
         if not NAME.match(name):
-            raise HubError(f"--users {path}, line {number}: {name!r} is not a usable user name; use lower-case "
-                           f"letters, digits, '.', '_' or '-' (at most 32, starting with a letter or digit).")
+            raise HubError(_("--users {path}, line {number}: {name!r} is not a usable user name; use lower-case "
+                             "letters, digits, '.', '_' or '-' (at most 32, starting with a letter or digit).",
+                             path=path, number=number, name=name))
         if name in seen:
-            raise HubError(f"--users {path}, line {number}: {name} is listed twice; keep one line per student.")
+            raise HubError(_("--users {path}, line {number}: {name} is listed twice; keep one line per student.",
+                             path=path, number=number, name=name))
         seen.add(name)
         names.append(name)
     if not names:
-        raise HubError(f"--users {path}: no user names in it; write one a line (e.g. alice).")
+        raise HubError(_("--users {path}: no user names in it; write one a line (e.g. alice).", path=path))
     return names
 
 
@@ -101,15 +104,17 @@ def serve(args) -> None:
     admins = [name for name in args.admin if name]
     for name in admins:
         if not NAME.match(name):
-            raise HubError(f"--admin {name!r}: not a usable user name; use lower-case letters, digits, '.', '_' or '-'.")
+            raise HubError(_("--admin {name!r}: not a usable user name; use lower-case letters, digits, '.', '_' or "
+                             "'-'.", name=name))
     memory = args.memory_limit  # bytes: the guard parsed and checked it
     workspace.check_port(args.port, "--port", args.ip)
     if not os.access(PROXY, os.X_OK):
-        raise HubError(f"{PROXY.relative_to(REPO_ROOT)}: missing; install the proxy with `make hub-deps` "
-                       f"(npm ci), then run this again.")
+        raise HubError(_("{path}: missing; install the proxy with `make hub-deps` (npm ci), then run this again.",
+                         path=PROXY.relative_to(REPO_ROOT)))
     data = Path(args.data).resolve()
     if data.exists() and not data.is_dir():
-        raise HubError(f"--data {args.data}: is a file; pass a folder for the hub's state and the workspaces.")
+        raise HubError(_("--data {path}: is a file; pass a folder for the hub's state and the workspaces.",
+                         path=args.data))
     (data / "students").mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)  # the user database and cookie secret
     jupyterhub = Path(sys.executable).parent / "jupyterhub"
@@ -119,8 +124,9 @@ def serve(args) -> None:
                GLMCOURSE_HUB_API_PORT=str(free_port()), GLMCOURSE_HUB_PROXY_API_PORT=str(free_port()),
                GLMCOURSE_HUB_MEMORY=str(memory), GLMCOURSE_HUB_EDITION=args.edition,
                GLMCOURSE_HUB_RUNTIME=str(runtime_root(data)), GLMCOURSE_HUB_PROXY=str(PROXY))
-    print(f"class hub for {len(users)} students on http://{args.ip}:{args.port}/ (first visit: Sign up with "
-          f"your user name; workspaces in {data / 'students'}); Ctrl-C stops it", flush=True)
+    print(_("class hub for {count} students on http://{ip}:{port}/ (first visit: Sign up with your user name; "
+            "workspaces in {folder}); Ctrl-C stops it", count=len(users), ip=args.ip, port=args.port,
+            folder=data / "students"), flush=True)
     os.chdir(data)
     os.execve(str(jupyterhub), [str(jupyterhub), "-f", str(CONFIG)], env)
 
@@ -146,8 +152,8 @@ def collect(args) -> list[str]:
         args.data = str(REPO_ROOT / "hub-data")
     students_dir = Path(args.data) / "students"
     if not students_dir.is_dir():
-        raise HubError(f"--data {args.data}: no students/ folder; pass the --data folder `make hub` used "
-                       f"(default hub-data).")
+        raise HubError(_("--data {path}: no students/ folder; pass the --data folder `make hub` used "
+                         "(default hub-data).", path=args.data))
     try:
         out = check_output_dir(args.out, "--out", inputs=[("--data", Path(args.data))],
                                overwrite=args.overwrite_output_dir)
@@ -161,8 +167,11 @@ def collect(args) -> list[str]:
             for path in lessons:
                 (staging / student.name).mkdir(exist_ok=True)
                 shutil.copyfile(path, staging / student.name / path.name)
-            lines.append(f"{student.name}: {len(lessons)} lessons" + (f" ({', '.join(p.name[:2] for p in lessons)})"
-                                                                    if lessons else ""))
+            if lessons:
+                lines.append(_("{name}: {count} lessons ({numbers})", name=student.name, count=len(lessons),
+                               numbers=", ".join(p.name[:2] for p in lessons)))
+            else:
+                lines.append(_("{name}: 0 lessons", name=student.name))
         write_marker(staging, "glmcourse.hub collect")
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
@@ -170,7 +179,7 @@ def collect(args) -> list[str]:
         os.replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    lines.append(f"collected into {out}; grade them with: make grade SUBMISSIONS={out}")
+    lines.append(_("collected into {out}; grade them with: make grade SUBMISSIONS={out}", out=out))
     return lines
 
 
@@ -181,29 +190,31 @@ def build_parser():
     parser = CourseParser(prog="python -m glmcourse.hub", description=__doc__,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="start the class hub (JupyterHub) in the foreground")
+    run = sub.add_parser("serve", help=_("start the class hub (JupyterHub) in the foreground"))
     run.add_argument("--users", required=True, kind=INPUT_FILE, fmt="text",
-                     help="class list: a text file of user names, one a line")
-    run.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    run.add_argument("--port", type=port_arg("--port"), default=8000, help="port to listen on (default 8000)")
+                     help=_("class list: a text file of user names, one a line"))
+    run.add_argument("--ip", default="127.0.0.1",
+                     help=_("address to listen on (default 127.0.0.1: this machine only)"))
+    run.add_argument("--port", type=port_arg("--port"), default=8000, help=_("port to listen on (default 8000)"))
     run.add_argument("--admin", action="append", default=[],
-                     help="an instructor's user name (repeatable): signs up like a student, gets the admin page")
+                     help=_("an instructor's user name (repeatable): signs up like a student, gets the admin page"))
     run.add_argument("--memory-limit", type=size_arg("--memory-limit", *MEMORY_RANGE), default=DEFAULT_MEMORY,
-                     metavar="SIZE", help="memory of each student's server and kernel, e.g. 2G or 1536M (default 2G)")
+                     metavar="SIZE",
+                     help=_("memory of each student's server and kernel, e.g. 2G or 1536M (default 2G)"))
     # The hub's state and the workspaces: created on first use, added to afterwards, never replaced.
     run.add_argument("--data", default=str(REPO_ROOT / "hub-data"), kind=OUTPUT_DIR, replace_check=False,
-                     help="the hub's state and the students' workspaces (default hub-data/)")
-    col = sub.add_parser("collect", help="copy every student's lessons into OUT/NAME/ for make grade")
+                     help=_("the hub's state and the students' workspaces (default hub-data/)"))
+    col = sub.add_parser("collect", help=_("copy every student's lessons into OUT/NAME/ for make grade"))
     col.add_argument("--data", kind=INPUT_DIR,  # None: hub-data/, which collect checks itself
-                     help="the --data folder `make hub` used (default hub-data/)")
+                     help=_("the --data folder `make hub` used (default hub-data/)"))
     col.add_argument("--out", required=True, kind=OUTPUT_DIR, overwrite_flag="--overwrite_output_dir",
-                     help="folder to create (or an earlier collect's, replaced)")
+                     help=_("folder to create (or an earlier collect's, replaced)"))
     col.add_argument("--overwrite_output_dir", action="store_true",
-                     help="replace --out even if it holds files collect did not write")
-    col.add_argument("--all", action="store_true", help="every lesson, also those the student never changed")
+                     help=_("replace --out even if it holds files collect did not write"))
+    col.add_argument("--all", action="store_true", help=_("every lesson, also those the student never changed"))
     for cmd in (run, col):
         cmd.add_argument("--edition", default="en", choices=sorted(workspace.EDITIONS),
-                         help="the lessons students work on: en (notebooks/) or zh (notebooks/zh/)")
+                         help=_("the lessons students work on: en (notebooks/) or zh (notebooks/zh/)"))
     return parser
 
 
@@ -219,6 +230,6 @@ def main(argv=None) -> int:
             for line in collect(args):
                 print(line)
     except (HubError, workspace.WorkspaceError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(_("error: {message}", message=err), file=sys.stderr)
         return 2
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from glmcourse.i18n import _
 from glmcourse.modeling.configuration_chatglm import ChatGLMConfig
 from glmcourse.modeling.modeling_chatglm import ChatGLMForConditionalGeneration
 from glmcourse.modeling.tokenization_ice import IceTextTokenizer
@@ -82,7 +83,6 @@ def remote_code_wanted(path, trust_remote_code: bool) -> bool:
         import sys
 
         _NOTED.add(str(path))
-        # English in both editions for now: lesson 03's code cell cuts this line at " is a " to show it
-        print(f"note: {path} is a THUDM ChatGLM-6B folder; the course's own classes load it, so trust_remote_code is "
-              "not needed and its .py files were not run.", file=sys.stderr)
+        print(_("note: {path} is a THUDM ChatGLM-6B folder; the course's own classes load it, so trust_remote_code "
+                "is not needed and its .py files were not run.", path=path), file=sys.stderr)
     return False

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizer
 
+from glmcourse.i18n import _
+
 VOCAB_FILE = "ice_text.model"
 CONTROL_TOKENS = ["[MASK]", "[gMASK]", "[sMASK]", "<unused_0>", "<sop>", "<eop>", "<ENC>", "<dBLOCK>"]
 MAX_BLANK = 80
@@ -63,22 +65,23 @@ def load_sentencepiece(path):
     import sentencepiece as spm
 
     path = Path(path)
-    fix = ("copy ice_text.model again from the checkpoint folder you downloaded (or write a small one with "
-           "`python -m glmcourse.thudm_format --out DIR`)")
+    fix = _("copy ice_text.model again from the checkpoint folder you downloaded (or write a small one with "
+            "`python -m glmcourse.thudm_format --out DIR`)")
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise IceTokenizerError(f"{path}: cannot be read ({err.strerror or err}); {fix}.") from None
+        raise IceTokenizerError(_("{path}: cannot be read ({reason}); {fix}.", path=path, reason=err.strerror or err,
+                                  fix=fix)) from None
     processor = spm.SentencePieceProcessor()
     try:
         processor.LoadFromSerializedProto(raw)
     except Exception:  # sentencepiece raises a RuntimeError or OSError with a C++ message
-        raise IceTokenizerError(f"{path}: not a SentencePiece model ({len(raw)} bytes that do not parse as one); "
-                                f"{fix}.") from None
+        raise IceTokenizerError(_("{path}: not a SentencePiece model ({n} bytes that do not parse as one); "
+                                  "{fix}.", path=path, n=len(raw), fix=fix)) from None
     missing = [t for t in CONTROL_TOKENS[:6] + [NEWLINE, TAB] if processor.PieceToId(t) == processor.unk_id()]
     if missing:
-        raise IceTokenizerError(f"{path}: a SentencePiece model, but not ChatGLM-6B's (it lacks {', '.join(missing)}); "
-                                f"{fix}.")
+        raise IceTokenizerError(_("{path}: a SentencePiece model, but not ChatGLM-6B's (it lacks {missing}); "
+                                  "{fix}.", path=path, missing=", ".join(missing), fix=fix))
     return processor
 
 
@@ -106,8 +109,8 @@ class IceTextTokenizer(PreTrainedTokenizer):
                  end_token="</s>", mask_token="[MASK]", gmask_token="[gMASK]", pad_token="<pad>", unk_token="<unk>",
                  padding_side="left", do_lower_case=False, remove_space=False, **kwargs):
         if isinstance(num_image_tokens, bool) or not isinstance(num_image_tokens, int) or num_image_tokens < 0:
-            raise IceTokenizerError(f"num_image_tokens must be 0 (ChatGLM-6B v1.1) or 20000 (older checkpoints), "
-                                    f"got {num_image_tokens!r}; fix tokenizer_config.json.")
+            raise IceTokenizerError(_("num_image_tokens must be 0 (ChatGLM-6B v1.1) or 20000 (older checkpoints), "
+                                      "got {value!r}; fix tokenizer_config.json.", value=num_image_tokens))
         self.vocab_file = str(vocab_file)
         self.sp = load_sentencepiece(vocab_file)  # before super().__init__, which looks up the special tokens
         self.num_image_tokens = num_image_tokens
@@ -130,13 +133,15 @@ class IceTextTokenizer(PreTrainedTokenizer):
         folder = Path(pretrained_model_name_or_path)
         vocab = folder / VOCAB_FILE
         if not vocab.is_file():
-            raise IceTokenizerError(f"{folder}: no {VOCAB_FILE}; copy the complete checkpoint folder again.")
+            raise IceTokenizerError(_("{folder}: no {file}; copy the complete checkpoint folder again.", folder=folder,
+                                      file=VOCAB_FILE))
         settings = {}
         config_path = folder / "tokenizer_config.json"
         if config_path.is_file():
             settings = read_tokenizer_config(config_path)
             if not isinstance(settings, dict):
-                raise IceTokenizerError(f"{config_path}: must be a JSON object; copy the checkpoint folder again.")
+                raise IceTokenizerError(_("{path}: must be a JSON object; copy the checkpoint folder again.",
+                                          path=config_path))
         keep = ("num_image_tokens", "bos_token", "eos_token", "end_token", "mask_token", "gmask_token", "pad_token",
                 "unk_token", "do_lower_case", "remove_space", "clean_up_tokenization_spaces")
         options = {k: settings[k] for k in keep if k in settings and isinstance(settings[k], (str, int, bool))}
@@ -241,13 +246,16 @@ class IceTextTokenizer(PreTrainedTokenizer):
 def read_tokenizer_config(path: Path) -> object:
     """``tokenizer_config.json`` parsed, or an IceTokenizerError naming the file, the line and the fix (read here
     rather than through glmcourse.loading, which imports the tokenizers: the model package stays at the bottom)."""
-    fix = "copy the checkpoint folder again"
+    fix = _("copy the checkpoint folder again")
     try:
         return json.loads(path.read_bytes().decode("utf-8-sig"))
     except OSError as err:
-        raise IceTokenizerError(f"{path}: cannot be read ({err.strerror or err}); {fix}.") from None
+        raise IceTokenizerError(_("{path}: cannot be read ({reason}); {fix}.", path=path, reason=err.strerror or err,
+                                  fix=fix)) from None
     except UnicodeDecodeError:
-        raise IceTokenizerError(f"{path}: the tokenizer config is not UTF-8 text; {fix}.") from None
+        raise IceTokenizerError(_("{path}: the tokenizer config is not UTF-8 text; {fix}.", path=path,
+                                  fix=fix)) from None
     except json.JSONDecodeError as err:
-        raise IceTokenizerError(f"{path}: the tokenizer config is damaged, not valid JSON (line {err.lineno}, "
-                                f"column {err.colno}: {err.msg}); {fix}.") from None
+        raise IceTokenizerError(_("{path}: the tokenizer config is damaged, not valid JSON (line {line}, "
+                                  "column {column}: {reason}); {fix}.", path=path, line=err.lineno, column=err.colno,
+                                  reason=err.msg, fix=fix)) from None

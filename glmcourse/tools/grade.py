@@ -55,6 +55,7 @@ from pathlib import Path
 import glmcourse
 from glmcourse.cli import UsageError, check_output_dir, int_arg, one_line, run_cli
 from glmcourse.files import OUTPUT_MARKER, atomic_write, write_marker
+from glmcourse.i18n import _
 from glmcourse.tools.notebook_io import notebook_or_reason
 
 COURSE_NOTEBOOKS = glmcourse.REPO_ROOT / "notebooks"
@@ -273,21 +274,23 @@ def check_integrity(nb, lesson: Lesson):
         if index is None:  # tag lost: the checker line still identifies the cell
             index = next((i for i, c in code_cells(nb) if same_statement(checker_line(c.source), line)), None)
         if index is None:
-            changed[name] = "the exercise cell is missing"
+            changed[name] = _("the exercise cell is missing")
             continue
         where[name] = index
         found = checker_line(nb.cells[index].source)
         cheat = uses_solutions(nb.cells[index].source, name)
         if not same_statement(found, line):
-            changed[name] = f"checker line edited: the course's is `{line}`, this one `{found}`"
+            changed[name] = _("checker line edited: the course's is `{line}`, this one `{found}`", line=line,
+                              found=found)
         elif cheat:
-            changed[name] = f"calls the reference solution: `{cheat}`"
+            changed[name] = _("calls the reference solution: `{cheat}`", cheat=cheat)
     extra = sorted(guard_statements(nb) - lesson.guards)
     if extra:
-        more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+        first = extra[0].splitlines()[0][:80]
         for name in lesson.checkers:
-            changed.setdefault(name, f"rebinds attempt/checks or patches the course's code: "
-                                     f"`{extra[0].splitlines()[0][:80]}`{more}")
+            changed.setdefault(name, _("rebinds attempt/checks or patches the course's code: `{first}` and {n} more",
+                                       first=first, n=len(extra) - 1) if len(extra) > 1 else
+                               _("rebinds attempt/checks or patches the course's code: `{first}`", first=first))
     return where, changed
 
 
@@ -405,7 +408,7 @@ def withheld_solutions(folder: Path) -> None:
         names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] if tree else []
         (folder / path.name).write_text(
             '"""Withheld while grading."""\n\n\ndef _withheld(*args, **kwargs):\n'
-            '    raise RuntimeError("the reference solutions are withheld while grading")\n\n\n'
+            f'    raise RuntimeError({json.dumps(_("the reference solutions are withheld while grading"))})\n\n\n'
             + "".join(f"{name} = _withheld\n" for name in names), encoding="utf-8")
 
 
@@ -623,15 +626,15 @@ def verdict(cell, name: str, index: int, memory: int) -> Result:
     """What the exercise cell printed (the last verdict line for ``name``), ERROR or MEMORY."""
     failure = error_tail(cell)
     if failure and out_of_memory(cell):
-        return Result("MEMORY", f"cell {index} ran out of memory (--memory-limit {size_text(memory)}) and was "
-                                f"stopped:\n{error_tail(cell, 2)}")
+        return Result("MEMORY", _("cell {index} ran out of memory (--memory-limit {memory}) and was "
+                                  "stopped:\n{tail}", index=index, memory=size_text(memory), tail=error_tail(cell, 2)))
     if failure:
         return Result("ERROR", failure)
     text = ANSI.sub("", "".join(o.get("text", "") for o in cell.outputs
                                 if o.get("output_type") == "stream" and o.get("name") == "stdout"))
     found = [m for m in VERDICT_LINE.finditer(text) if m.group(2) == name]
     if not found:
-        return Result("ERROR", "the cell printed no verdict for " + name)
+        return Result("ERROR", _("the cell printed no verdict for {name}", name=name))
     return Result(WORDS[found[-1].group(1)], text[found[-1].end():].strip())
 
 
@@ -641,8 +644,8 @@ def died(client) -> str:
         code = client.km.provisioner.process.wait(timeout=5)
         if code is not None and code < 0:
             with suppress(ValueError):
-                return f" (killed by {signal.Signals(-code).name})"
-        return f" (exit status {code})"
+                return _(" (killed by {signal})", signal=signal.Signals(-code).name)
+        return _(" (exit status {code})", code=code)
     return ""
 
 
@@ -697,22 +700,24 @@ def run_notebook(nb, where: dict, lesson: Lesson, options, stop: threading.Event
                     continue  # the course's own demonstration of the reference solutions
                 left = deadline - time.monotonic()
                 if left < 1 or stop.is_set():
-                    run.stopped = Result("TIMEOUT", f"not run: the notebook ran past --notebook-timeout "
-                                                    f"{notebook_timeout} s")
+                    run.stopped = Result("TIMEOUT", _("not run: the notebook ran past --notebook-timeout "
+                                                      "{seconds} s", seconds=notebook_timeout))
                     break
                 outcome = None
                 try:
                     client.timeout = max(1, int(min(cell_timeout, left)))
                     client.execute_cell(cell, index)
                     if index in timeouts and left <= cell_timeout:
-                        run.stopped = Result("TIMEOUT", f"the notebook ran past --notebook-timeout {notebook_timeout} "
-                                                        f"s (in cell {index}); the cells after it were not run")
+                        run.stopped = Result("TIMEOUT", _("the notebook ran past --notebook-timeout {seconds} "
+                                                          "s (in cell {index}); the cells after it were not run",
+                                                          seconds=notebook_timeout, index=index))
                         break
                     if index in timeouts:
-                        outcome = Result("TIMEOUT", f"ran past --cell-timeout {cell_timeout} s and was interrupted")
+                        outcome = Result("TIMEOUT", _("ran past --cell-timeout {seconds} s and was interrupted",
+                                                      seconds=cell_timeout))
                         if not kernel_recovers(client, timeouts):
-                            run.stopped = Result("TIMEOUT", f"not run: the kernel did not recover from interrupting "
-                                                            f"cell {index}")
+                            run.stopped = Result("TIMEOUT", _("not run: the kernel did not recover from "
+                                                              "interrupting cell {index}", index=index))
                     elif index in exercise_at:
                         changed = patched_checkers(run_probe(client, PROBE, timeouts), expected)
                         if changed:
@@ -720,27 +725,30 @@ def run_notebook(nb, where: dict, lesson: Lesson, options, stop: threading.Event
                 except DeadKernelError:
                     how = died(client)
                     if watch.last >= 0.9 * memory:
-                        outcome = Result("MEMORY", f"cell {index} ran out of memory (--memory-limit "
-                                                   f"{size_text(memory)}): the kernel died{how}")
-                        run.stopped = Result("ERROR", f"not run: the kernel ran out of memory in cell {index} and died")
+                        outcome = Result("MEMORY", _("cell {index} ran out of memory (--memory-limit "
+                                                     "{memory}): the kernel died{how}", index=index,
+                                                     memory=size_text(memory), how=how))
+                        run.stopped = Result("ERROR", _("not run: the kernel ran out of memory in cell {index} and "
+                                                        "died", index=index))
                     else:
-                        run.stopped = Result("ERROR", f"the kernel died in cell {index}{how}; the cells after it "
-                                                      f"were not run")
+                        run.stopped = Result("ERROR", _("the kernel died in cell {index}{how}; the cells after it "
+                                                        "were not run", index=index, how=how))
                     if index in exercise_at and outcome:
                         run.results[exercise_at[index]] = outcome
                     break
                 if index in exercise_at:
                     run.results[exercise_at[index]] = outcome or verdict(cell, exercise_at[index], index, memory)
                 elif outcome or error_tail(cell):
-                    run.notes.append(f"cell {index}: " + (outcome.note if outcome else error_tail(cell, 1)))
+                    run.notes.append(_("cell {index}: {note}", index=index,
+                                       note=outcome.note if outcome else error_tail(cell, 1)))
                     if not outcome and out_of_memory(cell):
-                        run.flags.append(f"{lesson.number}: cell {index} ran out of memory "
-                                         f"(--memory-limit {size_text(memory)})")
+                        run.flags.append(_("{lesson}: cell {index} ran out of memory (--memory-limit {memory})",
+                                           lesson=lesson.number, index=index, memory=size_text(memory)))
                 if run.stopped:
                     break
             watch.done.set()
     for name in where:
-        run.results.setdefault(name, run.stopped or Result("ERROR", "not run"))
+        run.results.setdefault(name, run.stopped or Result("ERROR", _("not run")))
     return run
 
 
@@ -751,22 +759,26 @@ def grade(task: Task, options, stop: threading.Event) -> None:
     try:
         run = run_notebook(task.nb, where, lesson, options, stop)
     except Exception as err:  # noqa: BLE001 - e.g. no kernel could start: this notebook only
-        run = Run(stopped=Result("ERROR", f"could not run it: {type(err).__name__}: {one_line(err)}"))
+        run = Run(stopped=Result("ERROR", _("could not run it: {error}: {message}", error=type(err).__name__,
+                                            message=one_line(err))))
     if run.stopped:
         task.flags.append(f"{lesson.number}: {run.stopped.note}")
     task.flags.extend(run.flags)
     for name, checkers in run.patched.items():
-        changed.setdefault(name, "a checker's code was changed when this cell ran: " + ", ".join(checkers[:3]))
+        changed.setdefault(name, _("a checker's code was changed when this cell ran: {checkers}",
+                                   checkers=", ".join(checkers[:3])))
     for name in lesson.checkers:
-        result = run.results.get(name) or run.stopped or Result("ERROR", "not run")
+        result = run.results.get(name) or run.stopped or Result("ERROR", _("not run"))
         if name in changed:
-            ran = "" if name not in where else f" (it ran: {result.verdict})" + (f"\n{result.note}" if result.note else "")
+            ran = "" if name not in where else _(" (it ran: {verdict})", verdict=result.verdict) + (
+                f"\n{result.note}" if result.note else "")
             result = Result("CHANGED", changed[name] + ran)
         task.results[lesson.column(name)] = result
     if changed:
-        task.flags.append("checker changed: " + ", ".join(lesson.column(n) for n in changed))
+        task.flags.append(_("checker changed: {columns}", columns=", ".join(lesson.column(n) for n in changed)))
     task.sandbox = run.sandbox
-    task.notes = run.notes + [f"{task.path.name} ran in {time.monotonic() - start:.0f} s"]
+    task.notes = run.notes + [_("{name} ran in {seconds:.0f} s", name=task.path.name,
+                                seconds=time.monotonic() - start)]
 
 
 # ------------------------------------------------------------------------------------------ the class
@@ -815,22 +827,23 @@ def plan(folder: Path, lessons: list):
         seen = {}
         for path in files:
             shown = path.relative_to(folder).as_posix()
-            nb, problem = notebook_or_reason(path) if path.suffix == ".ipynb" else (None, "not a .ipynb file")
+            nb, problem = notebook_or_reason(path) if path.suffix == ".ipynb" else (None, _("not a .ipynb file"))
             lesson = recognise(nb, path, lessons) if nb else None
             if nb is None:
-                notes.append(f"not a notebook: {shown} ({problem})")
+                notes.append(_("not a notebook: {shown} ({problem})", shown=shown, problem=problem))
             elif lesson is None:
-                notes.append(f"not a course lesson: {shown} (no exercise cell of the course's notebooks)")
+                notes.append(_("not a course lesson: {shown} (no exercise cell of the course's notebooks)",
+                               shown=shown))
             elif lesson.path.name in seen:
-                notes.append(f"two notebooks for lesson {lesson.number}: {seen[lesson.path.name]}, {shown} "
-                             f"(graded {seen[lesson.path.name]})")
+                notes.append(_("two notebooks for lesson {lesson}: {first}, {shown} (graded {first})",
+                               lesson=lesson.number, first=seen[lesson.path.name], shown=shown))
             else:
                 seen[lesson.path.name] = shown
                 if path.name != lesson.path.name and path.stem != student.split("/")[-1]:  # in a student's folder
-                    notes.append(f"renamed: {shown} is lesson {lesson.path.name}")
+                    notes.append(_("renamed: {shown} is lesson {lesson}", shown=shown, lesson=lesson.path.name))
                 tasks.append(Task(student, path, nb, lesson))
         if not files:
-            notes.append("no files submitted")
+            notes.append(_("no files submitted"))
     return tasks, flags
 
 
@@ -859,10 +872,13 @@ def sandbox_summary(tasks: list) -> str:
         if not box:
             continue
         hidden = box.get("hidden") or []
-        line = (f"network {box.get('network', '?')}; user {box.get('user', '?')}; "
-                + (f"hidden: {', '.join(hidden)}" if hidden else "course tree and home not hidden (no mount namespace)")
-                + (f"; read-only: {', '.join(box['read_only'])}" if box.get("read_only") else "")
-                + "; a scratch copy of the course with the solutions withheld, an empty HOME and environment")
+        parts = [_("network {network}", network=box.get("network", "?")), _("user {user}", user=box.get("user", "?")),
+                 _("hidden: {folders}", folders=", ".join(hidden)) if hidden else
+                 _("course tree and home not hidden (no mount namespace)")]
+        if box.get("read_only"):
+            parts.append(_("read-only: {folders}", folders=", ".join(box["read_only"])))
+        parts.append(_("a scratch copy of the course with the solutions withheld, an empty HOME and environment"))
+        line = "; ".join(parts)
         if line not in seen:
             seen.append(line)
     return " | ".join(seen)
@@ -900,27 +916,33 @@ td.v{text-align:center;white-space:nowrap}.PASS{background:#c8efc8}.TRY_AGAIN{ba
 
 def write_html(path: Path, columns: list, table: list, options) -> None:
     e = html.escape
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>Grades</title><style>{STYLE}</style>"
-           f"</head><body><h1>Grades</h1><p>{len(table)} students, graded {e(time.strftime('%Y-%m-%d %H:%M'))} "
-           f"(--cell-timeout {options.cell_timeout} s, --notebook-timeout {options.notebook_timeout} s, "
-           f"--memory-limit {e(size_text(options.memory_limit))}, --jobs {options.jobs}). "
-           f"Students' kernels: {e(getattr(options, 'sandbox', '') or 'none ran')}. "
-           "Hover a verdict for its hint; open a student's <i>details</i> for all of them.</p><table><thead><tr>"
-           "<th>student</th>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "<th>total</th><th>flags and hints</th>"
-           "</tr></thead><tbody>"]
+    title = e(_("Grades"))
+    intro = _("{students} students, graded {when} (--cell-timeout {cell} s, --notebook-timeout {notebook} s, "
+              "--memory-limit {memory}, --jobs {jobs}). Students' kernels: {kernels}. "
+              "Hover a verdict for its hint; open a student's <i>details</i> for all of them.", students=len(table),
+              when=e(time.strftime("%Y-%m-%d %H:%M")), cell=options.cell_timeout, notebook=options.notebook_timeout,
+              memory=e(size_text(options.memory_limit)), jobs=options.jobs,
+              kernels=e(getattr(options, "sandbox", "") or _("none ran")))
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style>"
+           f"</head><body><h1>{title}</h1><p>{intro}</p><table><thead><tr>"
+           f"<th>{e(_('student'))}</th>" + "".join(f"<th>{e(c)}</th>" for c in columns)
+           + f"<th>{e(_('total'))}</th><th>{e(_('flags and hints'))}</th></tr></thead><tbody>"]
+    not_submitted, details, note = e(_("not submitted")), e(_("details")), e(_("note"))
     for student, results, flags, notes in table:
         cells = "".join(f"<td class='v {r.verdict.replace(' ', '_')}' title='{e(r.note)}'>{e(r.verdict)}</td>"
-                        if r else "<td class='v' title='not submitted'>&ndash;</td>"
+                        if r else f"<td class='v' title='{not_submitted}'>&ndash;</td>"
                         for r in (results.get(c) for c in columns))
         hints = "".join(f"<dt>{e(c)}: {e(r.verdict)}</dt><dd><pre>{e(r.note)}</pre></dd>"
                         for c, r in results.items() if r.verdict != "PASS" and r.note)
-        hints += "".join(f"<dt>note</dt><dd><pre>{e(n)}</pre></dd>" for n in notes)
+        hints += "".join(f"<dt>{note}</dt><dd><pre>{e(n)}</pre></dd>" for n in notes)
         total = sum(r.verdict == "PASS" for r in results.values())
         out.append(f"<tr><th>{e(student)}</th>{cells}<td>{total}</td><td>"
                    + "".join(f"<div class='flag'>{e(f)}</div>" for f in flags)
-                   + (f"<details><summary>details</summary><dl>{hints}</dl></details>" if hints else "") + "</td></tr>")
-    passed = [sum(r.get(c) is not None and r[c].verdict == "PASS" for _, r, _, _ in table) for c in columns]
-    out.append("</tbody><tfoot><tr><th>passed</th>" + "".join(f"<td class='v'>{n}</td>" for n in passed)
+                   + (f"<details><summary>{details}</summary><dl>{hints}</dl></details>" if hints else "")
+                   + "</td></tr>")
+    passed = [sum(r.get(c) is not None and r[c].verdict == "PASS" for _student, r, _flags, _notes in table)
+              for c in columns]
+    out.append(f"</tbody><tfoot><tr><th>{e(_('passed'))}</th>" + "".join(f"<td class='v'>{n}</td>" for n in passed)
                + "<td></td><td></td></tr></tfoot></table></body></html>\n")
     with atomic_write(path) as handle:
         handle.write("".join(out))
@@ -938,10 +960,10 @@ def memory_arg(text: str) -> int:
     """``--memory-limit``: bytes, or a number with K, M, G (binary units: 2G = 2 GiB), at least 256M."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(text), re.I)
     if not match:
-        raise argparse.ArgumentTypeError(f"--memory-limit {text!r}: not a size; write e.g. 2G or 1536M")
+        raise argparse.ArgumentTypeError(_("--memory-limit {text!r}: not a size; write e.g. 2G or 1536M", text=text))
     value = int(float(match.group(1)) * UNITS[match.group(2).lower()])
     if not 256 * 2 ** 20 <= value <= 2 ** 40:
-        raise argparse.ArgumentTypeError(f"--memory-limit {text}: must be between 256M and 1T; e.g. 2G")
+        raise argparse.ArgumentTypeError(_("--memory-limit {text}: must be between 256M and 1T; e.g. 2G", text=text))
     return value
 
 
@@ -961,19 +983,19 @@ def build_parser():
     p = CourseParser(prog="python -m glmcourse.tools.grade", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("submissions", metavar="SUBMISSIONS", kind=INPUT_DIR,
-                   help="folder of students' notebooks: alice.ipynb per student, or a folder per student")
+                   help=_("folder of students' notebooks: alice.ipynb per student, or a folder per student"))
     p.add_argument("--out", required=True, kind=OUTPUT_DIR, replace_check=False,
-                   help="folder for grades.csv and report.html (created)")
+                   help=_("folder for grades.csv and report.html (created)"))
     p.add_argument("--cell-timeout", type=int_arg("--cell-timeout", 1, 24 * 3600, example=600), default=600,
-                   help="seconds one cell may run before it is interrupted (default 600)")
+                   help=_("seconds one cell may run before it is interrupted (default 600)"))
     p.add_argument("--notebook-timeout", type=int_arg("--notebook-timeout", 1, 24 * 3600, example=1800), default=1800,
-                   help="seconds one notebook may run; the exercises left are TIMEOUT (default 1800)")
+                   help=_("seconds one notebook may run; the exercises left are TIMEOUT (default 1800)"))
     p.add_argument("--jobs", type=int_arg("--jobs", 1, 64, example=2), default=None,
-                   help="notebooks run at the same time (default: the number of cores, fewer when the free "
-                        "memory does not hold that many kernels at --memory-limit)")
+                   help=_("notebooks run at the same time (default: the number of cores, fewer when the free "
+                        "memory does not hold that many kernels at --memory-limit)"))
     p.add_argument("--memory-limit", type=memory_arg, default=DEFAULT_MEMORY, metavar="SIZE",
-                   help="memory one student's kernel may allocate, e.g. 2G or 1536M (default 2G); past it the "
-                        "allocation fails in that kernel only and the cell's exercise is MEMORY")
+                   help=_("memory one student's kernel may allocate, e.g. 2G or 1536M (default 2G); past it the "
+                        "allocation fails in that kernel only and the cell's exercise is MEMORY"))
     p.error_prefix = "grade: "
     return p
 
@@ -985,25 +1007,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 def check_usage(args) -> list:
     """Every bad path as a UsageError before any slow work; returns the course's lessons."""
     folder, out = Path(args.submissions), Path(args.out)
-    fix = "pass the folder holding the students' notebooks (alice.ipynb, or bob/02_quantization.ipynb)"
+    fix = _("pass the folder holding the students' notebooks (alice.ipynb, or bob/02_quantization.ipynb)")
     if not folder.exists():
-        raise UsageError(f"SUBMISSIONS {folder}: no such folder; {fix}.")
+        raise UsageError(_("SUBMISSIONS {folder}: no such folder; {fix}.", folder=folder, fix=fix))
     if not folder.is_dir():
-        raise UsageError(f"SUBMISSIONS {folder}: is a file, not a folder; {fix}.")
+        raise UsageError(_("SUBMISSIONS {folder}: is a file, not a folder; {fix}.", folder=folder, fix=fix))
     if not any(not hidden(p.name) for p in folder.iterdir()):
-        raise UsageError(f"SUBMISSIONS {folder}: is empty; put one notebook per student in it (alice.ipynb) "
-                         f"or one folder per student (bob/01_glm_attention_masks.ipynb).")
+        raise UsageError(_("SUBMISSIONS {folder}: is empty; put one notebook per student in it (alice.ipynb) "
+                           "or one folder per student (bob/01_glm_attention_masks.ipynb).", folder=folder))
     check_output_dir(out, "--out", inputs=[("SUBMISSIONS", folder)], overwrite=True)
     if out.is_dir():
         names = {p.name for p in out.iterdir()}
         foreign = sorted(names - {*OUTPUTS, OUTPUT_MARKER}) if OUTPUT_MARKER in names else sorted(names)
         if foreign:
-            raise UsageError(f"--out {out}: holds files grade did not write ({', '.join(foreign[:5])}); nothing was "
-                             f"changed. Choose a new folder, or one an earlier grade run wrote.")
+            raise UsageError(_("--out {out}: holds files grade did not write ({files}); nothing was "
+                               "changed. Choose a new folder, or one an earlier grade run wrote.", out=out,
+                               files=", ".join(foreign[:5])))
     lessons = [lesson for lesson in course_lessons() if lesson.checkers]
     if not lessons:
-        raise UsageError(f"no tagged exercise cells in the course's notebooks ({COURSE_NOTEBOOKS}); run grade "
-                         f"from a complete checkout of the course.")
+        raise UsageError(_("no tagged exercise cells in the course's notebooks ({folder}); run grade "
+                           "from a complete checkout of the course.", folder=COURSE_NOTEBOOKS))
     return lessons
 
 
@@ -1019,7 +1042,7 @@ def main(argv=None) -> int:
     try:
         lessons = check_usage(args)
     except UsageError as err:
-        print(f"grade: {err}", file=sys.stderr)
+        print(_("grade: {error}", error=err), file=sys.stderr)
         return 2
 
     def body():
@@ -1033,8 +1056,9 @@ def main(argv=None) -> int:
         write_marker(out, "glmcourse.tools.grade")
         write_csv(out / OUTPUTS[0], columns, table)
         write_html(out / OUTPUTS[1], columns, table, args)
-        print(f"graded {len(tasks)} notebooks of {len(table)} students in {time.monotonic() - start:.0f} s: "
-              f"{out / OUTPUTS[0]}, {out / OUTPUTS[1]}")
+        print(_("graded {notebooks} notebooks of {students} students in {seconds:.0f} s: {csv}, {html}",
+                notebooks=len(tasks), students=len(table), seconds=time.monotonic() - start, csv=out / OUTPUTS[0],
+                html=out / OUTPUTS[1]))
 
     return run_cli(body)
 
