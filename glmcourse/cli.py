@@ -392,10 +392,63 @@ class GuardExit(SystemExit):
     """The guard refused a path or a number (a SystemExit with status 2; the line is already printed)."""
 
 
+class _LanguageHelp(argparse.HelpFormatter):
+    """argparse's own help words ("usage: ", " (default: ...)") in the learner's language."""
+
+    def add_usage(self, usage, actions, groups, prefix=None):
+        super().add_usage(usage, actions, groups, _("usage: ") if prefix is None else prefix)
+
+    def _get_help_string(self, action):  # ArgumentDefaultsHelpFormatter appends its English " (default: ...)"
+        return super()._get_help_string(action).replace(
+            " (default: %(default)s)", _(" (default: {default})", default="%(default)s"))
+
+
+def argparse_error_text(text: str) -> str:
+    """argparse's own error texts (English in every Python) in the learner's language; other texts unchanged.
+    Each template gives back the English text it matched, so English output is argparse's own."""
+    import re
+
+    def match(pattern):
+        return re.fullmatch(pattern, text, re.S)
+
+    if m := match(r"argument ([^:]+): (.+)"):
+        return _("argument {argument}: {problem}", argument=m[1], problem=argparse_error_text(m[2]))
+    if m := match(r"unrecognized arguments: (.+)"):
+        return _("unrecognized arguments: {arguments}", arguments=m[1])
+    if m := match(r"the following arguments are required: (.+)"):
+        return _("the following arguments are required: {arguments}", arguments=m[1])
+    if m := match(r"invalid choice: (.+) \(choose from (.+)\)"):
+        return _("invalid choice: {value} (choose from {choices})", value=m[1], choices=m[2])
+    if m := match(r"invalid (\S+) value: (.+)"):
+        return _("invalid {type} value: {value}", type=m[1], value=m[2])
+    if m := match(r"ambiguous option: (\S+) could match (.+)"):
+        return _("ambiguous option: {option} could match {matches}", option=m[1], matches=m[2])
+    if m := match(r"one of the arguments (.+) is required"):
+        return _("one of the arguments {arguments} is required", arguments=m[1])
+    if m := match(r"not allowed with argument (.+)"):
+        return _("not allowed with argument {argument}", argument=m[1])
+    if m := match(r"ignored explicit argument (.+)"):
+        return _("ignored explicit argument {value}", value=m[1])
+    return {"expected one argument": _("expected one argument"),
+            "expected at most one argument": _("expected at most one argument"),
+            "expected at least one argument": _("expected at least one argument")}.get(text, text)
+
+
 class CourseParser(argparse.ArgumentParser):
-    """argparse with a ``kind=`` per flag, checked by ``guard`` after parsing; errors are one line, exit 2."""
+    """argparse with a ``kind=`` per flag, checked by ``guard`` after parsing; errors are one line, exit 2.
+    argparse's own words (usage, section titles, -h's help, its error texts) come in the learner's language."""
 
     error_prefix = None  # None: ``error: `` in the learner's language; a command may put its own name there
+
+    def __init__(self, *args, formatter_class=argparse.HelpFormatter, **kwargs):
+        if not issubclass(formatter_class, _LanguageHelp):
+            formatter_class = type(f"Course{formatter_class.__name__}", (_LanguageHelp, formatter_class), {})
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+        self._positionals.title = _("positional arguments")
+        self._optionals.title = _("options")
+        for action in self._actions:
+            if isinstance(action, argparse._HelpAction):
+                action.help = _("show this help message and exit")
 
     def add_argument(self, *args, kind=None, fmt=None, owned=None, overwrite_flag=None, same_as_input_ok=False,
                      replace_check=True, course_model_ok=False, within_context=False, **kwargs):
@@ -413,7 +466,7 @@ class CourseParser(argparse.ArgumentParser):
     def error(self, message):  # one line (no usage block): what, where and the fix
         import sys
 
-        message = " ".join(str(message).split("\n"))
+        message = argparse_error_text(" ".join(str(message).split("\n")))
         if not message.rstrip().endswith((".", ")", "。", "）")):
             message = _("{message} (see {prog} --help)", message=message, prog=self.prog)
         line = _("error: {message}", message=message) if self.error_prefix is None else self.error_prefix + message

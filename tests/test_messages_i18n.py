@@ -148,6 +148,40 @@ def test_the_commands_error_exit_speaks_the_language(monkeypatch, capsys):
     assert run_cli(body) == 1 and capsys.readouterr().err == "错误：--x 3: out of range\n"
 
 
+def _parser():
+    import argparse
+
+    from glmcourse.cli import CourseParser, int_arg
+
+    parser = CourseParser(prog="demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--n", type=int_arg("--n", 1), default=2, help="how many")
+    parser.add_argument("--mode", choices=["a", "b"], default="a", help="which")
+    return parser
+
+
+@pytest.mark.parametrize("lang, words", [
+    ("en", ["usage: demo", "options:", "show this help message and exit", "(default: 2)"]),
+    ("zh", ["用法：demo", "选项", "显示这条帮助信息并退出", "（默认值：2）"])])
+def test_argparse_own_help_words_speak_the_language(lang, words, monkeypatch):
+    monkeypatch.setenv("GLMCOURSE_LANG", lang)
+    text = _parser().format_help()
+    assert all(word in text for word in words), text
+
+
+@pytest.mark.parametrize("argv, english, chinese", [
+    (["--bogus"], "error: unrecognized arguments: --bogus (see demo --help)", "错误：无法识别的参数：--bogus（参见 demo --help）"),
+    (["--mode", "c"], "error: argument --mode: invalid choice: 'c' (choose from 'a', 'b')",
+     "错误：参数 --mode：无效的选项值：'c'（可选：'a', 'b'）"),
+    (["--n"], "error: argument --n: expected one argument (see demo --help)",
+     "错误：参数 --n：需要一个参数值（参见 demo --help）")])
+def test_argparse_own_errors_speak_the_language(argv, english, chinese, monkeypatch, capsys):
+    for lang, want in (("en", english), ("zh", chinese)):
+        monkeypatch.setenv("GLMCOURSE_LANG", lang)
+        with pytest.raises(SystemExit):
+            _parser().parse_args(argv)
+        assert capsys.readouterr().err.strip() == want
+
+
 def test_doctor_lines_in_chinese(zh, tmp_path):
     from glmcourse import doctor
 
