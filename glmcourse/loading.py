@@ -121,64 +121,35 @@ def _where(flag) -> str:
     return f"{flag} " if flag else ""
 
 
-# check_json_file's messages, one whole sentence per kind of file and problem (fields: path, fix; line, column
-# and error for "damaged"), so that each language words them in its own order.
-_JSON_PROBLEMS = {
-    "file": {
-        "empty": lambda **f: _("{path}: the file is empty; {fix}.", **f),
-        "binary": lambda **f: _("{path}: the file is not UTF-8 text (a binary or damaged file); {fix}.", **f),
-        "damaged": lambda **f: _("{path}: the file is damaged, not valid JSON (line {line}, column {column}: "
-                                 "{error}); {fix}.", **f)},
-    "model config": {
-        "empty": lambda **f: _("{path}: the model config is empty; {fix}.", **f),
-        "binary": lambda **f: _("{path}: the model config is not UTF-8 text (a binary or damaged file); {fix}.", **f),
-        "damaged": lambda **f: _("{path}: the model config is damaged, not valid JSON (line {line}, column {column}: "
-                                 "{error}); {fix}.", **f)},
-    "generation config": {
-        "empty": lambda **f: _("{path}: the generation config is empty; {fix}.", **f),
-        "binary": lambda **f: _("{path}: the generation config is not UTF-8 text (a binary or damaged file); {fix}.",
-                                **f),
-        "damaged": lambda **f: _("{path}: the generation config is damaged, not valid JSON (line {line}, column "
-                                 "{column}: {error}); {fix}.", **f)},
-    "tokenizer file": {
-        "empty": lambda **f: _("{path}: the tokenizer file is empty; {fix}.", **f),
-        "binary": lambda **f: _("{path}: the tokenizer file is not UTF-8 text (a binary or damaged file); {fix}.", **f),
-        "damaged": lambda **f: _("{path}: the tokenizer file is damaged, not valid JSON (line {line}, column "
-                                 "{column}: {error}); {fix}.", **f)},
-    "tokenizer config": {
-        "empty": lambda **f: _("{path}: the tokenizer config is empty; {fix}.", **f),
-        "binary": lambda **f: _("{path}: the tokenizer config is not UTF-8 text (a binary or damaged file); {fix}.",
-                                **f),
-        "damaged": lambda **f: _("{path}: the tokenizer config is damaged, not valid JSON (line {line}, column "
-                                 "{column}: {error}); {fix}.", **f)},
-    "weights index": {
-        "empty": lambda **f: _("{path}: the weights index is empty; {fix}.", **f),
-        "binary": lambda **f: _("{path}: the weights index is not UTF-8 text (a binary or damaged file); {fix}.", **f),
-        "damaged": lambda **f: _("{path}: the weights index is damaged, not valid JSON (line {line}, column "
-                                 "{column}: {error}); {fix}.", **f)},
-}
+def _file_kind(what: str) -> str:
+    """check_json_file's name for a kind of file, as a whole noun phrase in the learner's language."""
+    return {"file": _("the file"), "model config": _("the model config"),
+            "generation config": _("the generation config"), "tokenizer file": _("the tokenizer file"),
+            "tokenizer config": _("the tokenizer config"), "weights index": _("the weights index")}[what]
 
 
 def check_json_file(path, what: str = "file") -> object:
     """Parse a JSON file of a model folder, or raise ModelFileError naming it, the line and the fix.
 
-    ``what`` is one of ``_JSON_PROBLEMS``' kinds of file ("model config", "tokenizer file", ...)."""
+    ``what`` is one of ``_file_kind``'s kinds of file ("model config", "tokenizer file", ...)."""
     path = Path(path)
-    say = _JSON_PROBLEMS[what]
+    kind = _file_kind(what)
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise ModelFileError(_("{path}: cannot be read ({error}); {fix}.", path=path, error=err.strerror or err,
                                fix=rebuild_hint())) from None
     if not raw.strip():
-        raise ModelFileError(say["empty"](path=path, fix=rebuild_hint()))
+        raise ModelFileError(_("{path}: {what} is empty; {fix}.", path=path, what=kind, fix=rebuild_hint()))
     try:
         return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
-        raise ModelFileError(say["binary"](path=path, fix=rebuild_hint())) from None
+        raise ModelFileError(_("{path}: {what} is not UTF-8 text (a binary or damaged file); {fix}.", path=path,
+                               what=kind, fix=rebuild_hint())) from None
     except json.JSONDecodeError as err:
-        raise ModelFileError(say["damaged"](path=path, line=err.lineno, column=err.colno, error=err.msg,
-                                            fix=rebuild_hint())) from None
+        raise ModelFileError(_("{path}: {what} is damaged, not valid JSON (line {line}, column {column}: {error}); "
+                               "{fix}.", path=path, what=kind, line=err.lineno, column=err.colno, error=err.msg,
+                               fix=rebuild_hint())) from None
 
 
 def check_safetensors(path) -> None:
