@@ -161,9 +161,6 @@ def measure_training_memory(mode: str = "lora", steps: int = 3, batch_size: int 
     Peak RSS only grows within a process, so run each mode in a fresh one:
     ``python -m glmcourse.memory --mode lora`` (``memory_in_subprocess`` does that).
     """
-    import resource
-    import sys
-
     from glmcourse.settings import seed_everything
 
     seed_everything(0)
@@ -193,10 +190,27 @@ def measure_training_memory(mode: str = "lora", steps: int = 3, batch_size: int 
         optimizer.zero_grad(set_to_none=True)
     trainable, total = count_parameters(model)
     grad_bytes = sum(p.numel() * p.element_size() for p in params)
-    rss_unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return {"mode": mode, "trainable": trainable, "total": total,
             "optimizer_state_bytes": optimizer_state_bytes(optimizer), "gradient_bytes": grad_bytes,
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * rss_unit}
+            "peak_rss_bytes": peak_rss_bytes()}
+
+
+def peak_rss_bytes() -> int:
+    """This process's own peak resident memory.
+
+    On Linux that is ``VmHWM`` in /proc/self/status: ``ru_maxrss`` there also counts the RSS its parent had
+    when it forked, so a measurement started from a 1 GB notebook kernel would read at least 1 GB whatever it
+    did. Elsewhere ``ru_maxrss`` (bytes on macOS, KiB on other systems)."""
+    import resource
+
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def memory_in_subprocess(mode: str, **kwargs) -> dict:

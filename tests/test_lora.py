@@ -334,6 +334,26 @@ def test_optimizer_state_is_two_moments_per_trainable_parameter(tiny_dir):
         memory.measure_training_memory("half", **small)
 
 
+def test_peak_rss_is_the_measuring_process_own_not_its_parents(tmp_path):
+    """Linux's ru_maxrss counts the RSS a process inherited at fork; a child of a big kernel must not read it."""
+    import inspect
+    import subprocess
+    import sys
+
+    ballast = bytearray(800 * 2**20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])  # touch every page: 800 MiB resident here
+    code = ("import resource, runpy; ns = runpy.run_path(%r); "
+            "print(ns['peak_rss_bytes']() // 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    source = tmp_path / "peak.py"  # the function alone, so the child stays small (no torch)
+    source.write_text(inspect.getsource(memory.peak_rss_bytes), encoding="utf-8")
+    own, inherited = map(int, subprocess.run([sys.executable, "-c", code % str(source)], capture_output=True,
+                                             text=True, check=True).stdout.split())
+    del ballast
+    assert own < 200, f"the child read {own} MiB: its parent's memory, not its own"
+    if sys.platform.startswith("linux"):
+        assert inherited >= 800, "ru_maxrss no longer counts the parent's RSS here; the test shows nothing"
+
+
 # ---------------------------------------------------------------------------------- checkers
 RIGHT_AND_WRONG = {
     "check_lora_param_count": (lambda i, o, r: r * (i + o), lambda i, o, r: r * i * o),

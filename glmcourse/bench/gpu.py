@@ -135,11 +135,10 @@ class Meter:
             self.smi = max(samples) / 1024 if samples else None
             self.smi_source = source
         else:
-            import resource
+            from glmcourse.memory import peak_rss_bytes
 
             self.seconds = time.perf_counter() - self.start
-            rss_unit = 1 if sys.platform == "darwin" else 1024
-            self.smi = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * rss_unit / GiB
+            self.smi = peak_rss_bytes() / GiB
             self.peak_allocated = self.model_bytes() / GiB if self.model_bytes else None
             self.smi_source = "CPU dry run: peak RSS"
         return False
