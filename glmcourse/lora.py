@@ -57,7 +57,7 @@ class LoRALinear(nn.Module):
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 32, dropout: float = 0.0):
         super().__init__()
         if r < 1:
-            raise LoraError(f"LoRA rank r={r}: it must be a positive integer (the seed uses 8).")
+            raise LoraError(_("LoRA rank r={r}: it must be a positive integer (the seed uses 8).", r=r))
         self.base = base
         for param in self.base.parameters():
             param.requires_grad_(False)
@@ -203,19 +203,18 @@ def resolve_target_modules(model: nn.Module, target_modules=None, verbose: bool 
             raise LoraError(_("target_modules {missing} match no Linear layer of {model} (model_type {model_type!r}). "
                               "Its Linear layers are: {available}.{hint}", missing=missing, model=type(model).__name__,
                               model_type=model_type, available=available, hint=hint))
-        return targets, "as given"
+        return targets, _("as given")
     default = peft_default_targets(model_type) if model_type else None
     if default is not None and all(any(_matches(n, t) for n in layers) for t in default):
-        how = f"peft's default for model_type {model_type!r}"
+        how = _("peft's default for model_type {model_type!r}", model_type=model_type)
         targets = default
     else:
         targets = sorted({n.rsplit(".", 1)[-1] for n in layers
                           if any(w in part.lower() for part in n.split(".")[:-1] for w in ATTENTION_WORDS)})
         if not targets:
-            raise LoraError(
-                f"peft has no default LoRA targets for model_type {model_type!r} and no Linear layer sits in an "
-                f"attention block. Pass target_modules with names from: {available}."
-            )
+            raise LoraError(_("peft has no default LoRA targets for model_type {model_type!r} and no Linear layer sits "
+                              "in an attention block. Pass target_modules with names from: {available}.",
+                              model_type=model_type, available=available))
         how = _("no peft default for model_type {model_type!r}: every Linear inside attention "
                 "(a parent named {names})", model_type=model_type, names=" / ".join(ATTENTION_WORDS))
     if verbose:
