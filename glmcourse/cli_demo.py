@@ -100,7 +100,7 @@ def answer(model, tokenizer, query: str, history: list, gen: dict) -> list:
             return history
         except ValueError as err:  # the message alone does not fit the context, or a bad setting
             text = one_line(err)
-            if isinstance(err, QueryTooLong) or "does not fit" in text:
+            if isinstance(err, QueryTooLong):
                 text = _("your message is too long for the model's context{why}. Shorten it or split it into several "
                          "messages", why=_too_long_hint(model, tokenizer, query, gen))
             print("\n" + _("[not answered: {reason}. The conversation so far is kept; type another message.]",

@@ -170,7 +170,7 @@ def respond(model, tokenizer, query: str, messages: list, history: list, max_len
             yield asked + [{"role": "assistant", "content": safe_markdown(response)}], new_history, ""
     except (ValueError, RuntimeError, TypeError, IndexError) as err:
         text = one_line(err)
-        if isinstance(err, QueryTooLong) or "does not fit" in text:
+        if isinstance(err, QueryTooLong):
             text = _("the message is too long for the model's context; shorten it or raise Maximum length")
         note = _("*(not answered: {reason}. The conversation so far is kept.)*", reason=safe_markdown(text))
         yield asked + [{"role": "assistant", "content": note}], history, query
